@@ -1,0 +1,28 @@
+"""The paper's hyperparameters (Waissbluth, Gillick, Cella: "Synthesis by Layering").
+
+Variants import this file and override a few fields. `get_config('smoke')` is a tiny run for CI.
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    # Corpus: one-shots at 22.05 kHz, 1 s, normalised (Section 3.1).
+    c.data = d = ml_collections.ConfigDict()
+    d.roots = ()  # folders / kit files; empty: the open kits installed or fetched, else synthetic
+    d.synthetic = False  # True: procedural snares only, whatever is installed (CI, demos)
+    d.category = "snare"
+    d.max_duration = 30.0  # seconds; longer files are loops or songs, not one-shots
+    d.near_duplicate = 0.9  # onset-waveform correlation that makes two clips one group
+    d.split = (0.8, 0.1, 0.1)  # train / val / test, by kit and near-duplicate group
+    d.augment_per_clip = 0  # augmented variants of each training target
+    d.procedural = 300  # synthetic snares generated when no samples are found
+
+    if arg == "smoke":
+        d.synthetic = True  # CI must not depend on what the machine has installed
+        d.procedural = 48
+        d.max_duration = 5.0
+    return c

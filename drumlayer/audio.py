@@ -1,0 +1,193 @@
+"""Audio I/O boundary: decode any file libsndfile reads into the canonical one-shot, and write WAV.
+
+The canonical clip (the paper's Section 3.1, conventions of ARCHITECTURE.md) is mono (mean of
+channels), 22,050 Hz through a band-limited resampler (libsoxr, very high quality), with leading
+silence trimmed (below -60 dB re peak, 1 ms kept), cut to 1 s with a 10 ms fade-out or zero-padded,
+and peak-normalised to 1.0.
+
+`canonical` is pure numpy and knows nothing of files; `read_audio` / `load_clip` / `write_wav` are
+the only functions here that touch the file system. Every failure of a file is one error type,
+`AudioError`, whose message names the file, says what is wrong and, where it can, what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+SAMPLE_RATE = 22050
+CLIP_SECONDS = 1.0
+CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)
+# libsndfile decodes in blocks of this many frames; long files are never read whole.
+_BLOCK_FRAMES = 65536
+
+
+class AudioError(Exception):
+    """A file (or array) that cannot become a clip. `reason` is short and fit for rejected.csv."""
+
+    def __init__(self, reason: str, path: str | os.PathLike | None = None, hint: str = ""):
+        self.reason = reason
+        self.path = None if path is None else os.fspath(path)
+        self.hint = hint
+        where = f"{self.path}: " if self.path is not None else ""
+        super().__init__(f"{where}{reason}" + (f" ({hint})" if hint else ""))
+
+    def with_path(self, path: str | os.PathLike) -> AudioError:
+        return AudioError(self.reason, path, self.hint)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipSpec:
+    """How a recording becomes a clip: the knobs of `canonical`."""
+
+    sample_rate: int = SAMPLE_RATE
+    seconds: float = CLIP_SECONDS
+    silence_db: float = -60.0  # leading samples below this, re peak, are trimmed
+    keep_ms: float = 1.0  # kept before the first sample above the threshold
+    fade_ms: float = 10.0  # fade-out applied when a recording is cut
+    silent_peak: float = 1e-4  # a recording whose peak is below this is rejected as silent
+
+    @property
+    def samples(self) -> int:
+        return int(round(self.sample_rate * self.seconds))
+
+
+def resample(audio: np.ndarray, rate_in: float, rate_out: float) -> np.ndarray:
+    """Band-limited resampling along the last axis. audio: [..., n] -> [..., round(n*out/in)]."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if rate_in == rate_out:
+        return audio
+    flat = audio.reshape(-1, audio.shape[-1])
+    # soxr wants [frames, channels]; each row is an independent channel.
+    out = soxr.resample(np.ascontiguousarray(flat.T), rate_in, rate_out, quality="VHQ")
+    out = np.asarray(out, dtype=np.float32).reshape(-1, flat.shape[0]).T
+    return out.reshape(*audio.shape[:-1], out.shape[-1])
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """audio: [frames] or [frames, channels] -> [frames], the mean of the channels."""
+    audio = np.asarray(audio, dtype=np.float32)
+    return audio if audio.ndim == 1 else audio.mean(axis=1)
+
+
+def canonical(audio: np.ndarray, rate: float, spec: ClipSpec = ClipSpec()) -> np.ndarray:
+    """One recording -> the canonical clip.
+
+    audio: [frames] or [frames, channels], any float scale; rate: its sample rate in Hz.
+    Returns float32 [spec.samples], onset at the start, peak exactly 1.0.
+    Raises AudioError (without a path) when the recording is empty, non-finite or silent.
+    """
+    x = to_mono(audio)
+    if x.size == 0:
+        raise AudioError("empty: no audio frames", hint="the file holds a header but no sound")
+    if not np.all(np.isfinite(x)):
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise AudioError(f"non-finite: {bad} NaN or infinite samples")
+    peak = float(np.max(np.abs(x)))
+    if peak < spec.silent_peak:
+        raise AudioError(f"silent: peak {peak:.2e} below {spec.silent_peak:.0e}")
+    threshold = peak * 10.0 ** (spec.silence_db / 20.0)
+    onset = int(np.argmax(np.abs(x) >= threshold))
+    start = max(0, onset - int(round(spec.keep_ms * 1e-3 * rate)))
+    # Resample a little more than one clip so the cut point is well inside the resampled signal.
+    need = int(np.ceil(spec.seconds * rate)) + int(np.ceil(0.01 * rate)) + 1
+    seg = x[start : start + need]
+    was_cut = x.size - start > int(np.ceil(spec.seconds * rate))
+    y = resample(seg, rate, spec.sample_rate)
+    n = spec.samples
+    if y.size >= n:
+        y = y[:n].copy()
+        if was_cut:
+            fade = max(1, int(round(spec.fade_ms * 1e-3 * spec.sample_rate)))
+            y[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
+    else:
+        y = np.pad(y, (0, n - y.size))
+    peak_out = float(np.max(np.abs(y)))
+    if peak_out < spec.silent_peak * 1e-2 or not np.isfinite(peak_out):
+        raise AudioError(
+            f"silent after resampling to {spec.sample_rate} Hz: its content lies above "
+            f"{spec.sample_rate // 2} Hz"
+        )
+    return (y / peak_out).astype(np.float32)
+
+
+def read_audio(
+    path: str | os.PathLike, max_seconds: float | None = None
+) -> tuple[np.ndarray, int]:
+    """Decode a file (anything libsndfile reads) -> (audio [frames, channels] float32, rate).
+
+    At most `max_seconds` are decoded, block by block, so a multi-hour file costs no more than that.
+    Raises AudioError naming the file.
+    """
+    path = os.fspath(path)
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        reason = "symlink loop" if e.errno == 40 else f"cannot open: {e.strerror}"
+        raise AudioError(reason, path) from None
+    if not os.path.isfile(path):
+        raise AudioError("not a regular file", path)
+    if st.st_size == 0:
+        raise AudioError("empty file (0 bytes)", path)
+    try:
+        with sf.SoundFile(path) as f:
+            rate = int(f.samplerate)
+            if f.frames == 0:
+                raise AudioError("empty: no audio frames", path)
+            limit = f.frames if max_seconds is None else min(f.frames, int(max_seconds * rate))
+            blocks, got = [], 0
+            while got < limit:
+                block = f.read(min(_BLOCK_FRAMES, limit - got), dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                blocks.append(block)
+                got += block.shape[0]
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        msg = str(e).split(": ", 1)[-1] if ": " in str(e) else str(e)
+        raise AudioError(
+            f"unreadable: {msg}", path, hint="not audio, or a format/codec libsndfile lacks"
+        ) from None
+    except (OSError, MemoryError) as e:
+        raise AudioError(f"cannot read: {e}", path) from None
+    if not blocks:
+        raise AudioError("empty: no audio frames could be decoded (truncated?)", path)
+    return np.concatenate(blocks, axis=0), rate
+
+
+def load_clip(
+    path: str | os.PathLike, spec: ClipSpec = ClipSpec(), max_seconds: float = 10.0
+) -> np.ndarray:
+    """A file -> canonical clip float32 [spec.samples]. Raises AudioError naming the file."""
+    audio, rate = read_audio(path, max_seconds=max_seconds)
+    try:
+        return canonical(audio, rate, spec)
+    except AudioError as e:
+        raise e.with_path(path) from None
+
+
+def write_wav(
+    path: str | os.PathLike,
+    audio: np.ndarray,
+    sample_rate: int = SAMPLE_RATE,
+    out_rate: int | None = None,
+    bits: int = 24,
+) -> None:
+    """Write audio [frames] or [frames, channels] as a WAV of `bits` (16 or 24) at `out_rate`.
+
+    audio is float in [-1, 1] at `sample_rate`; it is resampled when out_rate differs, and clipped
+    to [-1, 1] (the caller sets headroom).
+    """
+    subtype = {16: "PCM_16", 24: "PCM_24"}.get(bits)
+    if subtype is None:
+        raise ValueError(f"bits must be 16 or 24, got {bits}")
+    audio = np.asarray(audio, dtype=np.float32)
+    out_rate = sample_rate if out_rate is None else int(out_rate)
+    if out_rate != sample_rate:
+        audio = resample(audio.T, sample_rate, out_rate).T
+    sf.write(os.fspath(path), np.clip(audio, -1.0, 1.0), out_rate, subtype=subtype, format="WAV")

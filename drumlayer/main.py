@@ -1,0 +1,45 @@
+"""Entry point of the main job.
+
+    python -m drumlayer.main --config=configs/snare.py [--workdir=runs/snare]
+
+Logs the devices, then runs the stages of `drumlayer.pipeline` into the workdir.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "config file", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "output folder (default: runs/<config name>)")
+
+
+def default_workdir(config_path: str) -> str:
+    name = os.path.splitext(os.path.basename(config_path.split(":")[0]))[0]
+    variant = config_path.split(":", 1)[1] if ":" in config_path else ""
+    return os.path.join("runs", name + (f"-{variant}" if variant else ""))
+
+
+def main(argv):
+    del argv
+    import jax
+
+    from drumlayer import corpus, pipeline
+
+    config = _CONFIG.value
+    workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
+    logging.info("JAX %s, devices: %s", jax.__version__, jax.devices())
+    try:
+        pipeline.run(config, workdir)
+    except corpus.CorpusError as e:
+        logging.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config"])
+    app.run(main)

@@ -1,0 +1,30 @@
+"""The one place that knows the layout of a run's working directory.
+
+    WORKDIR/config.json       the config the run was started with
+    WORKDIR/corpus/           clips.npy, manifest.csv, rejected.csv, corpus.json, augmented.*
+    WORKDIR/features/ ...     (later stages add their folders here)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+
+@dataclasses.dataclass(frozen=True)
+class Workdir:
+    root: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", os.path.abspath(os.path.expanduser(self.root)))
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    @property
+    def config(self) -> str:
+        return self.path("config.json")
+
+    @property
+    def corpus(self) -> str:
+        return self.path("corpus")

@@ -1,0 +1,114 @@
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from drumlayer import audio, kits
+
+from kitgen import hit, write_hydrogen_kit, write_sf2, write_sfz_kit
+
+
+@pytest.mark.parametrize("name,category", [
+    ("Snare", "snare"), ("SnareHard_03.wav", "snare"), ("Std Snr 1(L)", "snare"),
+    ("d3 - snare 1", "snare"), ("SD_rock", "snare"), ("sd1", "snare"),
+    ("Snare Roll", "other"), ("snare_roll_2", "other"), ("Snares Off", "other"),
+    ("snare-off.wav", "other"), ("Snare Rimshot", "rim"), ("Pearl Side Stick", "rim"),
+    ("sidestick01", "rim"), ("snare_rim01", "rim"), ("Stick", "rim"), ("Hand Clap", "clap"),
+    ("Kick-Softest", "kick"), ("Bass Drum 1", "kick"), ("BD_909", "kick"),
+    ("hihat_closed01", "hi-hat"), ("Hi-Hat Open", "hi-hat"), ("Floor Tom", "tom"),
+    ("tom_hi01", "tom"), ("Crash 1", "cymbal"), ("24Ride-1", "cymbal"), ("Cowbell", "other"),
+    ("Brush Swirl", "other"), ("Ocean Wave", "other"), ("piano C4", None),
+])
+def test_category_from_name(name, category):
+    assert kits.category_from_name(name) == category
+
+
+def test_gm_keys_and_precedence():
+    assert kits.classify("", key=38) == "snare"
+    assert kits.classify("", key=40) == "snare"
+    assert kits.classify("", key=37) == "rim"
+    assert kits.classify("Snare Roll", key=38) == "other"  # a name beats a key
+    assert kits.classify("mystery", key=None) == "other"
+
+
+def test_hydrogen_kit(tmp_path):
+    write_hydrogen_kit(str(tmp_path / "kit"), name="My Kit", licence="CC-BY 3.0")
+    cands = kits.parse_hydrogen(str(tmp_path / "kit" / "drumkit.xml"))
+    by_file = {os.path.basename(c.file): c for c in cands}
+    assert set(by_file) == {"kick.wav", "sn_soft.wav", "sn_hard.flac", "roll.wav", "stick.wav"}
+    assert by_file["sn_soft.wav"].category == "snare"
+    assert by_file["sn_hard.flac"].layer == "0.50-1.00"
+    assert by_file["roll.wav"].category == "other"
+    assert by_file["stick.wav"].category == "rim"
+    assert by_file["kick.wav"].category == "kick"
+    assert all(c.kit == "My Kit" and c.licence == "CC-BY 3.0" for c in cands)
+
+
+def test_sfz_kit(tmp_path):
+    write_sfz_kit(str(tmp_path))
+    cands = kits.parse_sfz(str(tmp_path / "kit.sfz"))
+    got = {os.path.basename(c.file): (c.key, c.category) for c in cands}
+    assert got == {"a.wav": (36, "kick"), "b.wav": (38, "snare"), "c.wav": (40, "other"),
+                   "d.wav": (42, "hi-hat")}
+    assert all(os.path.exists(c.file) for c in cands)
+
+
+def test_sfz_note_names():
+    assert kits.sfz_key("c4") == 60
+    assert kits.sfz_key("d2") == 38
+    assert kits.sfz_key("c#3") == 49
+    assert kits.sfz_key("eb3") == 51
+    assert kits.sfz_key("38") == 38
+
+
+def test_sf2_reads_drum_keys_and_sample_data(tmp_path):
+    rate = 32000
+    snare = (hit(rate, freq=200, seed=1) * 30000).astype(np.int16)
+    kick = (hit(rate, freq=60, seed=2) * 30000).astype(np.int16)
+    path = str(tmp_path / "font.sf2")
+    write_sf2(path, [("Snare 1", snare, rate, 38), ("Kick", kick, rate, 36)],
+              drum_zones=[(38, 38, 0), (36, 36, 1), (40, 41, 0)])
+    cands = kits.parse_sf2(path)
+    got = {(c.key, c.category, c.instrument) for c in cands}
+    # the melodic preset is skipped; key 41 maps the snare sample but 'Snare' names it
+    assert got == {(36, "kick", "Kick"), (38, "snare", "Snare 1"), (40, "snare", "Snare 1"),
+                   (41, "snare", "Snare 1")}
+    assert all(c.kit == "Test Font / Test Kit" and c.licence == "CC0 test data" for c in cands)
+    by_key = {c.key: c for c in cands}
+    clip = kits.load_candidate(by_key[38])
+    np.testing.assert_allclose(clip, audio.canonical(snare / 32768.0, rate), atol=1e-5)
+    # key 40 plays the sample (root 38) two semitones up: a faster playback rate
+    assert by_key[40].spans[0].rate == pytest.approx(rate * 2 ** (2 / 12))
+
+
+def test_sf2_rejects_non_soundfont(tmp_path):
+    p = tmp_path / "x.sf2"
+    p.write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
+    with pytest.raises(ValueError, match="not an SF2"):
+        kits.parse_sf2(str(p))
+
+
+def test_walk_cuts_symlink_loops_and_reads_linked_files_once(tmp_path):
+    (tmp_path / "a").mkdir()
+    sf.write(tmp_path / "a" / "snare.wav", hit(44100), 44100)
+    os.symlink(tmp_path, tmp_path / "a" / "loop")  # a directory loop
+    os.symlink(tmp_path / "a" / "snare.wav", tmp_path / "again.wav")  # same file twice
+    files, problems = kits.walk_files([str(tmp_path)])
+    assert len([f for f in files if f.endswith(".wav")]) == 1
+    assert problems == []
+
+
+def test_discover_claims_kit_files_and_keeps_loose_ones(tmp_path):
+    write_hydrogen_kit(str(tmp_path / "h2"))
+    loose = tmp_path / "loose" / "My Snares"
+    loose.mkdir(parents=True)
+    sf.write(loose / "fat snare.wav", hit(44100), 44100)
+    (loose / "LICENSE.txt").write_text("CC0 1.0\n")
+    cands, rejected = kits.discover([str(tmp_path)])
+    assert rejected == []
+    fmt = {os.path.basename(c.file): c.source_format for c in cands}
+    assert fmt["sn_soft.wav"] == "hydrogen" and fmt["fat snare.wav"] == "folder"
+    loose_c = next(c for c in cands if c.source_format == "folder")
+    assert loose_c.category == "snare" and loose_c.licence == "CC0 1.0"
+    assert loose_c.kit == os.path.join("loose", "My Snares")

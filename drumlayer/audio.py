@@ -116,12 +116,14 @@ def canonical(audio: np.ndarray, rate: float, spec: ClipSpec = ClipSpec()) -> np
 
 
 def read_audio(
-    path: str | os.PathLike, max_seconds: float | None = None
+    path: str | os.PathLike, max_seconds: float | None = None,
+    max_duration: float | None = None,
 ) -> tuple[np.ndarray, int]:
     """Decode a file (anything libsndfile reads) -> (audio [frames, channels] float32, rate).
 
     At most `max_seconds` are decoded, block by block, so a multi-hour file costs no more than that.
-    Raises AudioError naming the file.
+    A file longer than `max_duration` seconds is refused before decoding (a loop or a song is no
+    one-shot). Raises AudioError naming the file.
     """
     path = os.fspath(path)
     try:
@@ -138,6 +140,10 @@ def read_audio(
             rate = int(f.samplerate)
             if f.frames == 0:
                 raise AudioError("empty: no audio frames", path)
+            if max_duration is not None and f.frames > max_duration * rate:
+                raise AudioError(f"too long for a one-shot ({f.frames / rate:.1f} s > "
+                                 f"{max_duration:g} s)", path,
+                                 hint="raise max_duration to include it")
             limit = f.frames if max_seconds is None else min(f.frames, int(max_seconds * rate))
             blocks, got = [], 0
             while got < limit:
@@ -161,10 +167,11 @@ def read_audio(
 
 
 def load_clip(
-    path: str | os.PathLike, spec: ClipSpec = ClipSpec(), max_seconds: float = 10.0
+    path: str | os.PathLike, spec: ClipSpec = ClipSpec(), max_seconds: float = 10.0,
+    max_duration: float | None = None,
 ) -> np.ndarray:
     """A file -> canonical clip float32 [spec.samples]. Raises AudioError naming the file."""
-    audio, rate = read_audio(path, max_seconds=max_seconds)
+    audio, rate = read_audio(path, max_seconds=max_seconds, max_duration=max_duration)
     try:
         return canonical(audio, rate, spec)
     except AudioError as e:

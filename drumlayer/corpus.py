@@ -3,8 +3,8 @@
     python -m drumlayer.corpus --roots=DIR[,DIR...] --category=snare --out=DIR [--augment=N]
 
 writes into DIR:
-    clips.npy      float32 [N, 22050], filled row by row through a memory map (100,000 files cost
-                   no more memory than 1,000)
+    clips.npy      float32 [N, 22050], written row by row as files decode (100,000 files cost
+                   little more memory than 1,000: a 1 KB onset signature per clip)
     manifest.csv   id, file, kit, instrument, category, source_format, licence, key, layer,
                    group (near-duplicate group), split (train/val/test by kit and group)
     rejected.csv   file, reason: every file that could not become a clip, and exact duplicates
@@ -16,7 +16,6 @@ Decoding runs in worker processes (all cores); nothing here trains or computes m
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import csv
 import dataclasses
 import hashlib
@@ -29,12 +28,13 @@ import time
 import warnings
 
 import numpy as np
-import soundfile as sf
+from scipy import sparse
+from scipy.sparse import csgraph
 from tqdm import tqdm
 
 from drumlayer import audio as audio_lib
 from drumlayer import augment as augment_lib
-from drumlayer import kits, synth
+from drumlayer import kits, npyio, synth
 
 log = logging.getLogger(__name__)
 
@@ -89,118 +89,84 @@ def default_roots() -> list[str]:
 
 # ----------------------------------------------------------------------------- decoding
 
+SIGNATURE_HEAD = 2048  # onset samples compared for near-duplicates (93 ms at 22.05 kHz)
+SIGNATURE_POOL = 2  # averaged in pairs: a 1024-d signature (2 KB) of the band below ~5.5 kHz
+
+
+def onset_signature(clip: np.ndarray) -> np.ndarray:
+    """clip [S] -> zero-mean unit-norm float16 [SIGNATURE_HEAD // SIGNATURE_POOL]: its onset."""
+    x = np.asarray(clip[:SIGNATURE_HEAD], np.float32).reshape(-1, SIGNATURE_POOL).mean(axis=1)
+    x = x - x.mean()
+    return (x / (np.linalg.norm(x) + 1e-12)).astype(np.float16)
+
 
 def _decode(job: tuple[kits.Candidate, audio_lib.ClipSpec, float]):
-    """Worker: candidate -> (clip or None, reason)."""
+    """Worker: candidate -> (clip, sha1 digest, onset signature) or (None, reason, None)."""
     cand, spec, max_duration = job
     try:
-        if not cand.spans:
-            try:
-                info = sf.info(cand.file)
-                if info.duration > max_duration:
-                    return None, (f"too long for a one-shot ({info.duration:.1f} s > "
-                                  f"{max_duration:g} s; raise max_duration to include it)")
-            except (sf.LibsndfileError, RuntimeError, OSError, ValueError):
-                pass  # load_clip gives the precise reason
-        return kits.load_candidate(cand, spec), ""
+        clip = kits.load_candidate(cand, spec, max_duration=max_duration)
     except audio_lib.AudioError as e:
-        return None, e.reason + (f" ({e.hint})" if e.hint else "")
+        return None, e.reason + (f" ({e.hint})" if e.hint else ""), None
     except Exception as e:  # noqa: BLE001 - one bad file never stops the corpus
-        return None, f"unexpected error: {type(e).__name__}: {e}"
+        return None, f"unexpected error: {type(e).__name__}: {e}", None
+    return clip, hashlib.sha1(clip.tobytes()).digest(), onset_signature(clip)
 
 
 def _decode_all(cands, spec, max_duration, workers, progress):
-    """Yield (candidate, clip or None, reason) in order, decoding on all cores."""
-    jobs = ((c, spec, max_duration) for c in cands)
+    """Yield (candidate, clip or None, digest or reason, signature) in order, on all cores."""
+    jobs = [(c, spec, max_duration) for c in cands]
     bar = tqdm(total=len(cands), desc="decoding", unit="file", disable=not progress,
                file=sys.stderr, mininterval=1.0)
-    if workers == 1 or len(cands) < 16:
-        results = map(_decode, jobs)
-        pool = None
+    pool = None
+    if workers > 1 and len(cands) >= 64:
+        pool = multiprocessing.get_context("spawn").Pool(workers)
+        results = pool.imap(_decode, jobs, chunksize=32)
     else:
-        pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        results = pool.map(_decode, jobs, chunksize=8)
+        results = map(_decode, jobs)
     try:
-        for cand, (clip, reason) in zip(cands, results, strict=True):
+        for cand, res in zip(cands, results, strict=True):
             bar.update()
-            yield cand, clip, reason
+            yield cand, *res
     finally:
         bar.close()
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
-
-
-def shrink_npy(path: str, rows: int) -> None:
-    """Cut a C-order .npy file to its first `rows` rows in place (header rewritten, same size)."""
-    with open(path, "r+b") as f:
-        version = np.lib.format.read_magic(f)
-        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                else np.lib.format.read_array_header_2_0)
-        shape, fortran, dtype = read(f)
-        offset = f.tell()
-        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran,
-                  "shape": (rows, *shape[1:])}
-        text = repr(header).encode("latin1")
-        head_len = offset - 10 if version == (1, 0) else offset - 12
-        f.seek(offset - head_len)
-        f.write(text + b" " * (head_len - len(text) - 1) + b"\n")
-        f.truncate(offset + rows * int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize)
+            pool.terminate()
 
 
 # ----------------------------------------------------------------------------- grouping
 
 
-def _signatures(clips: np.ndarray, n: int, head: int = 2048, chunk: int = 2048) -> np.ndarray:
-    """Zero-mean, unit-norm first `head` samples of each clip: [n, head] float32 (chunked)."""
-    out = np.empty((n, head), np.float32)
-    for i in range(0, n, chunk):
-        x = np.asarray(clips[i : i + chunk, :head], dtype=np.float32)
-        x = x - x.mean(axis=1, keepdims=True)
-        out[i : i + chunk] = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
-    return out
+def _components(n: int, edges: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Connected components of a graph on n nodes given edge arrays -> labels [n] in 0..k-1."""
+    rows = np.concatenate([e[0] for e in edges] + [np.zeros(0, np.int64)])
+    cols = np.concatenate([e[1] for e in edges] + [np.zeros(0, np.int64)])
+    graph = sparse.coo_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(n, n))
+    return csgraph.connected_components(graph, directed=False)[1]
 
 
-class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = np.arange(n)
-
-    def find(self, i: int) -> int:
-        root = i
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[i] != root:
-            self.parent[i], i = root, self.parent[i]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-    def labels(self) -> np.ndarray:
-        roots = np.array([self.find(i) for i in range(len(self.parent))])
-        return np.unique(roots, return_inverse=True)[1]
+def _same_key_edges(keys: list) -> tuple[np.ndarray, np.ndarray]:
+    """Edges joining every item to the first item with the same key."""
+    first: dict = {}
+    rows = np.arange(len(keys))
+    cols = np.array([first.setdefault(k, i) for i, k in enumerate(keys)], dtype=np.int64)
+    return rows, cols
 
 
 def near_duplicate_groups(
-    clips: np.ndarray, n: int, layer_keys: list[str], threshold: float, block: int = 512
+    signatures: np.ndarray, layer_keys: list[str], threshold: float, block: int = 2048
 ) -> np.ndarray:
     """Group ids [n]: velocity layers of one instrument (same layer_key) and clips whose onset
-    waveforms correlate above `threshold` (the same recording reused, e.g. across soundfonts).
+    signatures correlate above `threshold` (the same recording reused, e.g. across soundfonts).
 
-    clips: [>=n, S] (a memory map is fine); compared in blocks, so memory is O(block * n).
+    signatures: [n, d] unit-norm (`onset_signature`); compared in blocks, memory O(block * n).
     """
-    uf = _UnionFind(n)
-    first: dict[str, int] = {}
-    for i, k in enumerate(layer_keys):
-        uf.union(i, first.setdefault(k, i))
-    sig = _signatures(clips, n)
+    n = len(layer_keys)
+    sig = np.asarray(signatures, np.float32)
+    edges = [_same_key_edges(layer_keys)]
     for i in range(0, n, block):
-        sim = sig[i : i + block] @ sig[i:].T  # only pairs (a, b) with b >= a
-        for a, b in zip(*np.nonzero(sim >= threshold), strict=True):
-            if b > a:
-                uf.union(i + int(a), i + int(b))
-    return uf.labels()
+        a, b = np.nonzero(sig[i : i + block] @ sig[i:].T >= threshold)  # pairs with b >= a
+        edges.append((i + a, i + b))
+    return _components(n, edges)
 
 
 def split_units(units: np.ndarray, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> np.ndarray:
@@ -226,14 +192,9 @@ def split_units(units: np.ndarray, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> 
 
 def split_ids(kit_names: list[str], groups: np.ndarray, fractions, seed: int) -> np.ndarray:
     """Splits [n] in {0,1,2}: clips of one kit or one near-duplicate group share a split."""
-    n = len(kit_names)
-    uf = _UnionFind(n)
-    first_of_kit: dict[str, int] = {}
-    first_of_group: dict[int, int] = {}
-    for i in range(n):
-        uf.union(i, first_of_kit.setdefault(kit_names[i], i))
-        uf.union(i, first_of_group.setdefault(int(groups[i]), i))
-    return split_units(uf.labels(), fractions, seed)
+    units = _components(len(kit_names), [_same_key_edges(kit_names),
+                                         _same_key_edges(list(groups))])
+    return split_units(units, fractions, seed)
 
 
 # ----------------------------------------------------------------------------- building
@@ -289,28 +250,25 @@ def build(
     spec = opts.spec
     clips_path = os.path.join(out_dir, "clips.npy")
     tmp_path = os.path.join(out_dir, "clips.tmp.npy")
-    mm = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.float32,
-                                   shape=(max(1, len(cands)), spec.samples))
     kept: list[kits.Candidate] = []
+    sigs: list[np.ndarray] = []
     seen: dict[bytes, int] = {}
     n_dup = 0
     workers = opts.workers or os.cpu_count() or 1
-    for cand, clip, reason in _decode_all(cands, spec, opts.max_duration, workers, progress):
-        where = cand.file if not cand.spans else f"{cand.file}#{cand.kit}/{cand.instrument}"
-        if clip is None:
-            rejected.append((where, reason))
-            continue
-        digest = hashlib.sha1(clip.tobytes()).digest()
-        if digest in seen:
-            n_dup += 1
-            rejected.append((where, f"duplicate: identical to clip {seen[digest]} "
-                                    f"({kept[seen[digest]].file})"))
-            continue
-        seen[digest] = len(kept)
-        mm[len(kept)] = clip
-        kept.append(cand)
-    mm.flush()
-    del mm
+    with npyio.RowWriter(tmp_path, (spec.samples,), np.float32, max(1, len(cands))) as out:
+        for cand, clip, digest, sig in _decode_all(cands, spec, opts.max_duration, workers,
+                                                   progress):
+            where = cand.file if not cand.spans else f"{cand.file}#{cand.kit}/{cand.instrument}"
+            if clip is None:
+                rejected.append((where, digest))
+            elif digest in seen:
+                n_dup += 1
+                rejected.append((where, f"duplicate: identical to clip {seen[digest]} "
+                                        f"({kept[seen[digest]].file})"))
+            else:
+                seen[digest] = out.append(clip)
+                kept.append(cand)
+                sigs.append(sig)
     n = len(kept)
     _write_csv(os.path.join(out_dir, "rejected.csv"), ("file", "reason"), rejected)
     if n == 0:
@@ -318,11 +276,9 @@ def build(
         raise CorpusError(
             f"no usable {opts.category} clips under {', '.join(roots)}: {n_found} candidates, "
             f"{len(rejected)} rejected (reasons in {out_dir}/rejected.csv); {NO_SAMPLES_HINT}")
-    shrink_npy(tmp_path, n)
     os.replace(tmp_path, clips_path)
-    clips = np.load(clips_path, mmap_mode="r")
     layer_keys = [f"{c.kit}\0{c.instrument}\0{c.key}" for c in kept]
-    groups = near_duplicate_groups(clips, n, layer_keys, opts.near_duplicate)
+    groups = near_duplicate_groups(np.stack(sigs), layer_keys, opts.near_duplicate)
     splits = split_ids([c.kit for c in kept], groups, opts.split, opts.seed)
     rows = [(i, c.file, c.kit, c.instrument, c.category, c.source_format, c.licence,
              "" if c.key is None else c.key, c.layer, int(groups[i]), SPLITS[splits[i]])
@@ -390,16 +346,15 @@ def write_augmented(out_dir: str, per_clip: int, seed: int = 0, split: str = "tr
     """
     rows = read_manifest(out_dir)
     parents = np.array([int(r["id"]) for r in rows if r["split"] == split], dtype=np.int64)
-    clips = np.load(os.path.join(out_dir, "clips.npy"), mmap_mode="r")
+    clips_path = os.path.join(out_dir, "clips.npy")
     path = os.path.join(out_dir, "augmented.npy")
-    out = np.lib.format.open_memmap(path + ".tmp.npy", mode="w+", dtype=np.float32,
-                                    shape=(len(parents) * per_clip, clips.shape[1]))
-    for k, p in enumerate(tqdm(parents, desc="augmenting", unit="clip", file=sys.stderr,
-                               mininterval=1.0)):
-        variants, _ = augment_lib.augment(clips[p : p + 1], per_clip, seed=seed * 1_000_003 + p)
-        out[k * per_clip : (k + 1) * per_clip] = variants
-    out.flush()
-    del out
+    with npyio.RowWriter(path + ".tmp.npy", (npyio.read_rows(clips_path, 0, 1).shape[1],),
+                         np.float32, len(parents) * per_clip) as out:
+        for p in tqdm(parents, desc="augmenting", unit="clip", file=sys.stderr, mininterval=1.0):
+            variants, _ = augment_lib.augment(npyio.read_rows(clips_path, p, p + 1), per_clip,
+                                              seed=seed * 1_000_003 + int(p))
+            for v in variants:
+                out.append(v)
     os.replace(path + ".tmp.npy", path)
     _write_csv(os.path.join(out_dir, "augmented.csv"), ("id", "parent"),
                [(i, int(p)) for i, p in enumerate(np.repeat(parents, per_clip))])

@@ -13,6 +13,7 @@ snares-off hits, side-sticks, rim clicks, rimshots and claps are never snares.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import struct
@@ -123,11 +124,12 @@ class Candidate:
 
 
 def load_candidate(
-    cand: Candidate, spec: audio_lib.ClipSpec = audio_lib.ClipSpec(), max_seconds: float = 10.0
+    cand: Candidate, spec: audio_lib.ClipSpec = audio_lib.ClipSpec(), max_seconds: float = 10.0,
+    max_duration: float | None = None,
 ) -> np.ndarray:
     """Candidate -> canonical clip [spec.samples]. Raises audio.AudioError naming the file."""
     if not cand.spans:
-        return audio_lib.load_clip(cand.file, spec, max_seconds=max_seconds)
+        return audio_lib.load_clip(cand.file, spec, max_seconds, max_duration)
     where = f"{cand.file}#{cand.instrument}"
     chans = []
     try:
@@ -207,9 +209,10 @@ def _ext(path: str) -> str:
     return os.path.splitext(path)[1].lower()
 
 
-def _licence_near(path: str, stop: str) -> str:
-    """First line of a LICENSE/COPYING file in the file's folder or an ancestor up to `stop`."""
-    d = os.path.dirname(path)
+@functools.lru_cache(maxsize=4096)
+def _licence_near(folder: str, stop: str) -> str:
+    """First line of a LICENSE/COPYING file in `folder` or an ancestor up to `stop`."""
+    d = folder
     stop = os.path.abspath(stop)
     while True:
         try:
@@ -523,6 +526,6 @@ def discover(roots: list[str]) -> tuple[list[Candidate], list[tuple[str, str]]]:
         candidates.append(Candidate(
             file=path, kit=rel, instrument=stem,
             category=classify(stem, *reversed(rel.split(os.sep))),
-            source_format="folder", licence=_licence_near(path, root),
+            source_format="folder", licence=_licence_near(folder, root),
         ))
     return candidates, rejected

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from drumlayer import audio, augment, corpus, synth
+from drumlayer import audio, augment, corpus, npyio, synth
 
 from kitgen import hit, write_hydrogen_kit
 
@@ -148,11 +148,23 @@ def test_shrink_npy(tmp_path):
     mm = np.lib.format.open_memmap(p, mode="w+", dtype=np.float32, shape=(1000, 7))
     mm[:] = np.arange(7000, dtype=np.float32).reshape(1000, 7)
     del mm
-    corpus.shrink_npy(p, 9)
+    npyio.shrink_npy(p, 9)
     a = np.load(p)
     assert a.shape == (9, 7)
     np.testing.assert_array_equal(a, np.arange(63, dtype=np.float32).reshape(9, 7))
     assert os.path.getsize(p) == 128 + 9 * 7 * 4
+    np.testing.assert_array_equal(npyio.read_rows(p, 2, 5), a[2:5])
+
+
+def test_row_writer(tmp_path):
+    p = str(tmp_path / "w.npy")
+    with npyio.RowWriter(p, (3,), np.float32, max_rows=100_000) as w:
+        for i in range(5):
+            assert w.append(np.full(3, i)) == i
+    a = np.load(p)
+    assert a.shape == (5, 3) and a[4, 0] == 4
+    with pytest.raises(ValueError, match="shape"):
+        npyio.RowWriter(str(tmp_path / "x.npy"), (3,), np.float32, 2).append(np.zeros(4))
 
 
 def test_procedural_fallback(tmp_path, monkeypatch):

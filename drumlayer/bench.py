@@ -101,7 +101,9 @@ def generate_folder(folder: str, n: int, seed: int = 0) -> None:
         os.makedirs(d, exist_ok=True)
         rate, secs = 44100, rng.uniform(0.3, 0.8)
         t = np.arange(int(rate * secs)) / rate
-        x = np.sin(2 * np.pi * rng.uniform(150, 300) * t + rng.uniform(0, 2 * np.pi)) * np.exp(-t / rng.uniform(0.03, 0.2))
+        phase = rng.uniform(0, 2 * np.pi)
+        x = np.sin(2 * np.pi * rng.uniform(150, 300) * t + phase)
+        x *= np.exp(-t / rng.uniform(0.03, 0.2))
         x += rng.uniform(0.2, 1) * rng.standard_normal(t.size) * np.exp(-t / rng.uniform(.02, .2))
         sf.write(os.path.join(d, f"snare_{i:06d}.wav"), 0.9 * x / np.abs(x).max(), rate,
                  subtype="PCM_16")

@@ -8,6 +8,7 @@ writes into DIR:
     manifest.csv   id, file, kit, instrument, category, source_format, licence, key, layer,
                    group (near-duplicate group), split (train/val/test by kit and group)
     rejected.csv   file, reason: every file that could not become a clip, and exact duplicates
+    signatures.npy float16 [N, 1024], each clip's onset (near-duplicate detection)
     corpus.json    what was asked and what came out; written last, so its presence means done
 and, with --augment=N, augmented.npy [M, 22050] + augmented.csv (id, parent) of the train split.
 
@@ -153,19 +154,28 @@ def _same_key_edges(keys: list) -> tuple[np.ndarray, np.ndarray]:
 
 
 def near_duplicate_groups(
-    signatures: np.ndarray, layer_keys: list[str], threshold: float, block: int = 2048
+    signatures: str | np.ndarray, layer_keys: list[str], threshold: float, block: int = 4096
 ) -> np.ndarray:
     """Group ids [n]: velocity layers of one instrument (same layer_key) and clips whose onset
     signatures correlate above `threshold` (the same recording reused, e.g. across soundfonts).
 
-    signatures: [n, d] unit-norm (`onset_signature`); compared in blocks, memory O(block * n).
+    signatures: [n, d] unit-norm rows (`onset_signature`), or the path of a .npy holding them;
+    compared block against block, so memory is O(block^2 + block * d) whatever n is.
     """
     n = len(layer_keys)
-    sig = np.asarray(signatures, np.float32)
+
+    def rows(start: int) -> np.ndarray:
+        if isinstance(signatures, str):
+            return npyio.read_rows(signatures, start, start + block).astype(np.float32)
+        return np.asarray(signatures[start : start + block], np.float32)
+
     edges = [_same_key_edges(layer_keys)]
     for i in range(0, n, block):
-        a, b = np.nonzero(sig[i : i + block] @ sig[i:].T >= threshold)  # pairs with b >= a
-        edges.append((i + a, i + b))
+        left = rows(i)
+        for j in range(i, n, block):
+            a, b = np.nonzero(left @ rows(j).T >= threshold)
+            keep = i + a < j + b  # each unordered pair once
+            edges.append((i + a[keep], j + b[keep]))
     return _components(n, edges)
 
 
@@ -251,11 +261,14 @@ def build(
     clips_path = os.path.join(out_dir, "clips.npy")
     tmp_path = os.path.join(out_dir, "clips.tmp.npy")
     kept: list[kits.Candidate] = []
-    sigs: list[np.ndarray] = []
+    sig_path = os.path.join(out_dir, "signatures.npy")
     seen: dict[bytes, int] = {}
     n_dup = 0
     workers = opts.workers or os.cpu_count() or 1
-    with npyio.RowWriter(tmp_path, (spec.samples,), np.float32, max(1, len(cands))) as out:
+    rows = max(1, len(cands))
+    with (npyio.RowWriter(tmp_path, (spec.samples,), np.float32, rows) as out,
+          npyio.RowWriter(sig_path, (SIGNATURE_HEAD // SIGNATURE_POOL,), np.float16,
+                          rows) as sig_out):
         for cand, clip, digest, sig in _decode_all(cands, spec, opts.max_duration, workers,
                                                    progress):
             where = cand.file if not cand.spans else f"{cand.file}#{cand.kit}/{cand.instrument}"
@@ -268,17 +281,18 @@ def build(
             else:
                 seen[digest] = out.append(clip)
                 kept.append(cand)
-                sigs.append(sig)
+                sig_out.append(sig)
     n = len(kept)
     _write_csv(os.path.join(out_dir, "rejected.csv"), ("file", "reason"), rejected)
     if n == 0:
         os.remove(tmp_path)
+        os.remove(sig_path)
         raise CorpusError(
             f"no usable {opts.category} clips under {', '.join(roots)}: {n_found} candidates, "
             f"{len(rejected)} rejected (reasons in {out_dir}/rejected.csv); {NO_SAMPLES_HINT}")
     os.replace(tmp_path, clips_path)
     layer_keys = [f"{c.kit}\0{c.instrument}\0{c.key}" for c in kept]
-    groups = near_duplicate_groups(np.stack(sigs), layer_keys, opts.near_duplicate)
+    groups = near_duplicate_groups(sig_path, layer_keys, opts.near_duplicate)
     splits = split_ids([c.kit for c in kept], groups, opts.split, opts.seed)
     rows = [(i, c.file, c.kit, c.instrument, c.category, c.source_format, c.licence,
              "" if c.key is None else c.key, c.layer, int(groups[i]), SPLITS[splits[i]])

@@ -219,3 +219,22 @@ def test_open_kits_hold_real_snares(tmp_path):
     assert 120 <= meta["clips"] <= 200
     names = [r["instrument"].lower() for r in rows(tmp_path / "manifest.csv")]
     assert not any(w in n for n in names for w in ("roll", "rimshot", "stick", "clap"))
+
+
+def test_near_duplicate_groups_blocked_equals_brute_force(tmp_path):
+    rng = np.random.default_rng(0)
+    sig = rng.standard_normal((23, 16)).astype(np.float32)
+    sig[7] = sig[2] + 0.05 * rng.standard_normal(16)  # planted near-duplicates
+    sig[20] = sig[7] + 0.05 * rng.standard_normal(16)
+    sig[11] = sig[19]
+    sig /= np.linalg.norm(sig, axis=1, keepdims=True)
+    keys = [str(i) for i in range(23)]
+    keys[5] = keys[13] = "same instrument"
+    path = str(tmp_path / "sig.npy")
+    np.save(path, sig.astype(np.float16))
+    for arg, block in ((sig, 3), (path, 4), (sig, 100)):
+        g = corpus.near_duplicate_groups(arg, keys, 0.95, block=block)
+        same = g[:, None] == g[None, :]
+        expect = {(2, 7), (7, 20), (2, 20), (11, 19), (5, 13)}
+        got = {(a, b) for a in range(23) for b in range(a + 1, 23) if same[a, b]}
+        assert got == expect

@@ -1,6 +1,6 @@
 """The project's benchmarks: drumlayer against a reference measured in the same process.
 
-    python -m drumlayer.bench corpus [--files=20000] [--out=bench_results]
+    python -m drumlayer.bench [corpus] [features] [selection] [--out=bench_results]
 
 Each benchmark prints a table and writes JSON (machine, medians, ratios) to --out. Timings are
 medians over repeats after a warm-up; these machines are shared and noisy, so compare ratios
@@ -153,6 +153,154 @@ def bench_corpus(args) -> dict:
                                   "without dedup, grouping or writing"}
 
 
+def _clips(n: int, seed: int = 0) -> np.ndarray:
+    from drumlayer import synth
+
+    return synth.procedural_snares(n, 22050, seed=seed)
+
+
+@benchmark
+def bench_features(args) -> dict:
+    """features (JAX) vs librosa computing the same RMS-weighted spectrum, and vs scipy.fft's
+    rfft over the same windowed frames with all cores (the FFT bound), batches of 2,048 clips."""
+    import jax
+    import librosa
+    import scipy.fft
+
+    from drumlayer import spectral
+
+    n = args.batch
+    clips = _clips(n)
+    x = jax.device_put(clips)
+
+    def ours():
+        spectral.features(x).block_until_ready()
+
+    # Both references run in chunks of 16 clips: their fastest (whole-batch frames are 1.5 GB).
+    def lib():
+        out = []
+        for i in range(0, n, 16):
+            y = clips[i : i + 16]
+            mag = np.abs(librosa.stft(y, n_fft=4096, hop_length=512, center=True,
+                                      pad_mode="constant"))[:, :-1]
+            rms = librosa.feature.rms(y=y, frame_length=4096, hop_length=512, center=True,
+                                      pad_mode="constant")
+            out.append((mag * rms).sum(-1) / rms.sum(-1))
+        return np.concatenate(out)
+
+    idx = np.arange(44)[:, None] * 512 + np.arange(4096)[None]
+    window = spectral.hann(4096)
+
+    def fft_bound():
+        for i in range(0, n, 16):
+            xp = np.pad(clips[i : i + 16], ((0, 0), (2048, 2048)))
+            scipy.fft.rfft(xp[:, idx] * window, axis=-1, workers=-1)
+
+    t_ours = median_time(ours, repeats=5)
+    t_lib = median_time(lib, repeats=3)
+    t_fft = median_time(fft_bound, repeats=3)
+    got, ref = np.asarray(spectral.weighted_spectrum(x)), lib()
+    err = float(np.max(np.abs(got - ref) / np.abs(ref).max(axis=1, keepdims=True)))
+    rows = [{"what": "drumlayer spectral.features (spectrum + log-attack)", "clips_per_s":
+             round(n / t_ours)},
+            {"what": "librosa stft + rms, same weighted spectrum", "clips_per_s": round(n / t_lib)},
+            {"what": "scipy.fft rfft of the same frames, all cores", "clips_per_s":
+             round(n / t_fft)}]
+    for r in rows:
+        r["vs_librosa"] = round(r["clips_per_s"] / rows[1]["clips_per_s"], 2)
+    _print_table(("what", "clips_per_s", "vs_librosa"), rows)
+    print(f"max relative difference to librosa: {err:.1e}; backend {jax.default_backend()}")
+    return {"rows": rows, "batch": n, "backend": jax.default_backend(),
+            "max_rel_diff_vs_librosa": err}
+
+
+def _clustered_rows(n: int, d: int, seed: int) -> np.ndarray:
+    """[n, d] float32 unit rows around 400 spectra-like centres, built in place."""
+    rng = np.random.default_rng(seed)
+    centres = np.abs(rng.standard_normal((400, d))).astype(np.float32)
+    X = np.empty((n, d), np.float32)
+    for j in range(0, n, 10000):
+        m = min(10000, n - j)
+        X[j : j + m] = centres[rng.integers(0, 400, m)]
+        X[j : j + m] *= rng.uniform(0.5, 1.5, (m, d)).astype(np.float32)
+        X[j : j + m] /= np.linalg.norm(X[j : j + m], axis=1, keepdims=True)
+    return X
+
+
+def _select(n: int, d: int, k: int, beta: float, seed: int):
+    """Frank-Wolfe on clustered synthetic spectra-like points; median of 3 runs for small n
+    (after a warm-up that compiles), one run for large n."""
+    from drumlayer import selection
+
+    X = _clustered_rows(n, d, seed)
+    repeats = 3 if n <= 20000 else 1
+    times = []
+    for _ in range(repeats + (1 if repeats > 1 else 0)):
+        t = time.perf_counter()
+        res = selection.frank_wolfe(X.T, k, beta=beta)
+        times.append(time.perf_counter() - t)
+    times = times[1:] if repeats > 1 else times
+    return {"seconds": statistics.median(times), "picked": len(res.indices),
+            "iterations": res.iterations, "indices": res.indices.tolist()}
+
+
+def _select_reference(n: int, d: int, k: int, beta: float, seed: int):
+    """The reference: dense numpy Frank-Wolfe keeping K Z (n x n) by rank-one updates."""
+    X = _clustered_rows(n, d, seed).astype(np.float64)
+    t = time.perf_counter()
+    K = X @ X.T
+    KZ = np.zeros((n, n))
+    chosen: list[int] = []
+    it = 0
+    tkz = tzkz = 0.0
+    while len(chosen) < k and it < 20 * k:
+        R = K - KZ
+        i = int(np.argmax(np.einsum("ij,ij->i", R, R)))
+        s = beta * R[i] / np.linalg.norm(R[i])
+        ks = K @ s
+        tr_zks = float(s @ KZ[i])  # tr(Z^T K S) = s . (K Z)_i  (K symmetric)
+        tr_sks = K[i, i] * float(s @ s)
+        num = ks[i] - tkz - tr_zks + tzkz
+        den = tr_sks - 2 * tr_zks + tzkz
+        g = float(np.clip(num / den, 0, 1))
+        KZ = (1 - g) * KZ + g * np.outer(K[:, i], s)
+        tkz = (1 - g) * tkz + g * ks[i]
+        tzkz = (1 - g) ** 2 * tzkz + 2 * (1 - g) * g * tr_zks + g**2 * tr_sks
+        if i not in chosen:
+            chosen.append(i)
+        it += 1
+    return {"seconds": time.perf_counter() - t, "picked": len(chosen), "iterations": it,
+            "indices": chosen}
+
+
+@benchmark
+def bench_selection(args) -> dict:
+    """Frank-Wolfe, k=200: seconds and peak memory for n=2,500 and n=100,000 (d=2,049), vs a
+    dense numpy implementation that keeps K Z by rank-one updates (n=2,500)."""
+    rows = []
+    for n in (2500, args.select_n):
+        r = _in_child(_select, n, 2049, 200, 1000.0, 0)
+        rows.append({"n": n, "impl": "drumlayer (jit, row norms)",
+                     "seconds": round(r["result"]["seconds"], 2),
+                     "iterations": r["result"]["iterations"], "picked": r["result"]["picked"],
+                     "peak_rss_mb": round(r["peak_rss_mb"])})
+        if n == 2500:
+            ref = _in_child(_select_reference, n, 2049, 200, 1000.0, 0)
+            same = ref["result"]["indices"] == r["result"]["indices"]
+            rows.append({"n": n, "impl": "numpy dense K Z (reference)",
+                         "seconds": round(ref["result"]["seconds"], 2),
+                         "iterations": ref["result"]["iterations"],
+                         "picked": ref["result"]["picked"], "peak_rss_mb": round(
+                             ref["peak_rss_mb"])})
+            rows[-2]["same_picks_as_reference"] = same
+            rows[-1]["same_picks_as_reference"] = same
+    for r in rows:
+        r.setdefault("same_picks_as_reference", "")
+    _print_table(("n", "impl", "seconds", "iterations", "picked", "peak_rss_mb",
+                  "same_picks_as_reference"), rows)
+    return {"rows": rows, "k": 200, "beta": 1000.0, "d": 2049}
+
+
 def _print_table(header, rows) -> None:
     widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in header]
     print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
@@ -168,6 +316,8 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="*", default=[], help=f"any of {sorted(BENCHMARKS)}")
     p.add_argument("--files", type=int, default=20000, help="generated folder size (corpus)")
+    p.add_argument("--batch", type=int, default=2048, help="clips per batch (features)")
+    p.add_argument("--select-n", type=int, default=100000, help="large n (selection)")
     p.add_argument("--out", default="bench_results", help="folder for the JSON results")
     args = p.parse_args(argv)
     names = args.names or sorted(BENCHMARKS)

@@ -1,0 +1,175 @@
+import jax
+import jax.numpy as jnp
+import librosa
+import numpy as np
+import pytest
+import scipy.fft
+from scipy import signal
+
+from drumlayer import spectral, synth
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def clips():
+    """Procedural snares, a chirp, a sine with a silent second half, and noise: [6, 22050]."""
+    t = np.arange(SR) / SR
+    snares = synth.procedural_snares(3, SR, seed=5)
+    chirp = signal.chirp(t, 100, 1.0, 8000).astype(np.float32)
+    half = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    half[SR // 2 :] = 0.0
+    noise = np.random.default_rng(0).uniform(-1, 1, SR).astype(np.float32)
+    return np.stack([*snares, chirp, half, noise])
+
+
+def librosa_mag(x, n_fft=4096):
+    return np.abs(librosa.stft(x, n_fft=n_fft, hop_length=512, center=True,
+                               pad_mode="constant")).swapaxes(-1, -2)
+
+
+def librosa_rms(x):
+    return librosa.feature.rms(y=x, frame_length=4096, hop_length=512, center=True,
+                               pad_mode="constant")[..., 0, :]
+
+
+def test_stft_matches_librosa(clips):
+    ours = np.asarray(spectral.stft(clips))
+    assert ours.shape == (6, 44, 2049) and ours.dtype == np.complex64
+    ref = librosa_mag(clips)
+    np.testing.assert_allclose(np.abs(ours), ref, atol=1e-5 * ref.max())
+    # an off-by-one frame or a symmetric window would be far outside this tolerance
+    assert np.abs(np.abs(ours[:, 1:]) - ref[:, :-1]).max() > 100 * 1e-5 * ref.max()
+
+
+def test_stft_other_sizes_and_leading_axes(clips):
+    ours = np.asarray(spectral.stft(clips[:2].reshape(2, 1, SR), n_fft=1000, hop=300))
+    ref = np.abs(librosa.stft(clips[:2], n_fft=1000, hop_length=300, center=True,
+                              pad_mode="constant")).swapaxes(-1, -2)
+    assert ours.shape == (2, 1, 1 + SR // 300, 501)
+    np.testing.assert_allclose(np.abs(ours[:, 0]), ref, atol=1e-5 * ref.max())
+
+
+def test_frame_rms_matches_librosa(clips):
+    np.testing.assert_allclose(spectral.frame_rms(clips), librosa_rms(clips), atol=1e-6)
+    np.testing.assert_allclose(spectral.frame_rms(clips, 1000, 300),
+                               librosa.feature.rms(y=clips, frame_length=1000, hop_length=300,
+                                                   pad_mode="constant")[:, 0], atol=1e-6)
+
+
+def test_weighted_spectrum(clips):
+    ours = np.asarray(spectral.weighted_spectrum(clips))
+    mag, rms = librosa_mag(clips)[..., :-1], librosa_rms(clips)
+    ref = np.einsum("bt,btf->bf", rms, mag) / rms.sum(-1, keepdims=True)
+    assert ours.shape == (6, 2048)
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5 * ref.max())
+
+
+def test_chunking_does_not_change_results(clips):
+    x = np.concatenate([clips, clips[:1]])  # 7 clips: chunks of 3 need padding
+    a = spectral.features(x, chunk=3)
+    b = spectral.features(x, chunk=None)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_mel_filterbank_and_dct_match_references():
+    np.testing.assert_allclose(spectral.mel_filterbank(SR, 2048, 128),
+                               librosa.filters.mel(sr=SR, n_fft=2048, n_mels=128), atol=1e-7)
+    x = np.random.default_rng(1).standard_normal((5, 128))
+    np.testing.assert_allclose(x @ spectral.dct_matrix(128, 13),
+                               scipy.fft.dct(x, type=2, norm="ortho")[:, :13], atol=1e-5)
+
+
+def test_mfcc_matches_librosa(clips):
+    ours = np.asarray(spectral.mfcc(clips))
+    ref = np.stack([librosa.feature.mfcc(y=x, sr=SR, n_mfcc=13).T for x in clips])
+    assert ours.shape == (6, 44, 13)
+    np.testing.assert_allclose(ours, ref, atol=2e-3 * np.abs(ref).max())
+
+
+def test_spectral_centroid_matches_librosa(clips):
+    ours = np.asarray(spectral.spectral_centroid(clips))
+    ref = librosa.feature.spectral_centroid(y=clips, sr=SR)[:, 0]
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-2)
+    assert np.all(ours[4, -5:] == 0.0)  # silent frames
+
+
+def test_weighted_means(clips):
+    rms = librosa_rms(clips)
+    w = rms / rms.sum(-1, keepdims=True)
+    cent = librosa.feature.spectral_centroid(y=clips, sr=SR)[:, 0]
+    np.testing.assert_allclose(spectral.weighted_centroid(clips), (w * cent).sum(-1), rtol=1e-4)
+    mf = np.stack([librosa.feature.mfcc(y=x, sr=SR, n_mfcc=13) for x in clips])
+    np.testing.assert_allclose(spectral.weighted_mfcc(clips), np.einsum("bt,bkt->bk", w, mf),
+                               atol=2e-3 * np.abs(mf).max())
+
+
+def lat_direct(x, sr=SR, win=64, hop=16, start=0.2, stop=0.9):
+    """Peeters / Essentia: log10 of the time between the envelope's first reaching 20% and 90%
+    of its maximum. The envelope: RMS of win samples every hop samples, written plainly."""
+    env = np.array([np.sqrt(np.mean(x[k : k + win] ** 2))
+                    for k in range(0, len(x) - win + 1, hop)])
+    a = np.argmax(env >= start * env.max())
+    b = np.argmax(env >= stop * env.max())
+    return np.log10(max(b - a, 1) * hop / sr)
+
+
+def ramp(attack_s, seed=0):
+    t = np.arange(SR) / SR
+    rng = np.random.default_rng(seed)
+    env = np.minimum(t / attack_s, 1.0) * np.exp(-np.maximum(t - attack_s, 0) / 0.1)
+    return (env * rng.uniform(-1, 1, SR)).astype(np.float32)
+
+
+def test_log_attack_time_matches_direct_definition(clips):
+    x = np.concatenate([clips, np.stack([ramp(a, i) for i, a in enumerate((.002, .01, .05))])])
+    ours = np.asarray(spectral.log_attack_time(x))
+    ref = np.array([lat_direct(c) for c in x])
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("attack", [0.005, 0.02, 0.08])
+def test_log_attack_time_of_a_linear_ramp(attack):
+    # an amplitude ramp over T crosses 20% at ~0.2 T and 90% at ~0.9 T: 0.7 T apart
+    lat = float(spectral.log_attack_time(ramp(attack)))
+    assert lat == pytest.approx(np.log10(0.7 * attack), abs=0.12)
+
+
+def test_soft_log_attack_time_agrees_with_hard(clips):
+    x = np.concatenate([clips, np.stack([ramp(a, i) for i, a in
+                                         enumerate(np.geomspace(0.001, 0.1, 12))])])
+    hard = np.asarray(spectral.log_attack_time(x))
+    soft = np.asarray(spectral.soft_log_attack_time(x))
+    err = np.abs(soft - hard)
+    assert np.median(err) < 0.02 and err.max() < 0.15
+
+
+def test_features_layout(clips):
+    f = np.asarray(spectral.features(clips))
+    assert f.shape == (6, 2049)
+    np.testing.assert_allclose(f[:, :2048], spectral.weighted_spectrum(clips), rtol=1e-5)
+    np.testing.assert_allclose(f[:, 2048], spectral.soft_log_attack_time(clips), atol=1e-5)
+    g = np.asarray(spectral.features(clips, compression="log"))
+    np.testing.assert_allclose(g[:, :2048], np.log1p(f[:, :2048]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="compression"):
+        spectral.features(clips, compression="cubic")
+
+
+@pytest.mark.parametrize("compression", ["linear", "log"])
+def test_features_gradient_matches_finite_differences(clips, compression):
+    rng = np.random.default_rng(3)
+    # A noise floor keeps every STFT bin away from |X| = 0, where the magnitude has a kink that
+    # no finite difference resolves (the analytic gradient there is 0, as it should be).
+    noisy = clips[:3] + 0.01 * rng.uniform(-1, 1, clips[:3].shape)
+    with jax.enable_x64(True):
+        x = jnp.asarray(noisy, jnp.float64)
+        w = jnp.asarray(rng.standard_normal(2049))
+        direction = jnp.asarray(rng.standard_normal(x.shape)) * 1e-3
+
+        def loss(x):
+            return jnp.sum(spectral.features(x, compression=compression) * w)
+
+        analytic = jnp.sum(jax.grad(loss)(x) * direction)
+        eps = 1e-3
+        numeric = (loss(x + eps * direction) - loss(x - eps * direction)) / (2 * eps)
+    assert float(analytic) == pytest.approx(float(numeric), rel=1e-4)

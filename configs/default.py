@@ -21,8 +21,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     d.augment_per_clip = 0  # augmented variants of each training target
     d.procedural = 300  # synthetic snares generated when no samples are found
 
+    # Features (Section 3.2): RMS-weighted magnitude spectrum + log-attack time.
+    c.features = f = ml_collections.ConfigDict()
+    f.n_fft = 4096
+    f.hop = 512
+    f.compression = "linear"  # or 'log' (log1p of the magnitudes)
+    f.batch = 512  # clips per feature computation step
+
+    # Source library (Section 3.1): greedy Frank-Wolfe over the real training clips.
+    c.selection = s = ml_collections.ConfigDict()
+    s.k = 200
+    s.beta = 1000.0
+    s.method = "frank_wolfe"  # or 'random', 'kmedoids' (ablations)
+
     if arg == "smoke":
         d.synthetic = True  # CI must not depend on what the machine has installed
         d.procedural = 48
+        c.selection.k = 8
+        c.selection.beta = 100.0
         d.max_duration = 5.0
     return c

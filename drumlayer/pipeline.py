@@ -1,18 +1,24 @@
 """The main job's stages, in order, each skipped when its output is valid for the config.
 
-corpus -> (augmentation of the training targets) -> ... later stages join here as they land.
-Reads the config; the stages themselves take plain arguments.
+corpus (+ augmentation) -> features -> selection (sources, target split) -> ... ; each stage
+writes a small JSON stamp last, holding what it was made from; a stage whose stamp matches is
+skipped. Reads the config; the numerical functions it calls take plain arguments.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import sys
 
+import jax
 import ml_collections
+import numpy as np
+from tqdm import tqdm
 
-from drumlayer import audio, corpus
+from drumlayer import audio, corpus, npyio, selection, spectral
 from drumlayer.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -25,6 +31,24 @@ def corpus_options(config: ml_collections.ConfigDict) -> corpus.CorpusOptions:
         near_duplicate=float(d.near_duplicate), split=tuple(float(x) for x in d.split),
         seed=int(config.seed), procedural=int(d.procedural),
     )
+
+
+def _stamp_ok(path: str, want: dict) -> bool:
+    try:
+        with open(path) as f:
+            return json.load(f) == want
+    except (OSError, ValueError):
+        return False
+
+
+def _write_stamp(path: str, stamp: dict) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(stamp, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def _digest(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
@@ -64,11 +88,109 @@ def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     return meta
 
 
+def compute_features(src: str, dst: str, cfg: ml_collections.ConfigDict, desc: str) -> None:
+    """features of every row of the clip file src -> dst [N, n_fft // 2 + 1], block by block."""
+    n = npyio.num_rows(src)
+    dim = cfg.n_fft // 2 + 1
+    fn = jax.jit(lambda x: spectral.features(x, cfg.n_fft, cfg.hop,
+                                             compression=cfg.compression))
+    with npyio.RowWriter(dst + ".tmp.npy", (dim,), np.float32, n) as out:
+        for i in tqdm(range(0, n, cfg.batch), desc=desc, unit="batch", file=sys.stderr,
+                      mininterval=1.0):
+            block = npyio.read_rows(src, i, i + cfg.batch)
+            pad = cfg.batch - block.shape[0]  # one shape for every step: one compilation
+            f = np.asarray(fn(np.pad(block, ((0, pad), (0, 0)))))[: block.shape[0]]
+            for row in f:
+                out.append(row)
+    os.replace(dst + ".tmp.npy", dst)
+
+
+def stage_features(config: ml_collections.ConfigDict, wd: Workdir, corpus_meta: dict) -> None:
+    """Features of the corpus clips and of the augmented targets."""
+    stamp = {"corpus": corpus_meta["fingerprint"], "augment": int(config.data.augment_per_clip),
+             "features": config.features.to_dict()}
+    stamp_path = os.path.join(wd.features, "features.json")
+    if _stamp_ok(stamp_path, stamp):
+        log.info("features: up to date in %s (skipped)", wd.features)
+        return
+    os.makedirs(wd.features, exist_ok=True)
+    compute_features(os.path.join(wd.corpus, "clips.npy"),
+                     os.path.join(wd.features, "clips.npy"), config.features, "features")
+    aug = os.path.join(wd.corpus, "augmented.npy")
+    if config.data.augment_per_clip > 0 and os.path.exists(aug):
+        compute_features(aug, os.path.join(wd.features, "augmented.npy"), config.features,
+                         "features (augmented)")
+    _write_stamp(stamp_path, stamp)
+    log.info("features: -> %s", wd.features)
+
+
+def select_sources(feats: np.ndarray, pool: np.ndarray, cfg: ml_collections.ConfigDict,
+                   seed: int) -> tuple[np.ndarray, dict]:
+    """Choose cfg.k source ids among `pool` (corpus ids). Returns (ids [k], info)."""
+    k = int(cfg.k)
+    if k > len(pool):
+        raise ValueError(f"selection.k = {k} but only {len(pool)} training clips: lower "
+                         "selection.k or add samples")
+    if cfg.method == "random":
+        return np.sort(np.random.default_rng(seed).choice(pool, k, replace=False)), {}
+    if cfg.method != "frank_wolfe":
+        raise ValueError(f"selection.method must be 'frank_wolfe' or 'random', got {cfg.method!r}")
+    X = feats[pool]
+    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    res = selection.frank_wolfe(X.T, k, beta=float(cfg.beta))
+    if len(res.indices) < k:
+        raise ValueError(f"Frank-Wolfe found {len(res.indices)} of {k} sources in "
+                         f"{res.iterations} iterations: raise selection.beta (now {cfg.beta})")
+    info = {"iterations": res.iterations, "objective": res.objective.tolist()}
+    return pool[res.indices], info
+
+
+def stage_selection(config: ml_collections.ConfigDict, wd: Workdir, corpus_meta: dict) -> dict:
+    """The source library (sources.json, sources.npy) and the target split (targets.json)."""
+    stamp = {"corpus": corpus_meta["fingerprint"], "features": config.features.to_dict(),
+             "selection": config.selection.to_dict(), "seed": int(config.seed)}
+    stamp_path = os.path.join(wd.selection, "selection.json")
+    if _stamp_ok(stamp_path, stamp):
+        log.info("selection: up to date in %s (skipped)", wd.selection)
+        with open(os.path.join(wd.selection, "sources.json")) as f:
+            return json.load(f)
+    os.makedirs(wd.selection, exist_ok=True)
+    rows = corpus.read_manifest(wd.corpus)
+    split = np.array([r["split"] for r in rows])
+    feats = np.load(os.path.join(wd.features, "clips.npy"))
+    pool = np.flatnonzero(split == "train")
+    ids, info = select_sources(feats, pool, config.selection, int(config.seed))
+    order = [int(i) for i in ids]
+    clips_path = os.path.join(wd.corpus, "clips.npy")
+    np.save(os.path.join(wd.selection, "sources.npy"),
+            np.stack([npyio.read_rows(clips_path, i, i + 1)[0] for i in order]))
+    sources = {"ids": order, "names": [f"{rows[i]['kit']} / {rows[i]['instrument']}"
+                                       for i in order],
+               "files": [rows[i]["file"] for i in order], "method": config.selection.method,
+               **info}
+    chosen = set(order)
+    targets = {"train": [int(i) for i in pool if int(i) not in chosen],
+               "val": np.flatnonzero(split == "val").tolist(),
+               "test": np.flatnonzero(split == "test").tolist()}
+    with open(os.path.join(wd.selection, "sources.json"), "w") as f:
+        json.dump(sources, f, indent=1)
+    with open(os.path.join(wd.selection, "targets.json"), "w") as f:
+        json.dump(targets, f)
+    _write_stamp(stamp_path, stamp)
+    log.info("selection: %d sources (%s) from %d training clips; targets: %d train (+ "
+             "augmented), %d val, %d test -> %s", len(order), config.selection.method,
+             len(pool), len(targets["train"]), len(targets["val"]), len(targets["test"]),
+             wd.selection)
+    return sources
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     wd = Workdir(workdir)
     os.makedirs(wd.root, exist_ok=True)
     with open(wd.config, "w") as f:
         f.write(config.to_json_best_effort(indent=2))
     log.info("workdir: %s", wd.root)
-    stage_corpus(config, wd)
+    meta = stage_corpus(config, wd)
+    stage_features(config, wd, meta)
+    stage_selection(config, wd, meta)
     log.info("done: outputs in %s", wd.root)

@@ -2,7 +2,8 @@
 
     WORKDIR/config.json       the config the run was started with
     WORKDIR/corpus/           clips.npy, manifest.csv, rejected.csv, corpus.json, augmented.*
-    WORKDIR/features/ ...     (later stages add their folders here)
+    WORKDIR/features/         clips.npy [N, 2049], augmented.npy, features.json
+    WORKDIR/selection/        sources.json, sources.npy [k, 22050], targets.json, selection.json
 """
 
 from __future__ import annotations
@@ -28,3 +29,11 @@ class Workdir:
     @property
     def corpus(self) -> str:
         return self.path("corpus")
+
+    @property
+    def features(self) -> str:
+        return self.path("features")
+
+    @property
+    def selection(self) -> str:
+        return self.path("selection")

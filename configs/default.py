@@ -34,10 +34,33 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     s.beta = 1000.0
     s.method = "frank_wolfe"  # or 'random', 'kmedoids' (ablations)
 
+    # The VAE (Section 3.3).
+    c.model = m = ml_collections.ConfigDict()
+    m.latent = 32
+    m.encoder_hidden = 1500
+    m.decoder_hidden = 144
+    m.normaliser = "softmax"  # or 'sparsemax' (exactly sparse), 'relu' (relu / sum)
+
+    # Training (Section 3.4): discriminative pretraining on the sources, then the VAE.
+    c.train = t = ml_collections.ConfigDict()
+    t.batch = 64  # global: split over all devices
+    t.learning_rate = 1e-3
+    t.grad_clip = 1.0
+    t.pretrain_epochs = 50
+    t.epochs = 150
+    t.beta = 0.02
+    t.free_bits = 1000.0  # bits of KL allowed before it is penalised (MusicVAE)
+
     if arg == "smoke":
         d.synthetic = True  # CI must not depend on what the machine has installed
         d.procedural = 48
         c.selection.k = 8
         c.selection.beta = 100.0
+        c.model.encoder_hidden = 64
+        c.model.decoder_hidden = 16
+        c.model.latent = 4
+        c.train.batch = 16
+        c.train.pretrain_epochs = 2
+        c.train.epochs = 2
         d.max_duration = 5.0
     return c

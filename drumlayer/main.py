@@ -23,8 +23,16 @@ def default_workdir(config_path: str) -> str:
     return os.path.join("runs", name + (f"-{variant}" if variant else ""))
 
 
+class _QuietLibraries:
+    """Keep Orbax's per-save INFO chatter out of the run's log (warnings still show)."""
+
+    def filter(self, record) -> bool:
+        return record.levelno >= 30 or "orbax" not in record.pathname
+
+
 def main(argv):
     del argv
+    logging.get_absl_handler().addFilter(_QuietLibraries())
     import jax
 
     from drumlayer import corpus, pipeline

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from drumlayer import audio, corpus, npyio, selection, spectral
+from drumlayer import audio, corpus, npyio, selection, spectral, train
 from drumlayer.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,59 @@ def stage_selection(config: ml_collections.ConfigDict, wd: Workdir, corpus_meta:
     return sources
 
 
+def train_config(config: ml_collections.ConfigDict) -> train.TrainConfig:
+    t, m, f = config.train, config.model, config.features
+    return train.TrainConfig(
+        batch=int(t.batch), learning_rate=float(t.learning_rate), grad_clip=float(t.grad_clip),
+        pretrain_epochs=int(t.pretrain_epochs), epochs=int(t.epochs), seed=int(config.seed),
+        loss=train.LossConfig(beta=float(t.beta), free_bits=float(t.free_bits),
+                              n_fft=int(f.n_fft), hop=int(f.hop), compression=f.compression),
+        latent=int(m.latent), encoder_hidden=int(m.encoder_hidden),
+        decoder_hidden=int(m.decoder_hidden), normaliser=m.normaliser)
+
+
+def load_data(wd: Workdir) -> train.Data:
+    """The arrays training needs, from the features and selection stages."""
+    feats = np.load(os.path.join(wd.features, "clips.npy"))
+    with open(os.path.join(wd.selection, "sources.json")) as f:
+        ids = json.load(f)["ids"]
+    with open(os.path.join(wd.selection, "targets.json")) as f:
+        targets = json.load(f)
+    parts = [feats[targets["train"]]]
+    aug = os.path.join(wd.features, "augmented.npy")
+    if os.path.exists(aug):
+        parts.append(np.load(aug))
+    train_feats = np.concatenate(parts)
+    mean, std = train.standardisation(train_feats)
+    return train.Data(sources=np.load(os.path.join(wd.selection, "sources.npy")),
+                      source_features=feats[ids], train=train_feats, val=feats[targets["val"]],
+                      mean=mean, std=std)
+
+
+def stage_train(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
+    """Both training phases; resumes from the latest checkpoint; skipped when finished."""
+    tc = train_config(config)
+    stamp = {"selection": _digest(json.load(open(os.path.join(wd.selection,  # noqa: SIM115
+                                                              "selection.json")))),
+             "train": config.train.to_dict(), "model": config.model.to_dict()}
+    stamp_path = os.path.join(wd.root, "train.json")
+    if _stamp_ok(stamp_path, stamp):
+        log.info("train: finished earlier, checkpoints in %s (skipped)", wd.checkpoints)
+        return {}
+    data = load_data(wd)
+    log.info("train: %d sources, %d train targets, %d val; %d devices; batch %d; %d + %d "
+             "epochs", len(data.sources), len(data.train), len(data.val), jax.device_count(),
+             tc.batch, tc.pretrain_epochs, tc.epochs)
+    summary = train.train_and_evaluate(data, tc, wd.root)
+    _write_stamp(stamp_path, stamp)
+    with open(os.path.join(wd.root, "train_summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    log.info("train: done: val loss %.4g, KL %.1f bits, %.1f active layers (> 0.01) -> %s",
+             summary.get("val_loss", float("nan")), summary.get("val_kl_bits", float("nan")),
+             summary.get("val_active_layers", float("nan")), wd.checkpoints)
+    return summary
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     wd = Workdir(workdir)
     os.makedirs(wd.root, exist_ok=True)
@@ -193,4 +246,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     meta = stage_corpus(config, wd)
     stage_features(config, wd, meta)
     stage_selection(config, wd, meta)
+    stage_train(config, wd)
     log.info("done: outputs in %s", wd.root)

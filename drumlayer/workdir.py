@@ -4,6 +4,8 @@
     WORKDIR/corpus/           clips.npy, manifest.csv, rejected.csv, corpus.json, augmented.*
     WORKDIR/features/         clips.npy [N, 2049], augmented.npy, features.json
     WORKDIR/selection/        sources.json, sources.npy [k, 22050], targets.json, selection.json
+    WORKDIR/checkpoints/      Orbax: the latest epochs, and best/ (by validation loss)
+    WORKDIR/metrics.jsonl     per step and per epoch; WORKDIR/tensorboard/ the same as events
 """
 
 from __future__ import annotations
@@ -37,3 +39,7 @@ class Workdir:
     @property
     def selection(self) -> str:
         return self.path("selection")
+
+    @property
+    def checkpoints(self) -> str:
+        return self.path("checkpoints")

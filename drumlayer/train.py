@@ -1,0 +1,353 @@
+"""Training the layering VAE: losses, the data-parallel step, the two phases, checkpoints.
+
+Phase 1 (pretraining, the paper's Section 3.4): the k sources are the inputs and the decoder's
+logits are trained to name each one (cross-entropy against its one-hot index). Phase 2: the
+VAE reconstructs target features through the mix and the differentiable feature extractor:
+
+    loss = MSE(features(weights @ sources), features(target))
+           + beta * mean_over_examples(max(KL - free_bits * ln 2, 0))
+
+The step is data-parallel over a 1-D mesh of every device (axis 'data'): the batch is sharded,
+parameters are replicated, and per-shard gradient sums are all-reduced with lax.psum and divided
+by the global example count: lax.pmean of equal shards, and still exact when a padded last batch
+leaves the shards uneven. It is jax.shard_map under jax.jit, so one code path serves 1 CPU, 8
+accelerators or many hosts (jax.distributed). Everything random (data order, the VAE's noise)
+comes from numpy seeded by (seed, phase, epoch, batch), so a resumed run and a run on another
+number of devices see exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax.training import train_state
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm import tqdm
+
+from drumlayer import model as model_lib
+from drumlayer import spectral
+
+log = logging.getLogger(__name__)
+PHASES = ("pretrain", "train")
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the run stops and the last good checkpoint stays."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    beta: float = 0.02
+    free_bits: float = 1000.0
+    n_fft: int = 4096
+    hop: int = 512
+    compression: str = "linear"
+
+
+@dataclasses.dataclass
+class Data:
+    """Everything a run trains on, as host arrays."""
+
+    sources: np.ndarray  # [k, S] source audio
+    source_features: np.ndarray  # [k, D]
+    train: np.ndarray  # [N, D] target features
+    val: np.ndarray  # [M, D]
+    mean: np.ndarray  # [D] standardisation of the encoder's input (train statistics)
+    std: np.ndarray  # [D]
+
+
+def standardisation(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std (floored) of features [N, D]."""
+    mean = features.mean(axis=0)
+    std = features.std(axis=0)
+    return mean.astype(np.float32), np.maximum(std, 1e-3 * std.max() + 1e-8).astype(np.float32)
+
+
+def make_mesh() -> Mesh:
+    return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def create_state(model: model_lib.LayeringVAE, dim: int, tx, seed: int) -> train_state.TrainState:
+    params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, dim)),
+                        jnp.zeros((1, model.latent)))["params"]
+    return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def make_optimizer(learning_rate: float, grad_clip: float):
+    return optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(learning_rate))
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def per_example(params, model, phase: str, lc: LossConfig, feats, labels, eps, consts):
+    """Per-example loss and metrics. feats [B, D] raw features, labels [B] (pretraining),
+    eps [B, latent]. consts: sources [k, S], mean [D], std [D]."""
+    sources, mean, std = consts
+    out = model.apply({"params": params}, (feats - mean) / std, eps)
+    w = out["weights"]
+    m = {"active_layers": jnp.sum(w > 0.01, axis=-1).astype(jnp.float32),
+         "max_weight": jnp.max(w, axis=-1)}
+    if phase == "pretrain":
+        ce = optax.softmax_cross_entropy_with_integer_labels(out["logits"], labels)
+        m["accuracy"] = (jnp.argmax(out["logits"], -1) == labels).astype(jnp.float32)
+        return ce, {**m, "cross_entropy": ce}
+    mixed = model_lib.mix(w, sources)
+    f = spectral.features(mixed, lc.n_fft, lc.hop, compression=lc.compression)
+    recon = jnp.mean((f - feats) ** 2, axis=-1)
+    kl = model_lib.kl_nats(out["mean"], out["scale"])
+    kl_term = lc.beta * jnp.maximum(kl - lc.free_bits * math.log(2.0), 0.0)
+    return recon + kl_term, {**m, "reconstruction": recon, "kl_bits": kl / math.log(2.0),
+                             "kl_active": (kl_term > 0).astype(jnp.float32)}
+
+
+def _masked_sums(loss, metrics, mask, count):
+    total = jnp.sum(loss * mask) / count
+    sums = {k: jnp.sum(v * mask) / count for k, v in metrics.items()}
+    return total, {"loss": total, **sums}
+
+
+def make_steps(model, mesh: Mesh, phase: str, lc: LossConfig):
+    """(train_step, eval_step), jit-compiled shard_maps over mesh axis 'data'.
+
+    train_step(state, feats, labels, eps, mask, count, consts) -> (state, metrics)
+    eval_step(params, feats, labels, eps, mask, count, consts) -> metrics
+    Batch arrays are sharded on their leading axis; count (the number of real examples in the
+    global batch) and consts are replicated. Metrics are means over the real examples.
+    """
+    batch_specs = (P("data"), P("data"), P("data"), P("data"))
+
+    def loss_fn(params, feats, labels, eps, mask, count, consts):
+        loss, metrics = per_example(params, model, phase, lc, feats, labels, eps, consts)
+        return _masked_sums(loss, metrics, mask, count)
+
+    def local_train(state, feats, labels, eps, mask, count, consts):
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (_, metrics), grads = grad_fn(state.params, feats, labels, eps, mask, count, consts)
+        grads = jax.lax.psum(grads, "data")
+        metrics = jax.lax.psum(metrics, "data")
+        metrics["grad_norm"] = optax.global_norm(grads)
+        state = state.apply_gradients(grads=grads)
+        metrics["param_norm"] = optax.global_norm(state.params)
+        return state, metrics
+
+    def local_eval(params, feats, labels, eps, mask, count, consts):
+        return jax.lax.psum(loss_fn(params, feats, labels, eps, mask, count, consts)[1], "data")
+
+    train_step = jax.jit(jax.shard_map(local_train, mesh=mesh,
+                                       in_specs=(P(), *batch_specs, P(), P()),
+                                       out_specs=(P(), P())), donate_argnums=0)
+    eval_step = jax.jit(jax.shard_map(local_eval, mesh=mesh,
+                                      in_specs=(P(), *batch_specs, P(), P()), out_specs=P()))
+    return train_step, eval_step
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+def batches(n: int, batch: int, rng: np.random.Generator | None):
+    """Index arrays of a global batch each, padded with -1 to `batch` (shuffled if rng)."""
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for i in range(0, n, batch):
+        idx = order[i : i + batch]
+        yield np.pad(idx, (0, batch - idx.size), constant_values=-1)
+
+
+def put(mesh: Mesh, x: np.ndarray, spec) -> jax.Array:
+    """A host array, identical on every process, as a global array sharded by spec."""
+    sharding = NamedSharding(mesh, spec)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def global_batch(mesh, feats: np.ndarray, idx: np.ndarray, latent: int,
+                 seed_key: tuple | None):
+    """(feats, labels, eps, mask, count) for one global batch of indices (-1: padding).
+    seed_key None: eps = 0, i.e. z = the encoder's mean (evaluation)."""
+    real = idx >= 0
+    safe = np.where(real, idx, 0)
+    eps = (np.zeros((idx.size, latent), np.float32) if seed_key is None else
+           np.random.default_rng(seed_key).standard_normal((idx.size, latent)).astype(np.float32))
+    arrays = (feats[safe].astype(np.float32), safe.astype(np.int32), eps,
+              real.astype(np.float32))
+    return (*(put(mesh, a, P("data")) for a in arrays),
+            put(mesh, np.float32(max(1, real.sum())), P()))
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    batch: int = 64
+    learning_rate: float = 1e-3
+    grad_clip: float = 1.0
+    pretrain_epochs: int = 50
+    epochs: int = 150
+    seed: int = 0
+    loss: LossConfig = LossConfig()
+    latent: int = 32
+    encoder_hidden: int = 1500
+    decoder_hidden: int = 144
+    normaliser: str = "softmax"
+
+
+class MetricsWriter:
+    """metrics.jsonl (one JSON object a line) and TensorBoard event files; process 0 only."""
+
+    def __init__(self, workdir: str):
+        self.active = jax.process_index() == 0
+        if not self.active:
+            return
+        self.f = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+        from tensorboardX import SummaryWriter
+
+        self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, step: int, record: dict) -> None:
+        if not self.active:
+            return
+        self.f.write(json.dumps({"step": step, **record}) + "\n")
+        for k, v in record.items():
+            if isinstance(v, (int, float)) and k not in ("epoch",):
+                self.tb.add_scalar(f"{record.get('phase', '')}/{record.get('kind', '')}/{k}",
+                                   v, step)
+
+    def close(self) -> None:
+        if self.active:
+            self.f.close()
+            self.tb.close()
+
+
+def _to_host(metrics) -> dict:
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def train_and_evaluate(data: Data, tc: TrainConfig, workdir: str, progress: bool = True) -> dict:
+    """Both phases with checkpoints in workdir/checkpoints (resumed automatically) and the best
+    parameters by validation loss in workdir/checkpoints/best. Returns the final summary."""
+    mesh = make_mesh()
+    n_dev = mesh.devices.size
+    if tc.batch % n_dev:
+        raise ValueError(f"train.batch = {tc.batch} must be a multiple of the {n_dev} devices")
+    k, dim = data.source_features.shape
+    model = model_lib.LayeringVAE(sources=k, latent=tc.latent,
+                                  encoder_hidden=tc.encoder_hidden,
+                                  decoder_hidden=tc.decoder_hidden, normaliser=tc.normaliser)
+    tx = make_optimizer(tc.learning_rate, tc.grad_clip)
+    state = create_state(model, dim, tx, tc.seed)
+    state = jax.device_put(state, NamedSharding(mesh, P()))
+    consts = tuple(put(mesh, np.asarray(a, np.float32), P())
+                   for a in (data.sources, data.mean, data.std))
+    ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    latest = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
+        max_to_keep=2, create=True))
+    best = ocp.CheckpointManager(os.path.join(ckpt_dir, "best"), options=(
+        ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m["val_loss"],
+                                     best_mode="min", create=True)))
+    done = 0  # epochs completed, pretraining first
+    if latest.latest_step() is not None:
+        done = latest.latest_step()
+        target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
+        restored = latest.restore(done, args=ocp.args.StandardRestore(target))
+        state = state.replace(**restored)
+        log.info("train: resumed from %s/%d (%d epochs done)", ckpt_dir, done, done)
+    writer = MetricsWriter(workdir)
+    steps = {ph: make_steps(model, mesh, ph, tc.loss) for ph in PHASES}
+    total = tc.pretrain_epochs + tc.epochs
+    summary: dict = {}
+    bar = tqdm(total=total, initial=done, desc="epochs", unit="epoch", disable=not progress,
+               file=sys.stderr)
+    try:
+        for g in range(done, total):
+            phase = "pretrain" if g < tc.pretrain_epochs else "train"
+            epoch = g if phase == "pretrain" else g - tc.pretrain_epochs
+            feats = data.source_features if phase == "pretrain" else data.train
+            train_step, eval_step = steps[phase]
+            sums: dict[str, float] = {}
+            t0 = time.time()
+            rng = np.random.default_rng([tc.seed, PHASES.index(phase), epoch])
+            for b, idx in enumerate(batches(len(feats), tc.batch, rng)):
+                key = (tc.seed, PHASES.index(phase), epoch, b)
+                args = global_batch(mesh, feats, idx, tc.latent, key)
+                state, metrics = train_step(state, *args, consts)
+                m = _to_host(metrics)
+                if not math.isfinite(m["loss"]):
+                    raise NonFiniteLoss(
+                        f"non-finite loss ({m['loss']}) in {phase} epoch {epoch} batch {b}; the "
+                        f"last good checkpoint is {ckpt_dir}/{latest.latest_step()}. Lower "
+                        "train.learning_rate, or look for NaN in the features.")
+                n_real = float((idx >= 0).sum())
+                for key_, v in m.items():
+                    sums[key_] = sums.get(key_, 0.0) + v * n_real
+                sums["_n"] = sums.get("_n", 0.0) + n_real
+                writer.write(int(state.step), {"kind": "step", "phase": phase, "epoch": epoch,
+                                               **m})
+            record = {k_: v / sums["_n"] for k_, v in sums.items() if k_ != "_n"}
+            record["seconds"] = time.time() - t0
+            record["examples_per_s"] = sums["_n"] / record["seconds"]
+            if phase == "train":
+                val = evaluate(eval_step, state.params, mesh, data.val, tc, consts)
+                record.update({f"val_{k_}": v for k_, v in val.items()})
+            writer.write(int(state.step), {"kind": "epoch", "phase": phase, "epoch": epoch,
+                                           **record})
+            latest.save(g + 1, args=ocp.args.StandardSave(
+                {"params": state.params, "opt_state": state.opt_state, "step": state.step}))
+            if phase == "train":
+                best.save(g + 1, args=ocp.args.StandardSave({"params": state.params}),
+                          metrics={"val_loss": record["val_loss"]})
+            summary = {"phase": phase, "epoch": epoch, **record}
+            bar.update()
+            bar.set_postfix(phase=phase, loss=f"{record['loss']:.4g}")
+    finally:
+        bar.close()
+        latest.wait_until_finished()
+        best.wait_until_finished()
+        writer.close()
+    summary["best_step"] = best.best_step()
+    return summary
+
+
+def evaluate(eval_step, params, mesh, feats: np.ndarray, tc: TrainConfig, consts) -> dict:
+    """Mean metrics over every example of feats (the last batch padded and masked), with z at
+    the encoder's mean."""
+    sums: dict[str, float] = {}
+    n = 0.0
+    for idx in batches(len(feats), tc.batch, None):
+        args = global_batch(mesh, feats, idx, tc.latent, None)
+        m = _to_host(eval_step(params, *args, consts))
+        n_real = float((idx >= 0).sum())
+        for k, v in m.items():
+            sums[k] = sums.get(k, 0.0) + v * n_real
+        n += n_real
+    return {k: v / max(n, 1.0) for k, v in sums.items()}
+
+
+def load_params(workdir: str, data: Data, tc: TrainConfig, which: str = "best"):
+    """Parameters from workdir/checkpoints ('best' by validation, or 'latest')."""
+    k, dim = data.source_features.shape
+    model = model_lib.LayeringVAE(sources=k, latent=tc.latent,
+                                  encoder_hidden=tc.encoder_hidden,
+                                  decoder_hidden=tc.decoder_hidden, normaliser=tc.normaliser)
+    state = create_state(model, dim, make_optimizer(tc.learning_rate, tc.grad_clip), tc.seed)
+    ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    path = os.path.join(ckpt_dir, "best") if which == "best" else ckpt_dir
+    mngr = ocp.CheckpointManager(path)
+    step = mngr.best_step() if which == "best" else mngr.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"no {which} checkpoint in {path}")
+    target = {"params": state.params}
+    if which != "best":
+        target.update(opt_state=state.opt_state, step=state.step)
+    return model, mngr.restore(step, args=ocp.args.StandardRestore(target))["params"]

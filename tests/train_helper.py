@@ -1,0 +1,44 @@
+"""Run a tiny training in this process and save its final parameters: a subprocess helper for
+tests that need another device count (XLA_FLAGS) or another process.
+
+    python tests/train_helper.py WORKDIR OUT.npz [epochs]
+"""
+
+import sys
+
+import jax
+import numpy as np
+
+from drumlayer import train
+
+
+def tiny_data(seed: int = 0) -> train.Data:
+    rng = np.random.default_rng(seed)
+    k, s = 6, 22050
+    t = np.arange(s) / s
+    sources = np.stack([np.sin(2 * np.pi * (100 + 150 * i) * t) * np.exp(-t / (0.05 + 0.02 * i))
+                        for i in range(k)]).astype(np.float32)
+    from drumlayer import spectral
+
+    src_f = np.asarray(spectral.features(sources))
+    w = rng.dirichlet(np.ones(k), 30).astype(np.float32)
+    targets = np.asarray(spectral.features(w @ sources))
+    mean, std = train.standardisation(targets)
+    return train.Data(sources=sources, source_features=src_f, train=targets[:22],
+                      val=targets[22:], mean=mean, std=std)
+
+
+def tiny_config(epochs: int = 2) -> train.TrainConfig:
+    return train.TrainConfig(batch=8, learning_rate=1e-3, pretrain_epochs=1, epochs=epochs,
+                             latent=4, encoder_hidden=32, decoder_hidden=8)
+
+
+if __name__ == "__main__":
+    workdir, out = sys.argv[1], sys.argv[2]
+    epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    data, tc = tiny_data(), tiny_config(epochs)
+    summary = train.train_and_evaluate(data, tc, workdir, progress=False)
+    _, params = train.load_params(workdir, data, tc, which="latest")
+    flat = {"/".join(str(p) for p in path): np.asarray(v)
+            for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+    np.savez(out, devices=jax.device_count(), val_loss=summary["val_loss"], **flat)

@@ -32,7 +32,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.selection = s = ml_collections.ConfigDict()
     s.k = 200
     s.beta = 1000.0
-    s.method = "frank_wolfe"  # or 'random', 'kmedoids' (ablations)
+    s.method = "frank_wolfe"  # or 'random' (ablation)
+    s.pool = "train"  # 'train+augmented': augmented variants may become sources too
 
     # The VAE (Section 3.3).
     c.model = m = ml_collections.ConfigDict()

@@ -35,14 +35,14 @@ def main(argv):
     logging.get_absl_handler().addFilter(_QuietLibraries())
     import jax
 
-    from drumlayer import corpus, pipeline
+    from drumlayer import corpus, pipeline, train
 
     config = _CONFIG.value
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     logging.info("JAX %s, devices: %s", jax.__version__, jax.devices())
     try:
         pipeline.run(config, workdir)
-    except corpus.CorpusError as e:
+    except (corpus.CorpusError, train.NonFiniteLoss, ValueError) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -117,11 +117,34 @@ def stage_features(config: ml_collections.ConfigDict, wd: Workdir, corpus_meta: 
     compute_features(os.path.join(wd.corpus, "clips.npy"),
                      os.path.join(wd.features, "clips.npy"), config.features, "features")
     aug = os.path.join(wd.corpus, "augmented.npy")
+    aug_feats = os.path.join(wd.features, "augmented.npy")
     if config.data.augment_per_clip > 0 and os.path.exists(aug):
-        compute_features(aug, os.path.join(wd.features, "augmented.npy"), config.features,
-                         "features (augmented)")
+        compute_features(aug, aug_feats, config.features, "features (augmented)")
+    elif os.path.exists(aug_feats):
+        os.remove(aug_feats)  # from an earlier config with augmentation
     _write_stamp(stamp_path, stamp)
     log.info("features: -> %s", wd.features)
+
+
+def all_features(wd: Workdir) -> tuple[np.ndarray, np.ndarray]:
+    """(features [N + M, D] of the corpus clips then the augmented ones, parent id [M] of each
+    augmented clip). Ids below N are corpus clips; id N + j is augmented clip j."""
+    feats = np.load(os.path.join(wd.features, "clips.npy"))
+    aug = os.path.join(wd.features, "augmented.npy")
+    if not os.path.exists(aug):
+        return feats, np.zeros(0, np.int64)
+    with open(os.path.join(wd.corpus, "augmented.csv")) as f:
+        parents = np.array([int(line.split(",")[1]) for line in f.readlines()[1:]], np.int64)
+    return np.concatenate([feats, np.load(aug)]), parents
+
+
+def clip(wd: Workdir, i: int) -> np.ndarray:
+    """Audio [S] of a clip id (corpus ids first, then the augmented ones)."""
+    path = os.path.join(wd.corpus, "clips.npy")
+    n = npyio.num_rows(path)
+    if i >= n:
+        path, i = os.path.join(wd.corpus, "augmented.npy"), i - n
+    return npyio.read_rows(path, i, i + 1)[0]
 
 
 def select_sources(feats: np.ndarray, pool: np.ndarray, cfg: ml_collections.ConfigDict,
@@ -156,20 +179,27 @@ def stage_selection(config: ml_collections.ConfigDict, wd: Workdir, corpus_meta:
             return json.load(f)
     os.makedirs(wd.selection, exist_ok=True)
     rows = corpus.read_manifest(wd.corpus)
+    n = len(rows)
     split = np.array([r["split"] for r in rows])
-    feats = np.load(os.path.join(wd.features, "clips.npy"))
-    pool = np.flatnonzero(split == "train")
+    feats, parents = all_features(wd)
+    train_ids = np.concatenate([np.flatnonzero(split == "train"), n + np.arange(len(parents))])
+    pool = train_ids if config.selection.pool == "train+augmented" else train_ids[train_ids < n]
+    if config.selection.pool not in ("train", "train+augmented"):
+        raise ValueError("selection.pool must be 'train' or 'train+augmented', got "
+                         f"{config.selection.pool!r}")
     ids, info = select_sources(feats, pool, config.selection, int(config.seed))
     order = [int(i) for i in ids]
-    clips_path = os.path.join(wd.corpus, "clips.npy")
-    np.save(os.path.join(wd.selection, "sources.npy"),
-            np.stack([npyio.read_rows(clips_path, i, i + 1)[0] for i in order]))
-    sources = {"ids": order, "names": [f"{rows[i]['kit']} / {rows[i]['instrument']}"
-                                       for i in order],
-               "files": [rows[i]["file"] for i in order], "method": config.selection.method,
-               **info}
+    np.save(os.path.join(wd.selection, "sources.npy"), np.stack([clip(wd, i) for i in order]))
+
+    def name(i: int) -> str:
+        r = rows[i] if i < n else rows[parents[i - n]]
+        return f"{r['kit']} / {r['instrument']}" + ("" if i < n else f" (variant {i - n})")
+
+    sources = {"ids": order, "names": [name(i) for i in order],
+               "files": [rows[i if i < n else parents[i - n]]["file"] for i in order],
+               "method": config.selection.method, "pool": config.selection.pool, **info}
     chosen = set(order)
-    targets = {"train": [int(i) for i in pool if int(i) not in chosen],
+    targets = {"train": [int(i) for i in train_ids if int(i) not in chosen],
                "val": np.flatnonzero(split == "val").tolist(),
                "test": np.flatnonzero(split == "test").tolist()}
     with open(os.path.join(wd.selection, "sources.json"), "w") as f:
@@ -177,8 +207,8 @@ def stage_selection(config: ml_collections.ConfigDict, wd: Workdir, corpus_meta:
     with open(os.path.join(wd.selection, "targets.json"), "w") as f:
         json.dump(targets, f)
     _write_stamp(stamp_path, stamp)
-    log.info("selection: %d sources (%s) from %d training clips; targets: %d train (+ "
-             "augmented), %d val, %d test -> %s", len(order), config.selection.method,
+    log.info("selection: %d sources (%s) from %d training clips; targets: %d train, "
+             "%d val, %d test -> %s", len(order), config.selection.method,
              len(pool), len(targets["train"]), len(targets["val"]), len(targets["test"]),
              wd.selection)
     return sources
@@ -197,16 +227,12 @@ def train_config(config: ml_collections.ConfigDict) -> train.TrainConfig:
 
 def load_data(wd: Workdir) -> train.Data:
     """The arrays training needs, from the features and selection stages."""
-    feats = np.load(os.path.join(wd.features, "clips.npy"))
+    feats, _ = all_features(wd)
     with open(os.path.join(wd.selection, "sources.json")) as f:
         ids = json.load(f)["ids"]
     with open(os.path.join(wd.selection, "targets.json")) as f:
         targets = json.load(f)
-    parts = [feats[targets["train"]]]
-    aug = os.path.join(wd.features, "augmented.npy")
-    if os.path.exists(aug):
-        parts.append(np.load(aug))
-    train_feats = np.concatenate(parts)
+    train_feats = feats[targets["train"]]
     mean, std = train.standardisation(train_feats)
     return train.Data(sources=np.load(os.path.join(wd.selection, "sources.npy")),
                       source_features=feats[ids], train=train_feats, val=feats[targets["val"]],
@@ -237,6 +263,27 @@ def stage_train(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     return summary
 
 
+def stage_bundle(config: ml_collections.ConfigDict, wd: Workdir) -> None:
+    """What the studio and the evaluation load: the best parameters (flax msgpack), the sources
+    and their names, the encoder's standardisation and the config, in WORKDIR/bundle/."""
+    from flax import serialization
+
+    data = load_data(wd)
+    tc = train_config(config)
+    _, params = train.load_params(wd.root, data, tc, which="best")
+    os.makedirs(wd.bundle, exist_ok=True)
+    with open(os.path.join(wd.bundle, "params.msgpack"), "wb") as f:
+        f.write(serialization.to_bytes(params))
+    np.save(os.path.join(wd.bundle, "sources.npy"), data.sources)
+    np.savez(os.path.join(wd.bundle, "standardisation.npz"), mean=data.mean, std=data.std)
+    with open(os.path.join(wd.selection, "sources.json")) as f:
+        names = json.load(f)["names"]
+    _write_stamp(os.path.join(wd.bundle, "bundle.json"), {
+        "config": json.loads(config.to_json_best_effort()), "source_names": names,
+        "sample_rate": audio.SAMPLE_RATE})
+    log.info("bundle: -> %s", wd.bundle)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     wd = Workdir(workdir)
     os.makedirs(wd.root, exist_ok=True)
@@ -247,4 +294,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     stage_features(config, wd, meta)
     stage_selection(config, wd, meta)
     stage_train(config, wd)
+    stage_bundle(config, wd)
     log.info("done: outputs in %s", wd.root)

@@ -60,6 +60,12 @@ def map_chunks(fn, x: jax.Array, chunk: int | None) -> jax.Array:
     return jax.tree.map(lambda o: o.reshape(n * chunk, *o.shape[2:])[:b], out)
 
 
+def _safe_sqrt(x: jax.Array) -> jax.Array:
+    """sqrt whose gradient stays finite at 0: clips are zero-padded to 1 s, so silent frames are
+    common, and d sqrt(x)/dx = inf there would turn the loss's gradient into NaN."""
+    return jnp.sqrt(x + 1e-14)
+
+
 def hann(n: int) -> np.ndarray:
     """Periodic Hann window [n] (scipy.signal.get_window('hann', n, fftbins=True))."""
     return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
@@ -108,7 +114,7 @@ def frame_rms(clips: jax.Array, n_fft: int = N_FFT, hop: int = HOP) -> jax.Array
         energy = sum(blocks[:, j : j + t] for j in range(k))
     else:
         energy = frames(sq, n_fft, hop).sum(-1)
-    return jnp.sqrt(energy / n_fft)
+    return _safe_sqrt(energy / n_fft)
 
 
 def rms_weighted_mean(values: jax.Array, rms: jax.Array) -> jax.Array:
@@ -143,7 +149,7 @@ def energy_envelope(clips: jax.Array, win: int = ENV_WIN, hop: int = ENV_HOP) ->
     n_blocks = s // hop
     blocks = (clips[:, : n_blocks * hop] ** 2).reshape(b, n_blocks, hop).sum(-1)
     t = n_blocks - k + 1
-    return jnp.sqrt(sum(blocks[:, j : j + t] for j in range(k)) / win)
+    return _safe_sqrt(sum(blocks[:, j : j + t] for j in range(k)) / win)
 
 
 def _first_crossing(env: jax.Array, level: jax.Array) -> jax.Array:

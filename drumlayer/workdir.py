@@ -6,6 +6,7 @@
     WORKDIR/selection/        sources.json, sources.npy [k, 22050], targets.json, selection.json
     WORKDIR/checkpoints/      Orbax: the latest epochs, and best/ (by validation loss)
     WORKDIR/metrics.jsonl     per step and per epoch; WORKDIR/tensorboard/ the same as events
+    WORKDIR/bundle/           params.msgpack, sources.npy, standardisation.npz, bundle.json
 """
 
 from __future__ import annotations
@@ -43,3 +44,7 @@ class Workdir:
     @property
     def checkpoints(self) -> str:
         return self.path("checkpoints")
+
+    @property
+    def bundle(self) -> str:
+        return self.path("bundle")

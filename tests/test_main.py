@@ -23,6 +23,32 @@ def test_main_smoke_end_to_end_and_rerun_skips(tmp_path):
     aug = np.load(wd / "corpus" / "augmented.npy", mmap_mode="r")
     assert aug.shape == (meta["split"]["train"] * 2, 22050)
     assert json.loads((wd / "config.json").read_text())["data"]["category"] == "snare"
+    # training left checkpoints, metrics, TensorBoard events and the bundle
+    assert (wd / "checkpoints" / "4").is_dir() and (wd / "checkpoints" / "best").is_dir()
+    lines = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
+    assert {x["kind"] for x in lines} == {"step", "epoch"}
+    assert {"val_loss", "val_kl_bits", "val_active_layers"} <= set(lines[-1])
+    assert any(f.startswith("events") for f in os.listdir(wd / "tensorboard"))
+    for f in ("params.msgpack", "sources.npy", "standardisation.npz", "bundle.json"):
+        assert (wd / "bundle" / f).exists()
+    assert np.load(wd / "bundle" / "sources.npy").shape == (8, 22050)
     r = run_main(wd)
     assert r.returncode == 0
-    assert "corpus: up to date" in r.stderr and "augmentation: up to date" in r.stderr
+    for stage in ("corpus: up to date", "augmentation: up to date", "features: up to date",
+                  "selection: up to date", "train: finished earlier"):
+        assert stage in r.stderr, stage
+
+
+def test_main_sources_from_augmented_pool(tmp_path):
+    r = run_main(tmp_path / "run", "--config.selection.pool=train+augmented",
+                 "--config.train.epochs=1", "--config.train.pretrain_epochs=1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    sources = json.loads((tmp_path / "run" / "selection" / "sources.json").read_text())
+    targets = json.loads((tmp_path / "run" / "selection" / "targets.json").read_text())
+    assert len(sources["ids"]) == 8 and not set(sources["ids"]) & set(targets["train"])
+
+
+def test_main_bad_config_is_a_clear_error(tmp_path):
+    r = run_main(tmp_path / "run", "--config.selection.k=500")
+    assert r.returncode == 1
+    assert "selection.k = 500 but only" in r.stderr

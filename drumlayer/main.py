@@ -37,15 +37,20 @@ def main(argv):
 
     from drumlayer import corpus, pipeline, train
 
+    distributed = train.initialize_distributed()
     config = _CONFIG.value
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
-    logging.info("JAX %s, devices: %s", jax.__version__, jax.devices())
+    logging.info("JAX %s, process %d of %d, devices: %s", jax.__version__, jax.process_index(),
+                 jax.process_count(), jax.devices())
     try:
         pipeline.run(config, workdir)
     except (corpus.CorpusError, train.NonFiniteLoss, ValueError) as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        if distributed:
+            jax.distributed.shutdown()
 
 
 if __name__ == "__main__":

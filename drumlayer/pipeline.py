@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 import jax
 import ml_collections
@@ -242,13 +243,27 @@ def load_data(wd: Workdir) -> train.Data:
 def stage_train(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     """Both training phases; resumes from the latest checkpoint; skipped when finished."""
     tc = train_config(config)
-    stamp = {"selection": _digest(json.load(open(os.path.join(wd.selection,  # noqa: SIM115
-                                                              "selection.json")))),
-             "train": config.train.to_dict(), "model": config.model.to_dict()}
+    inputs = []
+    for name in ("sources.json", "targets.json", "selection.json"):
+        with open(os.path.join(wd.selection, name)) as f:
+            inputs.append(json.load(f))
+    # What the run is made of: the sources and targets themselves (not how they were chosen),
+    # the features, and the training and model configs.
+    stamp = {"data": _digest([inputs[0]["ids"], inputs[1], inputs[2]["corpus"]]),
+             "features": config.features.to_dict(), "train": config.train.to_dict(),
+             "model": config.model.to_dict()}
     stamp_path = os.path.join(wd.root, "train.json")
     if _stamp_ok(stamp_path, stamp):
         log.info("train: finished earlier, checkpoints in %s (skipped)", wd.checkpoints)
         return {}
+    inputs_path = os.path.join(wd.checkpoints, "inputs.json")
+    if os.path.isdir(wd.checkpoints) and not _stamp_ok(inputs_path, stamp):
+        stale = f"{wd.checkpoints}.stale-{int(time.time())}"
+        os.replace(wd.checkpoints, stale)
+        log.warning("train: checkpoints were made from other data or config: moved to %s",
+                    stale)
+    os.makedirs(wd.checkpoints, exist_ok=True)
+    _write_stamp(inputs_path, stamp)
     data = load_data(wd)
     log.info("train: %d sources, %d train targets, %d val; %d devices; batch %d; %d + %d "
              "epochs", len(data.sources), len(data.train), len(data.val), jax.device_count(),

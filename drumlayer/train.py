@@ -75,6 +75,32 @@ def standardisation(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.maximum(std, 1e-3 * std.max() + 1e-8).astype(np.float32)
 
 
+def initialize_distributed() -> bool:
+    """Join a multi-process run when DRUMLAYER_COORDINATOR (host:port), DRUMLAYER_NUM_PROCESSES
+    and DRUMLAYER_PROCESS_ID are set (launch/multihost.sh sets them); on TPU pods and SLURM,
+    jax.distributed finds these by itself when DRUMLAYER_COORDINATOR is 'auto'. Returns whether
+    it initialised. Must run before anything touches a device."""
+    addr = os.environ.get("DRUMLAYER_COORDINATOR")
+    if not addr:
+        return False
+    if addr == "auto":
+        jax.distributed.initialize()
+        return True
+    if os.environ.get("JAX_PLATFORMS", "") == "cpu" or not _has_accelerator():
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=addr,
+                               num_processes=int(os.environ["DRUMLAYER_NUM_PROCESSES"]),
+                               process_id=int(os.environ["DRUMLAYER_PROCESS_ID"]))
+    return True
+
+
+def _has_accelerator() -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None
+               for m in ("jax_cuda12_plugin", "jax_cuda13_plugin", "libtpu"))
+
+
 def make_mesh() -> Mesh:
     return Mesh(np.asarray(jax.devices()), ("data",))
 
@@ -251,11 +277,15 @@ def train_and_evaluate(data: Data, tc: TrainConfig, workdir: str, progress: bool
     consts = tuple(put(mesh, np.asarray(a, np.float32), P())
                    for a in (data.sources, data.mean, data.std))
     ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    # Asynchronous saves overlap the next epoch; with several processes, synchronous saves keep
+    # every process at the same barrier.
+    asynchronous = jax.process_count() == 1
     latest = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
-        max_to_keep=2, create=True))
+        max_to_keep=2, create=True, enable_async_checkpointing=asynchronous))
     best = ocp.CheckpointManager(os.path.join(ckpt_dir, "best"), options=(
         ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m["val_loss"],
-                                     best_mode="min", create=True)))
+                                     best_mode="min", create=True,
+                                     enable_async_checkpointing=asynchronous)))
     done = 0  # epochs completed, pretraining first
     if latest.latest_step() is not None:
         done = latest.latest_step()

@@ -105,3 +105,30 @@ def test_kl_matches_closed_form():
     scale = jnp.array([[2.0, 0.5]])
     expect = 0.5 * sum(m**2 + s**2 - 1 - 2 * np.log(s) for m, s in ((0.5, 2.0), (-1.0, 0.5)))
     assert float(model.kl_nats(mean, scale)[0]) == pytest.approx(expect, rel=1e-6)
+
+
+def test_two_processes_through_jax_distributed_match_one(tmp_path):
+    """Two processes x 2 CPU devices (gloo collectives) train together, like two hosts."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "PYTHONPATH": os.pathsep.join([ROOT, HERE]), "JAX_PLATFORMS": "cpu",
+           "DRUMLAYER_COORDINATOR": f"127.0.0.1:{port}", "DRUMLAYER_NUM_PROCESSES": "2"}
+    procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "train_helper.py"),
+                               str(tmp_path / "shared"), str(tmp_path / f"p{i}.npz"), "1"],
+                              env={**env, "DRUMLAYER_PROCESS_ID": str(i)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    one = run_helper(tmp_path / "one", tmp_path / "one.npz", devices=1, epochs=1)
+    for i in range(2):
+        got = dict(np.load(tmp_path / f"p{i}.npz"))
+        assert int(got["devices"]) == 4
+        for k in one:
+            if k != "devices":
+                np.testing.assert_allclose(got[k], one[k], atol=1e-5, rtol=1e-5, err_msg=k)

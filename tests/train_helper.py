@@ -34,6 +34,7 @@ def tiny_config(epochs: int = 2) -> train.TrainConfig:
 
 
 if __name__ == "__main__":
+    distributed = train.initialize_distributed()
     workdir, out = sys.argv[1], sys.argv[2]
     epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     data, tc = tiny_data(), tiny_config(epochs)
@@ -42,3 +43,5 @@ if __name__ == "__main__":
     flat = {"/".join(str(p) for p in path): np.asarray(v)
             for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
     np.savez(out, devices=jax.device_count(), val_loss=summary["val_loss"], **flat)
+    if distributed:
+        jax.distributed.shutdown()

@@ -164,9 +164,9 @@ def make_steps(model, mesh: Mesh, phase: str, lc: LossConfig):
         (_, metrics), grads = grad_fn(state.params, feats, labels, eps, mask, count, consts)
         grads = jax.lax.psum(grads, "data")
         metrics = jax.lax.psum(metrics, "data")
-        metrics["grad_norm"] = optax.global_norm(grads)
+        metrics["grad_norm"] = optax.tree.norm(grads)
         state = state.apply_gradients(grads=grads)
-        metrics["param_norm"] = optax.global_norm(state.params)
+        metrics["param_norm"] = optax.tree.norm(state.params)
         return state, metrics
 
     def local_eval(params, feats, labels, eps, mask, count, consts):

@@ -75,17 +75,11 @@ def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     aug_meta = os.path.join(out, "augmented.json")
     want = {"per_clip": n_aug, "seed": int(config.seed), "corpus": meta["fingerprint"]}
     if n_aug > 0:
-        try:
-            with open(aug_meta) as f:
-                have = json.load(f)
-        except (OSError, ValueError):
-            have = None
-        if have == want:
+        if _stamp_ok(aug_meta, want):
             log.info("augmentation: up to date in %s (skipped)", out)
         else:
             corpus.write_augmented(out, n_aug, seed=int(config.seed))
-            with open(aug_meta, "w") as f:
-                json.dump(want, f)
+            _write_stamp(aug_meta, want)
     return meta
 
 

@@ -3,8 +3,8 @@
     python -m drumlayer.corpus --roots=DIR[,DIR...] --category=snare --out=DIR [--augment=N]
 
 writes into DIR:
-    clips.npy      float32 [N, 22050], written row by row as files decode (100,000 files cost
-                   little more memory than 1,000: a 1 KB onset signature per clip)
+    clips.npy      float32 [N, 22050], written row by row as files decode (memory grows by a few
+                   KB of bookkeeping per file, not by the clips)
     manifest.csv   id, file, kit, instrument, category, source_format, licence, key, layer,
                    group (near-duplicate group), split (train/val/test by kit and group)
     rejected.csv   file, reason: every file that could not become a clip, and exact duplicates

@@ -32,7 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.selection = s = ml_collections.ConfigDict()
     s.k = 200
     s.beta = 1000.0
-    s.method = "frank_wolfe"  # or 'random' (ablation)
+    s.method = "frank_wolfe"  # or 'random', 'k_medoids' (ablations)
     s.pool = "train"  # 'train+augmented': augmented variants may become sources too
 
     # The VAE (Section 3.3).
@@ -52,6 +52,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     t.beta = 0.02
     t.free_bits = 1000.0  # bits of KL allowed before it is penalised (MusicVAE)
 
+    # Batch evaluation (Section 4) and the studio's sliders.
+    c.evaluate = e = ml_collections.ConfigDict()
+    e.components = 11  # principal directions of the latent means
+    e.pairs = 200  # interpolation pairs from the test set (ordered, distinct, seeded)
+    e.points = 21  # points along each interpolation, ends included
+    e.pca_range = 20.0  # traversals go z +- pca_range * u_j (the paper: +-20 along u_0)
+    e.pca_points = 21
+    e.audio_examples = 3  # reconstructions and interpolations written as WAV
+
     if arg == "smoke":
         d.synthetic = True  # CI must not depend on what the machine has installed
         d.procedural = 48
@@ -64,4 +73,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.train.pretrain_epochs = 2
         c.train.epochs = 2
         d.max_duration = 5.0
+        e.pairs = 12
+        e.points = 5
+        e.pca_points = 5
     return c

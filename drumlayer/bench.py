@@ -1,6 +1,7 @@
 """The project's benchmarks: drumlayer against a reference measured in the same process.
 
-    python -m drumlayer.bench [corpus] [features] [selection] [train] [--out=bench_results]
+    python -m drumlayer.bench [corpus] [features] [selection] [train] [evaluate] [studio]
+        [--out=bench_results] [--workdir=runs/snare_paper]
 
 Each benchmark prints a table and writes JSON (machine, medians, ratios) to --out. Timings are
 medians over repeats after a warm-up; these machines are shared and noisy, so compare ratios
@@ -362,6 +363,79 @@ def bench_train(args) -> dict:
             "paper_recipe_minutes_estimate": round(estimate / 60, 1)}
 
 
+def _evaluate_cold(workdir, out):
+    """The whole evaluation, as the main job runs it (compilation included), into out/."""
+    from drumlayer import evaluate
+
+    res = evaluate.run(workdir)
+    evaluate.write(res, out)
+    return {"seconds": res["seconds"], "pairs": len(res["interpolation"]["pairs"]),
+            "points": len(res["interpolation"]["alpha"]), "sources": res["bundle"].k}
+
+
+def _interpolation_per_pair(workdir, pairs):
+    """Reference: the interpolation one pair at a time (decode, mix, describe per pair), warm."""
+    import jax.numpy as jnp
+
+    from drumlayer import evaluate, metrics
+    from drumlayer import model as model_lib
+
+    b = evaluate.Bundle.load(workdir)
+    ec = evaluate.EvalConfig.from_config(b.config)
+    z = evaluate.encode(b, evaluate.load_test(workdir).features)
+    pp = evaluate.choose_pairs(len(z), ec.pairs, ec.seed)
+    alpha = np.linspace(0, 1, ec.points, dtype=np.float32)[:, None]
+    src = jnp.asarray(b.sources)
+
+    def one(a, c):
+        w = b.decode((1 - alpha) * z[a] + alpha * z[c])
+        return [np.asarray(x) for x in metrics.descriptors(model_lib.mix(w, src))]
+
+    one(*pp[0])  # compile
+    t = time.perf_counter()
+    for a, c in pp[:pairs]:
+        one(a, c)
+    per_pair = (time.perf_counter() - t) / pairs
+    evaluate.interpolation(b, z, ec)  # compile
+    t = time.perf_counter()
+    evaluate.interpolation(b, z, ec)
+    batched = time.perf_counter() - t
+    return {"per_pair_seconds": per_pair, "pairs": len(pp), "batched_warm": batched}
+
+
+@benchmark
+def bench_evaluate(args) -> dict:
+    """The batch evaluation on a trained (paper-scale) workdir: wall time of the whole stage in a
+    fresh process (compilation, figures and WAVs included); reference: the interpolation done
+    one pair at a time in a Python loop, against the batched version, both warm."""
+    from drumlayer.bundle import Bundle
+
+    wd = args.workdir
+    try:
+        Bundle.load(wd)
+    except FileNotFoundError as e:
+        raise SystemExit(f"bench evaluate: {e}\n(train it first: python -m drumlayer.main "
+                         f"--config=configs/snare_paper.py --workdir={wd})") from e
+    with tempfile.TemporaryDirectory() as tmp:
+        cold = _in_child(_evaluate_cold, wd, tmp)
+    ref = _in_child(_interpolation_per_pair, wd, 20)["result"]
+    loop_total = ref["per_pair_seconds"] * ref["pairs"]
+    r = cold["result"]
+    rows = [{"what": f"whole evaluation, cold process ({r['sources']} sources, {r['pairs']} "
+                     f"pairs x {r['points']} points)", "seconds": round(cold["seconds"], 1)},
+            *({"what": f"  of which {k}", "seconds": v} for k, v in r["seconds"].items()),
+            {"what": "interpolation, batched (warm)", "seconds": round(ref["batched_warm"], 2)},
+            {"what": "reference: interpolation pair by pair (warm, extrapolated from 20)",
+             "seconds": round(loop_total, 2)}]
+    _print_table(("what", "seconds"), rows)
+    print(f"batched / per-pair speed-up: {loop_total / ref['batched_warm']:.1f}x; target: whole "
+          f"evaluation < 180 s: {'met' if cold['seconds'] < 180 else 'NOT met'}; peak memory "
+          f"{cold['peak_rss_mb']:.0f} MB")
+    return {"rows": rows, "workdir": os.path.abspath(wd), "seconds": cold["seconds"],
+            "peak_rss_mb": cold["peak_rss_mb"],
+            "speedup_vs_per_pair": loop_total / ref["batched_warm"]}
+
+
 def _print_table(header, rows) -> None:
     widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in header]
     print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
@@ -380,6 +454,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=2048, help="clips per batch (features)")
     p.add_argument("--select-n", type=int, default=100000, help="large n (selection)")
     p.add_argument("--out", default="bench_results", help="folder for the JSON results")
+    p.add_argument("--workdir", default="runs/snare_paper",
+                   help="a trained workdir (evaluate; studio)")
     args = p.parse_args(argv)
     names = args.names or sorted(BENCHMARKS)
     unknown = set(names) - set(BENCHMARKS)

@@ -19,10 +19,12 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from drumlayer import audio, corpus, npyio, selection, spectral, train
+from drumlayer import audio, corpus, metrics, npyio, selection, spectral, train
+from drumlayer import bundle as bundle_lib
 from drumlayer.workdir import Workdir
 
 log = logging.getLogger(__name__)
+SELECTION_METHODS = ("frank_wolfe", "random", "k_medoids")
 
 
 def corpus_options(config: ml_collections.ConfigDict) -> corpus.CorpusOptions:
@@ -149,12 +151,15 @@ def select_sources(feats: np.ndarray, pool: np.ndarray, cfg: ml_collections.Conf
     if k > len(pool):
         raise ValueError(f"selection.k = {k} but only {len(pool)} training clips: lower "
                          "selection.k or add samples")
+    if cfg.method not in SELECTION_METHODS:
+        raise ValueError(f"selection.method must be one of {SELECTION_METHODS}, got "
+                         f"{cfg.method!r}")
     if cfg.method == "random":
         return np.sort(np.random.default_rng(seed).choice(pool, k, replace=False)), {}
-    if cfg.method != "frank_wolfe":
-        raise ValueError(f"selection.method must be 'frank_wolfe' or 'random', got {cfg.method!r}")
     X = feats[pool]
     X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    if cfg.method == "k_medoids":
+        return pool[selection.k_medoids(X, k, seed=seed)], {}
     res = selection.frank_wolfe(X.T, k, beta=float(cfg.beta))
     if len(res.indices) < k:
         raise ValueError(f"Frank-Wolfe found {len(res.indices)} of {k} sources in "
@@ -290,7 +295,38 @@ def stage_bundle(config: ml_collections.ConfigDict, wd: Workdir) -> None:
     _write_stamp(os.path.join(wd.bundle, "bundle.json"), {
         "config": json.loads(config.to_json_best_effort()), "source_names": names,
         "sample_rate": audio.SAMPLE_RATE})
-    log.info("bundle: -> %s", wd.bundle)
+    # The principal directions of the latent means of the whole corpus (the paper's 4.2): the
+    # studio's sliders and the evaluation's traversals.
+    b = bundle_lib.Bundle.load(wd.root)
+    feats = np.load(os.path.join(wd.features, "clips.npy"), mmap_mode="r")
+    z = np.concatenate([np.asarray(b.encode(feats[i:i + 1024])[0])
+                        for i in range(0, len(feats), 1024)])
+    p = metrics.pca(z, int(config.evaluate.components))
+    np.savez(os.path.join(wd.bundle, "pca.npz"), **p)
+    log.info("bundle: -> %s (PCA of %d latent means: %s of the variance in %d components)",
+             wd.bundle, len(z), f"{p['explained'].sum():.0%}", len(p["explained"]))
+
+
+def stage_evaluate(config: ml_collections.ConfigDict, wd: Workdir) -> None:
+    """The batch evaluation (drumlayer.evaluate) into WORKDIR/eval/; skipped when done for the
+    same parameters and evaluation config."""
+    from drumlayer import evaluate
+
+    with open(os.path.join(wd.bundle, "params.msgpack"), "rb") as f:
+        params = hashlib.sha1(f.read()).hexdigest()[:16]
+    stamp = {"params": params, "evaluate": config.evaluate.to_dict()}
+    stamp_path = wd.path("eval", "evaluate.json")
+    if _stamp_ok(stamp_path, stamp):
+        log.info("evaluate: up to date in %s (skipped)", os.path.dirname(stamp_path))
+        return
+    with open(os.path.join(wd.selection, "targets.json")) as f:
+        n_test = len(json.load(f)["test"])
+    if n_test < 2:
+        log.warning("evaluate: skipped: %d test clips (at least 2 needed); add samples or "
+                    "widen data.split", n_test)
+        return
+    evaluate.evaluate_workdir(wd.root)
+    _write_stamp(stamp_path, stamp)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -304,4 +340,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     stage_selection(config, wd, meta)
     stage_train(config, wd)
     stage_bundle(config, wd)
+    stage_evaluate(config, wd)
     log.info("done: outputs in %s", wd.root)

@@ -188,3 +188,35 @@ def normalise_columns(A: np.ndarray) -> np.ndarray:
     """A [d, n] with each column scaled to unit L2 norm (zero columns left at zero)."""
     norms = np.linalg.norm(A, axis=0, keepdims=True)
     return A / np.where(norms > 0, norms, 1.0)
+
+
+def k_medoids(X: np.ndarray, k: int, seed: int = 0, max_iter: int = 100) -> np.ndarray:
+    """k medoids of the rows of X [n, d] under Euclidean distance (an ablation baseline for
+    Frank-Wolfe): k-means++ seeding, then alternating assignment / medoid update (Park & Jun
+    2009) until the medoids stop changing. Returns the medoids' row indices [k], sorted."""
+    n = X.shape[0]
+    if not 0 < k <= n:
+        raise ValueError(f"k must be in 1..{n}, got {k}")
+    X = np.asarray(X, np.float64)
+    sq = np.sum(X**2, axis=1)
+    D = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * X @ X.T, 0.0))  # [n, n]
+    rng = np.random.default_rng(seed)
+    medoids = [int(rng.integers(n))]
+    nearest = D[medoids[0]].copy()
+    for _ in range(1, k):
+        p = nearest**2
+        i = int(rng.choice(n, p=p / p.sum())) if p.sum() > 0 else int(rng.integers(n))
+        medoids.append(i)
+        nearest = np.minimum(nearest, D[i])
+    medoids = np.array(medoids)
+    for _ in range(max_iter):
+        assign = np.argmin(D[:, medoids], axis=1)
+        new = medoids.copy()
+        for c in range(k):
+            members = np.flatnonzero(assign == c)
+            if len(members):
+                new[c] = members[np.argmin(D[np.ix_(members, members)].sum(axis=0))]
+        if np.array_equal(np.sort(new), np.sort(medoids)):
+            break
+        medoids = new
+    return np.sort(medoids)

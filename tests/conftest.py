@@ -1,5 +1,25 @@
 import os
+import subprocess
 import sys
+
+import pytest
 
 # tests import their helpers (kitgen) as top-level modules
 sys.path.insert(0, os.path.dirname(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(workdir, *extra):
+    cmd = [sys.executable, "-m", "drumlayer.main", "--config=configs/snare.py:smoke",
+           f"--workdir={workdir}", *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One `configs/snare.py:smoke` main job (corpus ... evaluation), shared by the tests that
+    read a trained workdir: (workdir, completed process)."""
+    wd = tmp_path_factory.mktemp("smoke") / "run"
+    r = run_main(wd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return wd, r

@@ -1,23 +1,12 @@
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_main(workdir, *extra):
-    cmd = [sys.executable, "-m", "drumlayer.main", "--config=configs/snare.py:smoke",
-           f"--workdir={workdir}", *extra]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+from conftest import run_main
 
 
-def test_main_smoke_end_to_end_and_rerun_skips(tmp_path):
-    wd = tmp_path / "run"
-    r = run_main(wd)
-    assert r.returncode == 0, r.stderr[-3000:]
+def test_main_smoke_end_to_end_and_rerun_skips(smoke_run):
+    wd, _ = smoke_run
     meta = json.loads((wd / "corpus" / "corpus.json").read_text())
     assert meta["procedural"] and meta["clips"] == 48
     aug = np.load(wd / "corpus" / "augmented.npy", mmap_mode="r")
@@ -29,13 +18,14 @@ def test_main_smoke_end_to_end_and_rerun_skips(tmp_path):
     assert {x["kind"] for x in lines} == {"step", "epoch"}
     assert {"val_loss", "val_kl_bits", "val_active_layers"} <= set(lines[-1])
     assert any(f.startswith("events") for f in os.listdir(wd / "tensorboard"))
-    for f in ("params.msgpack", "sources.npy", "standardisation.npz", "bundle.json"):
+    for f in ("params.msgpack", "sources.npy", "standardisation.npz", "bundle.json", "pca.npz"):
         assert (wd / "bundle" / f).exists()
+    assert (wd / "eval" / "report.md").exists()
     assert np.load(wd / "bundle" / "sources.npy").shape == (8, 22050)
     r = run_main(wd)
     assert r.returncode == 0
     for stage in ("corpus: up to date", "augmentation: up to date", "features: up to date",
-                  "selection: up to date", "train: finished earlier"):
+                  "selection: up to date", "train: finished earlier", "evaluate: up to date"):
         assert stage in r.stderr, stage
 
 

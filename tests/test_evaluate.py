@@ -1,0 +1,125 @@
+"""The batch evaluation on a smoke run: the report, its numbers, the batched experiments against
+one-at-a-time computations, the CLI, the ablation table and the notebooks."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import nbformat
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import ROOT
+from nbclient import NotebookClient
+
+from drumlayer import evaluate, metrics, report
+from drumlayer import model as model_lib
+
+
+@pytest.fixture(scope="module")
+def smoke(smoke_run):
+    wd, _ = smoke_run
+    b = evaluate.Bundle.load(str(wd))
+    test = evaluate.load_test(str(wd))
+    return wd, b, test, evaluate.encode(b, test.features)
+
+
+def test_report_metrics_figures_and_audio(smoke):
+    wd, b, test, _ = smoke
+    out = wd / "eval"
+    s = json.loads((out / "metrics.json").read_text())
+    assert s["test_clips"] == len(test.ids) and s["sources"] == b.k == 8
+    assert len(s["interpolation"]["mean_weights"]) == 5  # :smoke has 5 points per path
+    assert set(s["reconstruction"]) == {"model", "model_pruned", "nnls", "nnls_simplex",
+                                        "matching_pursuit", "nearest", "uniform"}
+    for method in s["reconstruction"].values():
+        assert all(np.isfinite(v["median"]) for v in method.values())
+    assert len(s["pca"]["explained"]) == 4  # latent 4 in :smoke: at most 4 directions
+    md = (out / "report.md").read_text()
+    for fig in ("fig2_interpolation", "fig3_pairs", "fig4_pca", "fig4b_components",
+                "fig5_cardinality"):
+        assert f"({fig}.png)" in md
+        assert (out / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
+    assert "holds here" in md and "matching pursuit" in md
+    x, sr = sf.read(out / "audio" / "recon0_model.wav")
+    assert sr == 22050 and x.shape == (22050,) and np.abs(x).max() == pytest.approx(
+        10 ** (-1 / 20), abs=1e-3)
+    x, _ = sf.read(out / "audio" / "interp0.wav")
+    assert len(x) == 5 * 22050
+
+
+def test_interpolation_batched_equals_one_pair_at_a_time(smoke):
+    _, b, _, z = smoke
+    ec = evaluate.EvalConfig(pairs=6, points=5)
+    it = evaluate.interpolation(b, z, ec)
+    a, c = it["pairs"][3]
+    alpha = np.linspace(0, 1, 5, dtype=np.float32)[:, None]
+    w = np.asarray(b.decode((1 - alpha) * z[a] + alpha * z[c]))
+    cen, mf = metrics.descriptors(model_lib.mix(jnp.asarray(w), jnp.asarray(b.sources)))
+    np.testing.assert_allclose(it["weights"][3], w, atol=1e-6)
+    np.testing.assert_allclose(it["centroid"][3], cen, rtol=1e-4)
+    np.testing.assert_allclose(it["distance_mfcc"][3], np.linalg.norm(mf - mf[0], axis=-1),
+                               rtol=1e-3, atol=1e-3)
+    assert it["r2_weights"] == pytest.approx(metrics.r_squared(it["mean_weights"]))
+
+
+def test_principal_directions_move_along_the_bundles_pca(smoke):
+    _, b, _, z = smoke
+    pc = evaluate.principal_directions(b, z, evaluate.EvalConfig(pca_points=3, pca_range=2.0))
+    u = b.pca["components"]
+    want = np.asarray(b.decode(z[1] + 2.0 * u[0]))
+    np.testing.assert_allclose(pc["weights"][1, 0, -1], want, atol=1e-6)
+    np.testing.assert_allclose(pc["weights"][1, 0, 1], np.asarray(b.decode(z[1:2]))[0],
+                               atol=1e-6)
+
+
+def test_reconstruction_model_row_is_the_decoded_mean(smoke):
+    _, b, test, z = smoke
+    rec = evaluate.reconstruction(b, test, z)
+    np.testing.assert_allclose(rec["model"]["weights"], np.asarray(b.decode(z)), atol=1e-6)
+    mixed = np.asarray(b.mix(rec["nearest"]["weights"][:1]))
+    np.testing.assert_allclose(rec["nearest"]["log_spectral_distance_db"][0],
+                               float(metrics.log_spectral_distance(mixed[0], test.audio[0])),
+                               rtol=1e-4)
+    assert (rec["model_pruned"]["weights"][rec["model_pruned"]["weights"] > 0] >= 0.04).all() \
+        or (rec["model_pruned"]["nonzero_layers"] == 1).any()
+
+
+def test_choose_pairs_and_blocks():
+    p = evaluate.choose_pairs(5, 7, seed=0)
+    assert p.shape == (7, 2) and (p[:, 0] != p[:, 1]).all()
+    assert len({tuple(x) for x in p}) == 7
+    assert len(evaluate.choose_pairs(3, 200, seed=0)) == 6  # all ordered pairs of 3
+    x = np.arange(10 * 3, dtype=np.float32).reshape(10, 3)
+    np.testing.assert_array_equal(evaluate.in_blocks(lambda a: {"y": a * 2}, x, block=4)["y"],
+                                  x * 2)
+
+
+def test_cli_on_a_workdir_without_a_bundle(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "drumlayer.evaluate", f"--workdir={tmp_path}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    assert "bundle" in r.stderr and "run the main job" in r.stderr
+
+
+def test_compare_table(smoke, tmp_path):
+    wd = smoke[0]
+    path = report.compare([str(wd), str(wd)], str(tmp_path / "ablations"))
+    md = open(path).read()
+    assert len(md.strip().splitlines()) == 4  # header, rule, two runs
+    rows = json.loads((tmp_path / "ablations.json").read_text())
+    assert rows[0]["r2_weights"] == json.loads(
+        (wd / "eval" / "metrics.json").read_text())["interpolation"]["r2_weights"]
+
+
+@pytest.mark.parametrize("name", ["interpolation", "pca_directions", "sparsity"])
+def test_notebook_executes(smoke, name, monkeypatch):
+    monkeypatch.setenv("DRUMLAYER_WORKDIR", str(smoke[0]))
+    nb = nbformat.read(os.path.join(ROOT, "notebooks", f"{name}.ipynb"), as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": os.path.join(ROOT, "notebooks")}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
+               for o in outputs)

@@ -1,0 +1,162 @@
+"""The evaluation's metrics and baselines against librosa, scipy and hand-computed values."""
+
+import librosa
+import numpy as np
+import pytest
+import scipy.optimize
+
+from drumlayer import baselines, metrics, synth
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """Two different procedural snares [2, S] and white noise [S]."""
+    s = synth.procedural_snares(2, SR, seed=3)
+    noise = np.random.default_rng(1).uniform(-1, 1, SR).astype(np.float32)
+    return s, noise
+
+
+def _librosa_db(x, n_fft, hop):
+    p = np.abs(librosa.stft(x.astype(np.float64), n_fft=n_fft, hop_length=hop, center=True,
+                            pad_mode="constant")) ** 2
+    return 10 * np.log10(np.maximum(p, 1e-10)).T  # [frames, bins]
+
+
+def test_log_spectral_distance_matches_a_direct_computation(pair):
+    (a, b), _ = pair
+    e, r = _librosa_db(a, 2048, 512), _librosa_db(b, 2048, 512)
+    floor = r.max() - 80
+    e, r = np.maximum(e, floor), np.maximum(r, floor)
+    live = (r > floor).any(axis=1)
+    ref = np.sqrt(((e - r) ** 2).mean(axis=1))[live].mean()
+    np.testing.assert_allclose(float(metrics.log_spectral_distance(a, b)), ref, rtol=1e-3)
+    assert float(metrics.log_spectral_distance(a, a)) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_log_spectral_distance_of_a_gain_is_the_gain_in_db(pair):
+    _, noise = pair
+    np.testing.assert_allclose(float(metrics.log_spectral_distance(2 * noise, noise)),
+                               20 * np.log10(2), atol=2e-3)
+
+
+def test_multi_resolution_stft_matches_a_direct_computation(pair):
+    (a, b), _ = pair
+    total = 0.0
+    for n in (512, 1024, 2048):
+        e, r = (np.abs(librosa.stft(x.astype(np.float64), n_fft=n, hop_length=n // 4,
+                                    center=True, pad_mode="constant")) for x in (a, b))
+        total += np.linalg.norm(r - e) / np.linalg.norm(r)
+        total += np.mean(np.abs(np.log(r + 1e-7) - np.log(e + 1e-7)))
+    np.testing.assert_allclose(float(metrics.multi_resolution_stft(a, b)), total / 3, rtol=1e-3)
+    assert float(metrics.multi_resolution_stft(b, b)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_layer_counts_prune_and_cardinality_by_hand():
+    w = np.array([[0.5, 0.3, 0.15, 0.03, 0.02], [0.97, 0.005, 0.005, 0.01, 0.01]], np.float32)
+    np.testing.assert_array_equal(metrics.active_layers(w), [5, 1])
+    np.testing.assert_array_equal(metrics.active_layers(2 * w), [5, 1])  # shares, not values
+    p = np.asarray(metrics.prune(w))
+    np.testing.assert_allclose(p[0], [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(p[1], [1, 0, 0, 0, 0], rtol=1e-6)
+    low = np.full((1, 50), 0.02, np.float32)  # nothing above 0.04: the largest stays
+    assert np.count_nonzero(np.asarray(metrics.prune(low))) == 1
+    c = metrics.cardinality(w)
+    np.testing.assert_array_equal(c["above_0.001"], [5, 5])
+    np.testing.assert_array_equal(c["above_0.01"], [5, 1])
+    np.testing.assert_array_equal(c["above_0.04"], [3, 1])
+    np.testing.assert_allclose(c["max_weight"], [0.5, 0.97])
+
+
+def test_r_squared_against_scipy():
+    x = np.linspace(0, 1, 21)
+    assert metrics.r_squared(3 * x + 1) == pytest.approx(1.0)
+    y = x**2 + np.random.default_rng(0).normal(0, 0.05, 21)
+    assert metrics.r_squared(y) == pytest.approx(scipy.stats.linregress(x, y).rvalue ** 2)
+
+
+def test_pca_against_the_covariance_eigendecomposition():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 6)) @ rng.normal(size=(6, 6))
+    p = metrics.pca(z, 4)
+    vals, vecs = np.linalg.eigh(np.cov(z.T))
+    vals, vecs = vals[::-1], vecs[:, ::-1]
+    np.testing.assert_allclose(p["variance"], vals[:4], rtol=1e-6)
+    np.testing.assert_allclose(p["explained"], vals[:4] / vals.sum(), rtol=1e-6)
+    np.testing.assert_allclose(np.abs(p["components"] @ vecs[:, :4]), np.eye(4), atol=1e-5)
+    np.testing.assert_allclose(p["center"], z.mean(0), rtol=1e-5)
+
+
+def test_path_distances_and_new_layers_by_hand():
+    w = np.array([[[1, 0, 0], [0.5, 0.5, 0], [0, 0, 1]]], np.float32)  # [1 pair, 3 points, 3]
+    cen = np.array([[100.0, 250.0, 50.0]])
+    mf = np.zeros((1, 3, 13))
+    mf[0, 2, 0] = 3.0
+    mf[0, 2, 1] = 4.0
+    d = metrics.path_distances(w, cen, mf)
+    np.testing.assert_allclose(d["weights"][0], [0, np.sqrt(0.5), np.sqrt(2)], rtol=1e-6)
+    np.testing.assert_allclose(d["centroid"][0], [0, 150, 50])
+    np.testing.assert_allclose(d["mfcc"][0], [0, 0, 5])
+    np.testing.assert_array_equal(metrics.new_layers_mid_path(w), [1])  # layer 1 only mid-path
+
+
+@pytest.fixture(scope="module")
+def problem():
+    """Correlated non-negative 'spectra' of 12 sources and 6 targets (D = 40)."""
+    rng = np.random.default_rng(2)
+    base = rng.random((3, 40))
+    F = (rng.random((12, 3)) @ base + 0.1 * rng.random((12, 40))).astype(np.float32)
+    Y = (rng.random((6, 12)) @ F * 0.2 + 0.3 * rng.random((6, 40))).astype(np.float32)
+    return F, Y
+
+
+def test_nnls_matches_scipy(problem):
+    F, Y = problem
+    W = np.asarray(baselines.nnls(F, Y))
+    for w, y in zip(W, Y, strict=True):
+        ref, rnorm = scipy.optimize.nnls(F.T.astype(np.float64), y.astype(np.float64))
+        assert np.linalg.norm(w @ F - y) == pytest.approx(rnorm, rel=1e-4)
+        np.testing.assert_allclose(w, ref, atol=2e-3)
+        assert w.min() >= 0
+
+
+def test_nnls_simplex_matches_scipy_slsqp(problem):
+    F, Y = problem
+    W = np.asarray(baselines.nnls_simplex(F, Y))
+    k = F.shape[0]
+    for w, y in zip(W, Y, strict=True):
+        res = scipy.optimize.minimize(
+            lambda v, y=y: np.sum((v @ F - y) ** 2), np.full(k, 1 / k), method="SLSQP",
+            bounds=[(0, None)] * k, constraints={"type": "eq", "fun": lambda v: v.sum() - 1},
+            options={"ftol": 1e-12, "maxiter": 1000})
+        assert w.sum() == pytest.approx(1.0, abs=1e-5) and w.min() >= 0
+        assert np.sum((w @ F - y) ** 2) <= res.fun * (1 + 1e-4) + 1e-7
+
+
+def test_matching_pursuit_matches_a_plain_loop(problem):
+    F, Y = problem
+    W = np.asarray(baselines.matching_pursuit(F, Y, layers=4))
+    norms = np.linalg.norm(F, axis=1)
+    atoms = F / norms[:, None]
+    for w, y in zip(W, Y, strict=True):
+        ref, r = np.zeros(len(F)), y.astype(np.float64).copy()
+        for _ in range(4):
+            corr = atoms @ r
+            j = int(np.argmax(corr))
+            c = max(corr[j], 0.0)
+            ref[j] += c / norms[j]
+            r -= c * atoms[j]
+        np.testing.assert_allclose(w, ref, rtol=1e-4, atol=1e-6)
+        assert np.count_nonzero(w) <= 4
+
+
+def test_nearest_and_uniform(problem):
+    F, Y = problem
+    near = np.asarray(baselines.nearest(F, Y))
+    want = np.argmin(((Y[:, None] - F[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(near.argmax(1), want)
+    np.testing.assert_array_equal(near.sum(1), 1.0)
+    np.testing.assert_allclose(np.asarray(baselines.uniform(F, Y)), 1 / 12)
+    with pytest.raises(ValueError, match="baseline must be one of"):
+        baselines.fit("lasso", F, Y)

@@ -11,11 +11,12 @@ import nbformat
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ROOT
 from nbclient import NotebookClient
 
 from drumlayer import evaluate, metrics, report
 from drumlayer import model as model_lib
+
+from conftest import ROOT
 
 
 @pytest.fixture(scope="module")

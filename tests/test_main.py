@@ -2,6 +2,7 @@ import json
 import os
 
 import numpy as np
+
 from conftest import run_main
 
 

@@ -93,3 +93,19 @@ def test_bad_arguments():
         selection.frank_wolfe(np.full((3, 4), np.nan), 2)
     with pytest.raises(ValueError, match="kernel form"):
         selection.frank_wolfe(A, 2, positive=True, form="matrix-free")
+
+
+def test_k_medoids_finds_one_medoid_per_cluster_and_each_is_optimal():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 20, (4, 5))
+    X = np.concatenate([c + rng.normal(0, 0.5, (30, 5)) for c in centers])
+    med = selection.k_medoids(X, 4, seed=1)
+    assert sorted(set(m // 30 for m in med)) == [0, 1, 2, 3]  # one per cluster
+    D = np.linalg.norm(X[:, None] - X[None], axis=-1)
+    assign = np.argmin(D[:, med], axis=1)
+    for c, m in enumerate(med):  # each medoid minimises the distances within its cluster
+        members = np.flatnonzero(assign == c)
+        assert D[np.ix_(members, members)].sum(0).min() == pytest.approx(D[m, members].sum())
+    np.testing.assert_array_equal(med, selection.k_medoids(X, 4, seed=1))  # seeded
+    with pytest.raises(ValueError, match="k must be in"):
+        selection.k_medoids(X, 0)

@@ -6,9 +6,10 @@ import time
 
 import numpy as np
 import pytest
-from train_helper import tiny_config, tiny_data
 
 from drumlayer import model, train
+
+from train_helper import tiny_config, tiny_data
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

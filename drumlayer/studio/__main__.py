@@ -1,0 +1,5 @@
+import sys
+
+from drumlayer.studio.server import main
+
+sys.exit(main())

@@ -1,0 +1,350 @@
+"""The studio's HTTP server (FastAPI): the page, the model it runs, and the audio it exports.
+
+    python -m drumlayer.studio --workdir=runs/snare [--port=8765] [--host=127.0.0.1]
+
+The page decodes and mixes in the browser (every slider move stays on the page); the server
+encodes uploads and corpus clips, and renders and exports recipes. OpenAPI docs: /docs.
+
+Safety: it listens on 127.0.0.1 unless told otherwise; uploads above --max-upload-mb are refused
+(413); audio is decoded from a temporary file the server names, never from a path in a request
+(corpus clips and sources are addressed by integer ids, uploads by a server-made token).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import secrets
+import socket
+import sys
+import tempfile
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from drumlayer import audio, corpus, npyio
+from drumlayer.bundle import Bundle
+from drumlayer.studio import engine
+from drumlayer.workdir import Workdir
+
+log = logging.getLogger(__name__)
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+MAX_LATENT = 1024
+MAX_SOURCES = 4096
+RATES = (22050, 44100, 48000)
+RATE_DOC = "output sample rate: 22050 (the model's), 44100 or 48000 (exports)"
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
+    attack: float = Field(0.0, ge=0.0, le=1.0, description="seconds of linear rise")
+    hold: float = Field(1.0, ge=0.0, le=1.0, description="seconds at full level")
+    decay: float = Field(1.0, ge=0.005, le=10.0, description="seconds to fall by 60 dB")
+
+
+class Recipe(BaseModel):
+    """A layered sound: a point of the latent space and the edits on top of its weights.
+    `weights`, `pca` and `name` are filled in by the server and ignored on input."""
+
+    model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
+    version: Literal[1] = 1
+    latent: list[float] = Field(..., max_length=MAX_LATENT, description="z [latent]")
+    locks: dict[int, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=dict, description="layer -> weight fixed by hand")
+    muted: list[int] = Field(default_factory=list, max_length=MAX_SOURCES)
+    solo: list[int] = Field(default_factory=list, max_length=MAX_SOURCES)
+    prune: float = Field(0.0, ge=0.0, le=1.0, description="weights below it are removed")
+    offsets_ms: dict[int, Annotated[float, Field(ge=0.0, le=500.0)]] = Field(
+        default_factory=dict, description="layer -> start offset in ms")
+    envelope: Envelope = Field(default_factory=Envelope)
+    gain_db: float = Field(0.0, ge=-60.0, le=24.0)
+    weights: list[float] | None = Field(None, description="(output) the weights mixed [k]")
+    pca: list[float] | None = Field(None, description="(output) PCA coordinates of latent")
+    name: str | None = Field(None, max_length=300, description="(output) where it came from")
+    original: str | None = Field(None, max_length=64,
+                                 description="(output) token of the original audio")
+
+
+class Weights(BaseModel):
+    decoded: list[float]
+    weights: list[float]
+
+
+class Clip(BaseModel):
+    id: int
+    name: str
+    split: str
+
+
+class Studio:
+    """The loaded workdir: bundle, corpus names, and the uploads kept for 'play original'."""
+
+    def __init__(self, workdir: str, keep_uploads: int = 32):
+        self.wd = Workdir(workdir)
+        self.bundle = Bundle.load(workdir)
+        if self.bundle.pca is None:
+            raise FileNotFoundError(f"{self.wd.bundle}/pca.npz is missing: rerun the main job "
+                                    "on this workdir to finish its bundle")
+        self.decoder = {k: {n: np.asarray(a, np.float32) for n, a in v.items()}
+                        for k, v in self.bundle.params["decoder"].items()}
+        self.normaliser = self.bundle.config["model"]["normaliser"]
+        rows = corpus.read_manifest(self.wd.corpus)
+        self.clips = [Clip(id=int(r["id"]), name=f"{r['kit']} / {r['instrument']}",
+                           split=r["split"]) for r in rows]
+        self.originals: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        self.keep_uploads = keep_uploads
+        self._source_features = None
+
+    @property
+    def sr(self) -> int:
+        return audio.SAMPLE_RATE
+
+    def recipe_from_clip(self, x: np.ndarray, name: str) -> Recipe:
+        """Encode a canonical clip [S]: its latent mean, weights, PCA coordinates."""
+        feats = np.asarray(self.bundle.features(x[None]))
+        z = np.asarray(self.bundle.encode(feats)[0])[0]
+        token = secrets.token_hex(8)
+        self.originals[token] = x
+        while len(self.originals) > self.keep_uploads:
+            self.originals.popitem(last=False)
+        return self.describe(Recipe(latent=z.tolist(), name=name, original=token))
+
+    def describe(self, r: Recipe) -> Recipe:
+        decoded, w = self.weights(r)
+        p = self.bundle.pca
+        coords = (np.asarray(r.latent, np.float32) - p["center"]) @ p["components"].T
+        return r.model_copy(update={"weights": w.tolist(), "pca": coords.tolist()})
+
+    def check(self, r: Recipe) -> None:
+        k, L = self.bundle.k, self.bundle.latent
+        if len(r.latent) != L:
+            raise HTTPException(422, f"latent has {len(r.latent)} numbers; this model's has {L}")
+        for what, idx in (("locks", r.locks), ("muted", r.muted), ("solo", r.solo),
+                          ("offsets_ms", r.offsets_ms)):
+            bad = [i for i in idx if not 0 <= i < k]
+            if bad:
+                raise HTTPException(422, f"{what}: layer {bad[0]} does not exist (0..{k - 1})")
+
+    def weights(self, r: Recipe) -> tuple[np.ndarray, np.ndarray]:
+        self.check(r)
+        decoded = engine.decode(self.decoder, np.asarray(r.latent, np.float32), self.normaliser)
+        return decoded, engine.edit_weights(decoded, r.locks, set(r.muted), set(r.solo),
+                                            r.prune)
+
+    def offsets(self, r: Recipe) -> dict[int, int]:
+        return {i: int(round(ms * self.sr / 1000)) for i, ms in r.offsets_ms.items() if ms > 0}
+
+    def env(self, r: Recipe) -> np.ndarray:
+        e = r.envelope
+        return engine.envelope(self.bundle.sources.shape[1], self.sr, e.attack, e.hold, e.decay)
+
+    def render(self, r: Recipe) -> np.ndarray:
+        _, w = self.weights(r)
+        return engine.render(w, self.bundle.sources, self.offsets(r), self.env(r), r.gain_db)
+
+
+def _wav(data: bytes, filename: str | None = None) -> Response:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'} if filename else {}
+    return Response(data, media_type="audio/wav", headers=headers)
+
+
+def _rate(rate: int, export: bool = False) -> None:
+    allowed = RATES[1:] if export else RATES
+    if rate not in allowed:
+        raise HTTPException(422, f"sample_rate must be one of {allowed}, got {rate}")
+
+
+def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
+    """The studio's ASGI app over a trained workdir."""
+    st = Studio(workdir)
+    limit = int(max_upload_mb * 1024 * 1024)
+    app = FastAPI(title="drumlayer studio", version="1",
+                  description="Layered drum sounds from a trained drumlayer workdir: encode a "
+                  "sample to a recipe, edit it, render and export it.")
+    app.state.studio = st
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        # Without the offending input: it may hold NaN, which JSON cannot carry.
+        return JSONResponse(status_code=422, content={"detail": [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()]})
+
+    @app.middleware("http")
+    async def upload_limit(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if request.method == "POST" and size and size.isdigit() and int(size) > limit:
+            return JSONResponse(status_code=413, content={"detail": (
+                f"upload of {int(size) / 1e6:.1f} MB is over the studio's limit of "
+                f"{max_upload_mb:g} MB; trim the file or restart the studio with a larger "
+                "--max-upload-mb")})
+        return await call_next(request)
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(os.path.join(STATIC, "index.html"))
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/api/model", summary="What the page needs to decode and mix by itself")
+    def model_info() -> dict:
+        p = st.bundle.pca
+        return {"k": st.bundle.k, "latent": st.bundle.latent, "sample_rate": st.sr,
+                "samples": int(st.bundle.sources.shape[1]), "normaliser": st.normaliser,
+                "names": st.bundle.names, "workdir": os.path.basename(st.wd.root),
+                "decoder": {k: {n: a.tolist() for n, a in v.items()}
+                            for k, v in st.decoder.items()},
+                "pca": {"center": p["center"].tolist(), "components": p["components"].tolist(),
+                        "variance": np.asarray(p["variance"]).tolist(),
+                        "explained": np.asarray(p["explained"]).tolist()}}
+
+    @app.get("/api/sources", summary="The sources' audio: float32 little-endian [k, samples]",
+             response_class=Response)
+    def sources():
+        return Response(np.ascontiguousarray(st.bundle.sources, "<f4").tobytes(),
+                        media_type="application/octet-stream")
+
+    @app.get("/api/corpus", summary="The corpus clips that can be a starting point")
+    def corpus_clips() -> list[Clip]:
+        return st.clips
+
+    def _clip(i: int) -> np.ndarray:
+        if not 0 <= i < len(st.clips):
+            raise HTTPException(404, f"no corpus clip {i} (0..{len(st.clips) - 1})")
+        return npyio.read_rows(os.path.join(st.wd.corpus, "clips.npy"), i, i + 1)[0]
+
+    @app.get("/api/corpus/{clip_id}/recipe", summary="Encode a corpus clip")
+    def corpus_recipe(clip_id: int) -> Recipe:
+        return st.recipe_from_clip(_clip(clip_id), f"corpus: {st.clips[clip_id].name}")
+
+    @app.get("/api/sources/{index}/recipe", summary="Encode one of the sources")
+    def source_recipe(index: int) -> Recipe:
+        if not 0 <= index < st.bundle.k:
+            raise HTTPException(404, f"no source {index} (0..{st.bundle.k - 1})")
+        return st.recipe_from_clip(st.bundle.sources[index],
+                                   f"source: {st.bundle.names[index]}")
+
+    @app.post("/api/encode", summary="Encode an uploaded sample (multipart field `file`)")
+    async def encode(file: Annotated[UploadFile, File(description="audio, any format the "
+                                                      "corpus reads")]) -> Recipe:
+        data = await file.read(limit + 1)
+        label = os.path.basename(file.filename or "upload")[:100]
+        if len(data) > limit:
+            raise HTTPException(413, f"{label} is over the studio's limit of {max_upload_mb:g} "
+                                "MB; trim it or restart with a larger --max-upload-mb")
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "upload")
+            with open(path, "wb") as f:
+                f.write(data)
+            try:
+                x = audio.load_clip(path, max_duration=30.0)
+            except audio.AudioError as e:
+                raise HTTPException(422, str(e).replace(path, label)) from None
+        return st.recipe_from_clip(x, f"upload: {label}")
+
+    @app.get("/api/original/{token}", summary="The audio a recipe was encoded from",
+             response_class=Response)
+    def original(token: str):
+        x = st.originals.get(token)
+        if x is None:
+            raise HTTPException(404, "unknown or expired token: encode the sample again")
+        return _wav(engine.wav_bytes(x, st.sr, "FLOAT"))
+
+    @app.post("/api/weights", summary="A recipe's decoded and edited weights")
+    def weights(recipe: Recipe) -> Weights:
+        d, w = st.weights(recipe)
+        return Weights(decoded=d.tolist(), weights=w.tolist())
+
+    @app.post("/api/describe", summary="A recipe with its weights and PCA coordinates filled")
+    def describe(recipe: Recipe) -> Recipe:
+        return st.describe(recipe)
+
+    @app.post("/api/render", summary="A recipe's sound as WAV", response_class=Response)
+    def render(recipe: Recipe,
+               sample_rate: Annotated[int, Query(description=RATE_DOC)] = 22050,
+               export: Annotated[bool, Query(description="24-bit, peak at -1.05 dBFS")] = False):
+        _rate(sample_rate)
+        x = st.render(recipe)
+        if export:
+            rate = 44100 if sample_rate == 22050 else sample_rate
+            return _wav(engine.export_wav(x, st.sr, rate), f"layered_{rate}.wav")
+        if sample_rate != st.sr:
+            x = audio.resample(x, st.sr, sample_rate)
+        return _wav(engine.wav_bytes(x, sample_rate, "FLOAT"))
+
+    @app.post("/api/export/stems", summary="Per-layer stems (24-bit) and the recipe, zipped",
+              response_class=Response)
+    def stems(recipe: Recipe,
+              sample_rate: Annotated[int, Query(description=RATE_DOC)] = 48000):
+        _rate(sample_rate, export=True)
+        _, w = st.weights(recipe)
+        parts = engine.layers(w, st.bundle.sources, st.offsets(recipe))
+        data = engine.stems_zip(parts, st.bundle.names, st.env(recipe), recipe.gain_db, st.sr,
+                                sample_rate, st.describe(recipe).model_dump())
+        return Response(data, media_type="application/zip", headers={
+            "Content-Disposition": 'attachment; filename="layered_stems.zip"'})
+
+    @app.post("/api/export/sfz", summary="An SFZ instrument of the layers, zipped",
+              response_class=Response)
+    def sfz(recipe: Recipe, sample_rate: Annotated[int, Query(description=RATE_DOC)] = 48000):
+        _rate(sample_rate, export=True)
+        _, w = st.weights(recipe)
+        e = recipe.envelope
+        data = engine.sfz_zip(w, st.bundle.sources, st.bundle.names, st.offsets(recipe),
+                              e.attack, e.hold, e.decay, recipe.gain_db, st.sr, sample_rate,
+                              st.describe(recipe).model_dump())
+        return Response(data, media_type="application/zip", headers={
+            "Content-Disposition": 'attachment; filename="layered_sfz.zip"'})
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    import uvicorn
+
+    p = argparse.ArgumentParser(prog="python -m drumlayer.studio", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", default="runs/snare", help="a trained workdir")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--max-upload-mb", type=float, default=50.0)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        app = create_app(a.workdir, a.max_upload_mb)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if a.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("studio: listening on %s: anyone who can reach this machine can use it",
+                    a.host)
+    st = app.state.studio
+    family = socket.AF_INET6 if ":" in a.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((a.host, a.port))  # port 0: any free port, reported below
+    except OSError as e:
+        print(f"error: cannot listen on {a.host}:{a.port}: {e.strerror}; choose another "
+              "--port", file=sys.stderr)
+        return 1
+    port = sock.getsockname()[1]
+    host = f"[{a.host}]" if family == socket.AF_INET6 else a.host
+    print(f"studio: {st.bundle.k} sources, latent {st.bundle.latent}, from {st.wd.root}\n"
+          f"studio: open http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""The studio's HTTP API on a smoke run: encode, render, edits, exports, bad input, fuzzing."""
+
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import schemathesis
+import soundfile as sf
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+
+from drumlayer import kits, npyio
+from drumlayer.bundle import Bundle
+from drumlayer.studio import engine
+from drumlayer.studio.server import create_app
+
+
+@pytest.fixture(scope="module")
+def studio(smoke_run):
+    wd, _ = smoke_run
+    return wd, Bundle.load(str(wd)), TestClient(create_app(str(wd), max_upload_mb=1.0))
+
+
+def wav_file(x, rate=22050, subtype="PCM_16"):
+    buf = io.BytesIO()
+    sf.write(buf, x, rate, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def read_wav(data):
+    x, sr = sf.read(io.BytesIO(data), dtype="float32")
+    return x, sr, sf.info(io.BytesIO(data)).subtype
+
+
+@pytest.fixture(scope="module")
+def recipe(studio):
+    wd, _, c = studio
+    clip = npyio.read_rows(str(wd / "corpus" / "clips.npy"), 2, 3)[0]
+    r = c.post("/api/encode", files={"file": ("my snare.wav", wav_file(clip), "audio/wav")})
+    assert r.status_code == 200, r.text
+    return r.json(), clip
+
+
+def test_model_and_sources(studio):
+    _, b, c = studio
+    m = c.get("/api/model").json()
+    assert (m["k"], m["latent"], m["samples"]) == (b.k, b.latent, 22050)
+    assert np.asarray(m["pca"]["components"]).shape == (4, b.latent)
+    src = np.frombuffer(c.get("/api/sources").content, "<f4").reshape(b.k, -1)
+    np.testing.assert_array_equal(src, b.sources)
+    assert "/api/encode" in c.get("/openapi.json").json()["paths"]
+
+
+def test_encode_gives_the_models_latent_and_weights(studio, recipe):
+    _, b, _ = studio
+    r, clip = recipe
+    z = np.asarray(b.encode(b.features(clip[None]))[0])[0]
+    np.testing.assert_allclose(r["latent"], z, atol=2e-4)  # 16-bit upload: tiny difference
+    np.testing.assert_allclose(r["weights"], np.asarray(b.decode(np.float32(r["latent"])[None]))[0],
+                               atol=1e-5)  # the numpy decoder equals the flax one
+    p = b.pca
+    np.testing.assert_allclose(r["pca"], (np.float32(r["latent"]) - p["center"]) @
+                               p["components"].T, atol=1e-4)
+    assert r["name"] == "upload: my snare.wav"
+
+
+def test_render_applies_every_edit(studio, recipe):
+    _, b, c = studio
+    r, _ = recipe
+    w0 = np.asarray(b.decode(np.float32(r["latent"])[None]))[0]
+    x, sr, subtype = read_wav(c.post("/api/render", json=r).content)
+    assert sr == 22050 and subtype == "FLOAT"
+    np.testing.assert_allclose(x, w0 @ b.sources, atol=1e-6)
+    edits = {**r, "locks": {"1": 0.5}, "muted": [2], "prune": 0.02, "offsets_ms": {"1": 10.0},
+             "envelope": {"attack": 0.01, "hold": 0.1, "decay": 0.3}, "gain_db": -6.0}
+    x, _, _ = read_wav(c.post("/api/render", json=edits).content)
+    w = w0.copy()
+    w[1] = 0.5
+    w[w < 0.02] = 0
+    w[2] = 0
+    t = np.arange(22050) / 22050
+    env = np.minimum(t / 0.01, 1) * 10 ** (-3 * np.maximum(t - 0.11, 0) / 0.3)
+    mix = sum(w[i] * b.sources[i] for i in range(b.k) if i != 1)
+    mix[220:] += w[1] * b.sources[1][:-220]  # 10 ms = 220.5 samples -> 220
+    np.testing.assert_allclose(x, mix * env * 10 ** (-6 / 20), atol=1e-5)
+    solo = {**r, "solo": [3]}
+    x, _, _ = read_wav(c.post("/api/render", json=solo).content)
+    np.testing.assert_allclose(x, w0[3] * b.sources[3], atol=1e-6)
+
+
+def test_export_wav_is_24_bit_with_a_peak_under_minus_1_dbfs(studio, recipe):
+    _, _, c = studio
+    r, _ = recipe
+    for rate in (44100, 48000):
+        resp = c.post(f"/api/render?export=true&sample_rate={rate}", json=r)
+        x, sr, subtype = read_wav(resp.content)
+        assert (sr, subtype, len(x)) == (rate, "PCM_24", rate)
+        assert -1.1 < 20 * np.log10(np.abs(x).max()) < -1.0
+        assert "attachment" in resp.headers["content-disposition"]
+
+
+def test_stems_sum_to_the_export_and_the_recipe_reloads_exactly(studio, recipe):
+    _, _, c = studio
+    r, _ = recipe
+    r = {**r, "offsets_ms": {"0": 5.0}, "gain_db": -3.0}
+    z = zipfile.ZipFile(io.BytesIO(c.post("/api/export/stems?sample_rate=48000", json=r).content))
+    stems = [read_wav(z.read(n))[0] for n in z.namelist() if n.startswith("stems/")]
+    weights = c.post("/api/weights", json=r).json()["weights"]
+    assert len(stems) == np.count_nonzero(weights)
+    mix, _, _ = read_wav(c.post("/api/render?export=true&sample_rate=48000", json=r).content)
+    np.testing.assert_allclose(np.sum(stems, axis=0), mix, atol=len(stems) * 2e-7 + 1e-6)
+    again = json.loads(z.read("recipe.json"))
+    a = c.post("/api/render", json=r).content
+    assert c.post("/api/render", json=again).content == a
+
+
+def test_sfz_regions_are_the_layers(studio, recipe, tmp_path):
+    _, b, c = studio
+    r, _ = recipe
+    data = c.post("/api/export/sfz?sample_rate=44100", json={**r, "prune": 0.05}).content
+    zipfile.ZipFile(io.BytesIO(data)).extractall(tmp_path)
+    regions = kits.parse_sfz_text((tmp_path / "layered.sfz").read_text())
+    w = np.asarray(c.post("/api/weights", json={**r, "prune": 0.05}).json()["weights"])
+    assert len(regions) == np.count_nonzero(w)
+    for reg, i in zip(regions, np.flatnonzero(w), strict=True):
+        assert float(reg["volume"]) == pytest.approx(20 * np.log10(w[i]), abs=1e-3)
+        x, sr, subtype = read_wav((tmp_path / "samples" / reg["sample"]).read_bytes())
+        assert (sr, subtype) == (44100, "PCM_24") and len(x) == 44100
+        assert reg["ampeg_decay"] == "1.0000"
+
+
+def test_corpus_source_and_original(studio):
+    _, b, c = studio
+    clips = c.get("/api/corpus").json()
+    assert len(clips) == 48 and {"id", "name", "split"} <= set(clips[0])
+    r = c.get("/api/corpus/5/recipe").json()
+    x, _, _ = read_wav(c.get(f"/api/original/{r['original']}").content)
+    np.testing.assert_allclose(x, npyio.read_rows(str(studio[0] / "corpus" / "clips.npy"), 5,
+                                                  6)[0], atol=1e-7)
+    s = c.get("/api/sources/0/recipe").json()
+    assert s["name"].startswith("source: ")
+
+
+@pytest.mark.parametrize("upload, status, words", [
+    (("notes.txt", b"not audio at all"), 422, "notes.txt: unreadable"),
+    (("empty.wav", b""), 422, "empty.wav: empty"),
+    (("silent.wav", wav_file(np.zeros(22050, np.float32))), 422, "silent"),
+    (("big.wav", wav_file(np.random.default_rng(0).uniform(-1, 1, 400000).astype(np.float32),
+                          subtype="FLOAT")), 413, "limit of 1 MB"),
+])
+def test_bad_uploads_get_a_4xx_that_says_why(studio, upload, status, words):
+    r = studio[2].post("/api/encode", files={"file": (*upload, "audio/wav")})
+    assert r.status_code == status and words in r.json()["detail"], r.text
+
+
+def test_bad_recipes_and_ids(studio, recipe):
+    _, b, c = studio
+    r, _ = recipe
+    assert c.post("/api/render", json={**r, "latent": [0.0]}).status_code == 422
+    bad = c.post("/api/render", json={**r, "muted": [b.k]})
+    assert bad.status_code == 422 and "does not exist" in bad.json()["detail"]
+    nan = json.dumps({**r, "gain_db": float("nan")})
+    assert c.post("/api/render", content=nan,
+                  headers={"content-type": "application/json"}).status_code == 422
+    assert c.post("/api/render?sample_rate=12345", json=r).status_code == 422
+    assert c.get("/api/corpus/999/recipe").status_code == 404
+    assert c.get("/api/original/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    assert c.get("/static/..%2F..%2Fserver.py").status_code == 404
+
+
+def test_fuzzing_the_openapi_schema_finds_no_server_error(studio):
+    app = studio[2].app
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    failures = []
+    def fuzz(operation):
+        @settings(max_examples=25, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def run(case):
+            resp = case.call()
+            if resp.status_code >= 500:
+                failures.append((operation.label, resp.status_code, resp.text[:200]))
+
+        run()
+
+    for op in schema.get_all_operations():
+        fuzz(op.ok())
+    assert not failures, failures[:5]
+
+
+def test_engine_decoders_match_the_model_for_each_normaliser():
+    from drumlayer import model as model_lib
+
+    rng = np.random.default_rng(0)
+    params = {"hidden": {"kernel": rng.normal(size=(4, 16)).astype(np.float32),
+                         "bias": rng.normal(size=16).astype(np.float32)},
+              "out": {"kernel": rng.normal(size=(16, 10)).astype(np.float32),
+                      "bias": rng.normal(size=10).astype(np.float32)}}
+    z = rng.normal(size=(5, 4)).astype(np.float32)
+    for kind in model_lib.NORMALISERS:
+        m = model_lib.Decoder(16, 10)
+        want = model_lib.normalise(m.apply({"params": params}, z), kind)
+        np.testing.assert_allclose(engine.decode(params, z, kind), want, atol=1e-6)
+
+
+def test_studio_refuses_a_workdir_without_a_bundle(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the main job"):
+        create_app(str(tmp_path))
+    assert os.path.isdir(tmp_path)
+
+
+def test_fuzzing_valid_shaped_recipes_finds_no_server_error(studio):
+    """The schema fuzzer rarely makes a latent of the right length; this one always does, and
+    pushes every edit to its edges (all layers locked at 0, muted, soloed, huge z...)."""
+    from hypothesis import strategies as st
+
+    _, b, c = studio
+    idx = st.integers(-2, b.k + 1)
+    recipes = st.fixed_dictionaries({
+        "latent": st.lists(st.floats(-1e4, 1e4, width=32), min_size=b.latent,
+                           max_size=b.latent),
+        "locks": st.dictionaries(idx.map(str), st.floats(-0.5, 1.5), max_size=4),
+        "muted": st.lists(idx, max_size=4), "solo": st.lists(idx, max_size=3),
+        "prune": st.floats(-0.5, 1.5), "offsets_ms": st.dictionaries(idx.map(str),
+                                                                       st.floats(-10, 600)),
+        "envelope": st.fixed_dictionaries({"attack": st.floats(0, 1), "hold": st.floats(0, 1),
+                                           "decay": st.floats(0.005, 10)}),
+        "gain_db": st.floats(-80, 40)})
+    paths = st.sampled_from(["/api/render", "/api/render?export=true&sample_rate=44100",
+                             "/api/export/stems?sample_rate=48000",
+                             "/api/export/sfz?sample_rate=44100", "/api/weights"])
+
+    @settings(max_examples=60, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(r=recipes, path=paths)
+    def run(r, path):
+        resp = c.post(path, json=r)
+        assert resp.status_code < 500, (path, r, resp.text[:300])
+        if resp.status_code == 200 and "export=true" in path:
+            x, _, _ = read_wav(resp.content)
+            assert np.isfinite(x).all() and np.abs(x).max() < 10 ** (-1 / 20)
+
+    run()

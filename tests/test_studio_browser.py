@@ -1,0 +1,210 @@
+"""The studio in headless Chromium (Debian's, through Playwright), served by the real CLI."""
+
+import base64
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from drumlayer import npyio
+
+from conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"{CHROMIUM} missing: apt-get install chromium")
+
+
+@pytest.fixture(scope="module")
+def server(smoke_run):
+    wd, _ = smoke_run
+    proc = subprocess.Popen([sys.executable, "-m", "drumlayer.studio", f"--workdir={wd}",
+                             "--port=0"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = None
+    for line in proc.stdout:  # the CLI says where it listens
+        m = re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
+        if m:
+            url = m.group(1)
+            break
+    assert url, "the studio did not say where it listens"
+    yield url, wd
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        pg = browser.new_page(accept_downloads=True, viewport={"width": 1300, "height": 1000})
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(server[0])
+        pg.wait_for_selector("body[data-ready='1']", timeout=30000)
+        yield pg
+        assert not errors, errors
+        browser.close()
+
+
+def wait_ready(pg, what):
+    pg.wait_for_function(f"document.getElementById('status').textContent.includes('{what}')",
+                         timeout=30000)
+
+
+def weights(pg):
+    return np.array(pg.evaluate("Array.from(studio.S.weights)"))
+
+
+def drag_slider(pg, j, steps=12):
+    box = pg.locator("input.pc").nth(j).bounding_box()
+    y = box["y"] + box["height"] / 2
+    pg.mouse.move(box["x"] + box["width"] / 2, y)
+    pg.mouse.down()
+    for s in range(steps):
+        pg.mouse.move(box["x"] + box["width"] * (0.5 + 0.4 * (s + 1) / steps), y)
+    pg.mouse.up()
+
+
+def python_mix(server, pg):
+    r = httpx.post(server[0] + "api/render", json=pg.evaluate("studio.recipe()"), timeout=30)
+    x, _ = sf.read(io.BytesIO(r.content), dtype="float32")
+    return x
+
+
+def test_upload_slider_lock_and_export(server, page, tmp_path):
+    pg, wd = page, server[1]
+    clip = npyio.read_rows(str(wd / "corpus" / "clips.npy"), 4, 5)[0]
+    path = tmp_path / "my_snare.wav"
+    sf.write(path, clip, 44100)
+    pg.set_input_files("#file", str(path))
+    wait_ready(pg, "encoding my_snare.wav: ready")
+    assert "upload: my_snare.wav" in pg.text_content("#sound-name")
+    before = weights(pg)
+    assert before.sum() == pytest.approx(1.0, abs=1e-5)
+
+    drag_slider(pg, 0)  # move u_0: the weights change, on screen too
+    after = weights(pg)
+    assert np.abs(after - before).max() > 1e-4
+    top = int(after.argmax())
+    cell = pg.locator(f"#layer-table tr[data-i='{top}'] td.w").text_content()
+    assert float(cell) == pytest.approx(after[top], abs=1e-3)
+    assert len(pg.evaluate("studio.S.latencies")) >= 5
+
+    # the page's mix is the server's render of the same recipe
+    np.testing.assert_allclose(pg.evaluate("Array.from(studio.S.mix)"),
+                               python_mix(server, pg), atol=1e-4)
+
+    pg.click(f"#layer-table tr[data-i='{top}']")  # lock the strongest layer
+    pg.click("#layer-lock")
+    locked = weights(pg)[top]
+    drag_slider(pg, 1)
+    moved = weights(pg)
+    assert moved[top] == pytest.approx(locked, abs=1e-7)  # it stays
+    assert np.abs(np.delete(moved, top) - np.delete(after, top)).max() > 1e-4  # others move
+    assert pg.evaluate("studio.recipe().locks")[str(top)] == pytest.approx(locked)
+
+    pg.select_option("#rate", "48000")
+    with pg.expect_download() as dl:
+        pg.click("#export-wav")
+    out = tmp_path / "export.wav"
+    dl.value.save_as(out)
+    info = sf.info(out)
+    assert (info.samplerate, info.subtype, info.frames) == (48000, "PCM_24", 48000)
+    x, _ = sf.read(out)
+    assert 20 * np.log10(np.abs(x).max()) < -1.0
+
+    with pg.expect_download() as dl:
+        pg.click("#export-stems")
+    dl.value.save_as(tmp_path / "stems.zip")
+    names = zipfile.ZipFile(tmp_path / "stems.zip").namelist()
+    assert "recipe.json" in names and sum(n.startswith("stems/") for n in names) >= 1
+
+
+def test_mute_solo_prune_envelope_undo(server, page):
+    pg = page
+    pg.select_option("#corpus", index=2)
+    wait_ready(pg, "encoding the clip: ready")
+    w = weights(pg)
+    top = int(w.argmax())
+    pg.click(f"#layer-table tr[data-i='{top}']")
+    pg.click("#layer-mute")
+    assert weights(pg)[top] == 0
+    pg.click("#undo")
+    assert weights(pg)[top] == pytest.approx(w[top])
+    pg.click("#redo")
+    assert weights(pg)[top] == 0
+    pg.click("#undo")
+    pg.click("#layer-solo")
+    solo = weights(pg)
+    assert np.count_nonzero(solo) == 1 and solo[top] == pytest.approx(w[top])
+    pg.click("#layer-solo")
+    pg.fill("#layer-weight", "0.25")  # set by hand = locked at that weight
+    pg.press("#layer-weight", "Enter")
+    assert weights(pg)[top] == pytest.approx(0.25)
+    pg.fill("#layer-offset", "12")
+    pg.press("#layer-offset", "Enter")
+    for sel, value in (("#prune", "0.05"), ("#attack", "0.02"), ("#decay", "0.4"),
+                       ("#gain", "-6")):
+        pg.fill(sel, value)
+    r = pg.evaluate("studio.recipe()")
+    assert r["prune"] == 0.05 and r["envelope"]["attack"] == 0.02 and r["gain_db"] == -6
+    assert r["offsets_ms"][str(top)] == 12
+    assert all(v == 0 or v >= 0.05 for v in weights(pg))
+    np.testing.assert_allclose(pg.evaluate("Array.from(studio.S.mix)"),
+                               python_mix(server, pg), atol=1e-4)
+
+
+def test_recipe_download_reloads_exactly(server, page, tmp_path):
+    pg = page
+    pg.click("#random")
+    pg.click("#variations")
+    mix = np.array(pg.evaluate("Array.from(studio.S.mix)"))
+    with pg.expect_download() as dl:
+        pg.click("#export-recipe")
+    dl.value.save_as(tmp_path / "recipe.json")
+    pg.select_option("#source", index=1)  # somewhere else
+    wait_ready(pg, "encoding the source: ready")
+    pg.set_input_files("#load-recipe", str(tmp_path / "recipe.json"))
+    wait_ready(pg, "recipe loaded")
+    np.testing.assert_array_equal(np.array(pg.evaluate("Array.from(studio.S.mix)")), mix)
+    recipe = json.loads((tmp_path / "recipe.json").read_text())
+    np.testing.assert_allclose(mix, python_mix(server, pg), atol=1e-4)
+    assert len(recipe["latent"]) == pg.evaluate("studio.S.model.latent")
+
+
+def test_drag_and_drop_morph_and_ab(server, page):
+    pg, wd = page, server[1]
+    clip = npyio.read_rows(str(wd / "corpus" / "clips.npy"), 7, 8)[0]
+    buf = io.BytesIO()
+    sf.write(buf, clip, 22050, format="WAV", subtype="PCM_16")
+    pg.evaluate("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], "dropped.wav", {type: "audio/wav"}));
+        document.getElementById("drop").dispatchEvent(
+            new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
+    }""", base64.b64encode(buf.getvalue()).decode())
+    wait_ready(pg, "encoding dropped.wav: ready")
+    pg.click("#save-a")
+    za = np.array(pg.evaluate("Array.from(studio.latent())"))
+    pg.select_option("#corpus", index=5)
+    wait_ready(pg, "encoding the clip: ready")
+    pg.click("#save-b")
+    zb = np.array(pg.evaluate("Array.from(studio.latent())"))
+    pg.fill("#morph", "0.5")
+    np.testing.assert_allclose(pg.evaluate("Array.from(studio.latent())"), (za + zb) / 2,
+                               atol=1e-5)
+    pg.click("#ab")  # to A: the saved sound comes back
+    assert pg.text_content("#ab-which") == "A"
+    np.testing.assert_allclose(pg.evaluate("Array.from(studio.latent())"), za, atol=1e-6)

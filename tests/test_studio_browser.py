@@ -92,6 +92,9 @@ def test_upload_slider_lock_and_export(server, page, tmp_path):
     assert "upload: my_snare.wav" in pg.text_content("#sound-name")
     before = weights(pg)
     assert before.sum() == pytest.approx(1.0, abs=1e-5)
+    pg.click("#play-original")  # fetched from the server, decoded and played by the page
+    pg.wait_for_function("studio.S.played >= 1", timeout=10000)
+    assert "error" not in (pg.get_attribute("#status", "class") or "")
 
     drag_slider(pg, 0)  # move u_0: the weights change, on screen too
     after = weights(pg)

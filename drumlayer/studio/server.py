@@ -94,7 +94,11 @@ class Studio:
         self.decoder = {k: {n: np.asarray(a, np.float32) for n, a in v.items()}
                         for k, v in self.bundle.params["decoder"].items()}
         self.normaliser = self.bundle.config["model"]["normaliser"]
-        rows = corpus.read_manifest(self.wd.corpus)
+        try:  # a workdir copied without its corpus still has a studio, without corpus clips
+            rows = corpus.read_manifest(self.wd.corpus)
+        except FileNotFoundError:
+            log.warning("studio: no corpus in %s: corpus clips are not offered", self.wd.corpus)
+            rows = []
         self.clips = [Clip(id=int(r["id"]), name=f"{r['kit']} / {r['instrument']}",
                            split=r["split"]) for r in rows]
         self.originals: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()

@@ -16,6 +16,7 @@ const S = {               // everything the page knows
   selected: -1,
   undo: [], redo: [],
   latencies: [],          // ms from an input event to the frame after the update
+  played: 0,              // sounds started (for tests)
   weights: null, decoded: null, mix: null, buffer: null,
 };
 let audioCtx = null;
@@ -308,6 +309,7 @@ function play(samples) {
   b.copyToChannel(samples, 0);
   const s = c.createBufferSource();
   s.buffer = b; s.connect(c.destination); s.start();
+  S.played += 1;
 }
 
 async function playUrl(url) {
@@ -315,6 +317,7 @@ async function playUrl(url) {
   const audio = await ctx().decodeAudioData(buf);
   const s = audioCtx.createBufferSource();
   s.buffer = audio; s.connect(audioCtx.destination); s.start();
+  S.played += 1;
 }
 
 function download(blob, name) {

@@ -52,7 +52,14 @@ def fig_interpolation(it: dict, out: str) -> str:
 
 def fig_pairs(it: dict, out: str, n: int = 3) -> str:
     """Figure 3: a few individual interpolations (those where most layers appear mid-path)."""
-    picks = np.argsort(-it["new_layers"], kind="stable")[:n]
+    picks, seen = [], set()
+    for p in np.argsort(-it["new_layers"], kind="stable"):  # one direction of each path
+        key = frozenset(int(x) for x in it["pairs"][p])
+        if key not in seen:
+            seen.add(key)
+            picks.append(p)
+        if len(picks) == n:
+            break
     fig, axes = plt.subplots(len(picks), 3, figsize=(13, 2.8 * len(picks)), squeeze=False)
     for row, p in zip(axes, picks, strict=True):
         for ax, (m, label) in zip(row, MEASURES, strict=True):

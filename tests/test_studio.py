@@ -144,7 +144,7 @@ def test_corpus_source_and_original(studio):
     assert s["name"].startswith("source: ")
 
 
-@pytest.mark.parametrize("upload, status, words", [
+@pytest.mark.parametrize(("upload", "status", "words"), [
     (("notes.txt", b"not audio at all"), 422, "notes.txt: unreadable"),
     (("empty.wav", b""), 422, "empty.wav: empty"),
     (("silent.wav", wav_file(np.zeros(22050, np.float32))), 422, "silent"),
@@ -166,11 +166,17 @@ def test_bad_recipes_and_ids(studio, recipe):
     assert c.post("/api/render", content=nan,
                   headers={"content-type": "application/json"}).status_code == 422
     assert c.post("/api/render?sample_rate=12345", json=r).status_code == 422
+    all_muted = {**r, "muted": list(range(b.k))}
+    for path in ("/api/render?export=true", "/api/export/stems", "/api/export/sfz"):
+        resp = c.post(path, json=all_muted)
+        assert resp.status_code == 422 and "silent" in resp.json()["detail"]
+    assert c.post("/api/render", json=all_muted).status_code == 200  # a preview may be silent
     assert c.get("/api/corpus/999/recipe").status_code == 404
     assert c.get("/api/original/..%2F..%2Fetc%2Fpasswd").status_code == 404
     assert c.get("/static/..%2F..%2Fserver.py").status_code == 404
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # NaN or overflow inside counts too
 def test_fuzzing_the_openapi_schema_finds_no_server_error(studio):
     app = studio[2].app
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
@@ -212,6 +218,7 @@ def test_studio_refuses_a_workdir_without_a_bundle(tmp_path):
     assert os.path.isdir(tmp_path)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_fuzzing_valid_shaped_recipes_finds_no_server_error(studio):
     """The schema fuzzer rarely makes a latent of the right length; this one always does, and
     pushes every edit to its edges (all layers locked at 0, muted, soloed, huge z...)."""
@@ -244,3 +251,13 @@ def test_fuzzing_valid_shaped_recipes_finds_no_server_error(studio):
             assert np.isfinite(x).all() and np.abs(x).max() < 10 ** (-1 / 20)
 
     run()
+
+
+def test_envelope_by_hand():
+    e = engine.envelope(22050, 22050, attack=0.1, hold=0.2, decay=0.5)
+    t = np.arange(22050) / 22050
+    want = np.minimum(t / 0.1, 1) * 10 ** (-3 * np.maximum(t - 0.3, 0) / 0.5)
+    np.testing.assert_allclose(e, want, rtol=1e-6, atol=1e-7)
+    assert e[int(0.8 * 22050)] == pytest.approx(1e-3, rel=1e-3)  # -60 dB after the decay
+    tiny = engine.envelope(100, 22050, attack=1e-300, hold=0.0, decay=1.0)  # < one sample
+    assert np.isfinite(tiny).all() and tiny[0] == 1.0

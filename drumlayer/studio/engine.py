@@ -28,6 +28,7 @@ from drumlayer import audio
 
 EXPORT_PEAK_DB = -1.05  # "under -1 dBFS" with room for 24-bit rounding
 EXPORT_RATES = (44100, 48000)
+SILENCE_DB = -120.0  # a mix whose peak is below this is not exported
 
 
 def decode(params: dict, z: np.ndarray, normaliser: str) -> np.ndarray:
@@ -69,10 +70,10 @@ def edit_weights(decoded: np.ndarray, locks: dict[int, float], muted: set[int],
 
 def envelope(n: int, sample_rate: int, attack: float, hold: float, decay: float) -> np.ndarray:
     """The output envelope [n] (see the module docstring); times in seconds."""
-    t = np.arange(n, dtype=np.float32) / np.float32(sample_rate)
-    rise = np.minimum(t / attack, 1.0) if attack > 0 else np.ones_like(t)
-    past = np.maximum(t - np.float32(attack + hold), 0.0)
-    fall = np.power(np.float32(10.0), -3.0 * past / np.float32(decay)).astype(np.float32)
+    t = np.arange(n, dtype=np.float64) / sample_rate
+    # an attack shorter than one sample is no attack (and no division by almost zero)
+    rise = np.minimum(t / attack, 1.0) if attack * sample_rate >= 1 else np.ones_like(t)
+    fall = 10.0 ** (-3.0 * np.maximum(t - (attack + hold), 0.0) / decay)
     return (rise * fall).astype(np.float32)
 
 
@@ -100,11 +101,21 @@ def render(weights: np.ndarray, sources: np.ndarray, offsets: dict[int, int], en
     return (mix * env * gain).astype(np.float32)
 
 
+class SilentError(ValueError):
+    """There is nothing to export: every layer is muted or pruned, or the level is negligible."""
+
+
 def export_scale(x: np.ndarray, sample_rate: int, rate: int) -> tuple[np.ndarray, float]:
-    """(x resampled to rate, the factor that puts its peak at EXPORT_PEAK_DB)."""
+    """(x resampled to rate as float64, the factor that puts its peak at EXPORT_PEAK_DB).
+    Raises SilentError below SILENCE_DB: raising that to -1 dBFS would export only noise."""
     y = audio.resample(x, sample_rate, rate) if rate != sample_rate else x
+    y = np.asarray(y, np.float64)
     peak = float(np.max(np.abs(y)))
-    return y, (10 ** (EXPORT_PEAK_DB / 20) / peak if peak > 0 else 1.0)
+    if not peak > 10 ** (SILENCE_DB / 20):
+        level = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "digital silence"
+        raise SilentError(f"the sound is silent (peak {level}): unmute or lock a layer, lower "
+                          "the pruning threshold, or raise the gain")
+    return y, 10 ** (EXPORT_PEAK_DB / 20) / peak
 
 
 def wav_bytes(x: np.ndarray, rate: int, subtype: str) -> bytes:
@@ -148,9 +159,9 @@ def sfz_zip(weights: np.ndarray, sources: np.ndarray, names: list[str],
     """An SFZ instrument whose regions are the layers (each source at its weight as volume, its
     offset as delay; the envelope as ampeg_*), with the samples (24-bit, rate): a zip."""
     idx = [int(i) for i in np.flatnonzero(weights)]
-    peak = float(np.max(np.abs(render(weights, sources, offsets, np.ones(sources.shape[1],
-                                                                          np.float32), 0.0))))
-    master = EXPORT_PEAK_DB - 20 * np.log10(max(peak, 1e-9))  # the mix at the export peak
+    dry = render(weights, sources, offsets, np.ones(sources.shape[1], np.float32), 0.0)
+    _, scale = export_scale(dry, sample_rate, sample_rate)
+    master = 20 * np.log10(scale)  # the dry mix at the export peak
     lines = ["// drumlayer: a layered one-shot; every region is one layer of the mix",
              "<control> default_path=samples/", "<global> lokey=0 hikey=127 "
              f"pitch_keycenter=60 ampeg_attack={attack:.4f} ampeg_hold={hold:.4f} "
@@ -163,7 +174,8 @@ def sfz_zip(weights: np.ndarray, sources: np.ndarray, names: list[str],
             x = audio.resample(x, sample_rate, rate) if rate != sample_rate else x
             z.writestr(f"samples/{fname}", wav_bytes(x, rate, "PCM_24"))
             delay = offsets.get(i, 0) / sample_rate
-            lines.append(f"<region> sample={fname} volume={20 * np.log10(weights[i]):.3f}"
+            volume = max(20 * np.log10(weights[i]), -144.0)  # SFZ's range
+            lines.append(f"<region> sample={fname} volume={volume:.3f}"
                          f" delay={delay:.4f} // {names[i]}")
         z.writestr("layered.sfz", "\n".join(lines) + "\n")
         z.writestr("recipe.json", json.dumps(recipe, indent=1))

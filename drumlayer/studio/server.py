@@ -54,7 +54,8 @@ class Recipe(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
     version: Literal[1] = 1
-    latent: list[float] = Field(..., max_length=MAX_LATENT, description="z [latent]")
+    latent: list[Annotated[float, Field(ge=-1e4, le=1e4)]] = Field(
+        ..., max_length=MAX_LATENT, description="z [latent]")
     locks: dict[int, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         default_factory=dict, description="layer -> weight fixed by hand")
     muted: list[int] = Field(default_factory=list, max_length=MAX_SOURCES)
@@ -189,6 +190,10 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
                 f"{max_upload_mb:g} MB; trim the file or restart the studio with a larger "
                 "--max-upload-mb")})
         return await call_next(request)
+
+    @app.exception_handler(engine.SilentError)
+    async def silent(request: Request, exc: engine.SilentError):
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
 
     @app.get("/", include_in_schema=False)
     def index():

@@ -89,7 +89,7 @@ function envelope(n, sr) {
   const e = new Float32Array(n);
   for (let t = 0; t < n; t++) {
     const s = t / sr;
-    const rise = attack > 0 ? Math.min(s / attack, 1) : 1;
+    const rise = attack * sr >= 1 ? Math.min(s / attack, 1) : 1;  // as engine.envelope
     e[t] = rise * Math.pow(10, -3 * Math.max(s - (attack + hold), 0) / decay);
   }
   envCache = { key, e };

@@ -211,3 +211,16 @@ def test_drag_and_drop_morph_and_ab(server, page):
     pg.click("#ab")  # to A: the saved sound comes back
     assert pg.text_content("#ab-which") == "A"
     np.testing.assert_allclose(pg.evaluate("Array.from(studio.latent())"), za, atol=1e-6)
+
+
+def test_first_click_after_loading_selects_a_layer(server, page):
+    pg = page.context.browser.new_page()  # a fresh page: no gesture yet, no AudioContext
+    pg.goto(server[0])
+    pg.wait_for_selector("body[data-ready='1']", timeout=30000)
+    pg.select_option("#corpus", index=3)
+    wait_ready(pg, "encoding the clip: ready")
+    pg.click("#layer-table tbody tr:nth-child(2)")
+    assert pg.is_visible("#layer-panel")
+    i = pg.evaluate("studio.S.selected")
+    assert i >= 0 and pg.text_content("#layer-name").startswith(f"{i}: ")
+    pg.close()

@@ -225,12 +225,15 @@ function update() {
   S.decoded = decode(latent());
   S.weights = editWeights(S.decoded);
   S.mix = mixOf(S.weights);
-  if (audioCtx) {  // a playable buffer, ready before the next frame
-    S.buffer = audioCtx.createBuffer(1, S.mix.length, S.model.sample_rate);
-    S.buffer.copyToChannel(S.mix, 0);
-  }
+  makeBuffer();
   drawChart(); drawTable(); drawWave();
   if (S.selected >= 0) $("layer-weight").value = S.weights[S.selected].toFixed(4);
+}
+
+function makeBuffer() {  // the current mix as a playable buffer, ready before the next frame
+  if (!audioCtx || !S.mix) return;
+  S.buffer = audioCtx.createBuffer(1, S.mix.length, S.model.sample_rate);
+  S.buffer.copyToChannel(S.mix, 0);
 }
 
 function timed(ev) {
@@ -442,7 +445,9 @@ function wire() {
     } catch (err) { status(`cannot load the recipe: ${err.message}`, true); }
     e.target.value = "";
   });
-  document.addEventListener("pointerdown", () => { if (!audioCtx) { ctx(); update(); } }, { once: true });
+  // Browsers allow audio after a user gesture: make the context then, without touching the DOM
+  // (re-rendering under the pointer would swallow the click that is starting).
+  document.addEventListener("pointerdown", () => { if (!audioCtx) { ctx(); makeBuffer(); } }, { once: true });
 }
 
 function gauss() {

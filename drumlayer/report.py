@@ -213,7 +213,8 @@ def write(res: dict, s: dict, out: str, audio_files: list[str]) -> str:
 
 
 COMPARE_COLUMNS = (
-    ("val_reconstruction", "val loss (recon)"), ("val_kl_bits", "KL (bits)"),
+    ("val_reconstruction", "val recon. (last epoch)"), ("feature_mse", "test feature MSE"),
+    ("val_kl_bits", "KL (bits)"),
     ("log_spectral_distance_db", "LSD (dB)"), ("mfcc_distance", "MFCC dist"),
     ("multi_resolution_stft", "MR-STFT"), ("active_layers", "active layers"),
     ("max_weight", "largest weight"), ("r2_weights", "interp. R²"),
@@ -230,7 +231,8 @@ def compare_row(workdir: str) -> dict:
     return {"run": os.path.basename(os.path.normpath(workdir)),
             "val_reconstruction": t.get("val_reconstruction"), "val_kl_bits": t.get(
                 "val_kl_bits"),
-            **{k: raw[k]["median"] for k in ("log_spectral_distance_db", "mfcc_distance",
+            **{k: raw[k]["median"] for k in ("feature_mse", "log_spectral_distance_db",
+                                             "mfcc_distance",
                                              "multi_resolution_stft", "active_layers")},
             "max_weight": s["cardinality"]["max_weight"]["median"],
             "r2_weights": s["interpolation"]["r2_weights"],

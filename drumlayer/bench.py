@@ -10,6 +10,7 @@ against the reference of the same run rather than absolute numbers across runs.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import os
@@ -495,7 +496,7 @@ def bench_studio(args) -> dict:
     rng = np.random.default_rng(0)
     zs = st.bundle.pca["center"] + rng.normal(size=(64, st.bundle.latent)).astype(np.float32)
     recipes = [Recipe(latent=z.tolist()) for z in zs]
-    it = iter(range(10**9))
+    it = itertools.count()
 
     def server_mix():
         st.render(recipes[next(it) % len(recipes)])

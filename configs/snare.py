@@ -8,12 +8,9 @@ augmented variants (pitch, decay, EQ tilt, saturation, transient, room) as extra
     python -m drumlayer.main --config=configs/snare.py:smoke   # tiny, synthetic: CI
 """
 
-import os
-import sys
+from drumlayer import configs
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-import default  # noqa: E402
+default = configs.sibling(__file__, "default.py")
 
 
 def get_config(arg: str | None = None):

@@ -7,12 +7,9 @@ the rest of both are the targets (~2,000, the paper had 1,836).
     python -m drumlayer.main --config=configs/snare_paper.py
 """
 
-import os
-import sys
+from drumlayer import configs
 
-sys.path.insert(0, os.path.dirname(__file__))
-
-import snare  # noqa: E402
+snare = configs.sibling(__file__, "snare.py")
 
 
 def get_config(arg: str | None = None):

@@ -4,9 +4,11 @@
     sources.npy          [k, S] the source library's audio
     standardisation.npz  mean [D], std [D] of the encoder's input
     pca.npz              center [L], components [n, L], variance [n], explained [n]
-    bundle.json          config, source names, sample rate
+    bundle.json          config, source names, sample rate (written last)
 
-`Bundle.load(workdir)` gives jit-compiled encode / decode / mix over those arrays.
+`save` writes one (the main job's bundle stage), `Bundle.load(workdir)` reads it back with
+jit-compiled encode / decode / mix over those arrays, and `latent_pca` computes its principal
+directions.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from drumlayer import metrics, spectral
 from drumlayer import model as model_lib
-from drumlayer import spectral
+from drumlayer.errors import DrumlayerError
 from drumlayer.workdir import Workdir
 
 
-class BundleError(FileNotFoundError):
+class BundleError(DrumlayerError, FileNotFoundError):
     """The workdir has no (complete) bundle: the main job has not finished training there."""
 
 
@@ -46,23 +49,19 @@ class Bundle:
 
         d = Workdir(workdir).bundle
         try:
-            with open(os.path.join(d, "bundle.json")) as f:
+            with open(d.meta) as f:
                 meta = json.load(f)
-            sources = np.load(os.path.join(d, "sources.npy"))
-            std = np.load(os.path.join(d, "standardisation.npz"))
-            with open(os.path.join(d, "params.msgpack"), "rb") as f:
+            sources = np.load(d.sources)
+            std = np.load(d.standardisation)
+            with open(d.params, "rb") as f:
                 raw = serialization.msgpack_restore(f.read())
         except FileNotFoundError as e:
             raise BundleError(f"{d} is incomplete ({e.filename} missing): run the main job "
                               f"(python -m drumlayer.main --config=... --workdir={workdir}) "
                               "until it finishes") from e
-        m = meta["config"]["model"]
-        model = model_lib.LayeringVAE(
-            sources=sources.shape[0], latent=int(m["latent"]),
-            encoder_hidden=int(m["encoder_hidden"]), decoder_hidden=int(m["decoder_hidden"]),
-            normaliser=m["normaliser"])
-        pca_path = os.path.join(d, "pca.npz")
-        pca = dict(np.load(pca_path)) if os.path.exists(pca_path) else None
+        model = model_lib.create(sources.shape[0],
+                                 model_lib.ModelConfig.from_mapping(meta["config"]["model"]))
+        pca = dict(np.load(d.pca)) if os.path.exists(d.pca) else None
         params = jax.tree_util.tree_map(jnp.asarray, raw)
         return cls(model, params, sources, std["mean"], std["std"], meta["source_names"],
                    meta["config"], pca)
@@ -102,3 +101,35 @@ class Bundle:
     def mix(self, weights: jax.Array) -> jax.Array:
         """weights [B, k] -> audio [B, S]."""
         return model_lib.mix(jnp.asarray(weights, jnp.float32), jnp.asarray(self.sources))
+
+
+def save(wd: Workdir, params: dict, sources: np.ndarray, mean: np.ndarray, std: np.ndarray,
+         names: list[str], config: dict, sample_rate: int) -> None:
+    """Write WORKDIR/bundle/ (all but pca.npz); bundle.json last, so a crash leaves no bundle
+    that looks complete."""
+    from flax import serialization
+
+    d = wd.bundle
+    os.makedirs(d.dir, exist_ok=True)
+    if os.path.exists(d.meta):
+        os.remove(d.meta)
+    with open(d.params, "wb") as f:
+        f.write(serialization.to_bytes(params))
+    np.save(d.sources, sources)
+    np.savez(d.standardisation, mean=mean, std=std)
+    with open(d.meta + ".tmp", "w") as f:
+        json.dump({"config": config, "source_names": names, "sample_rate": sample_rate}, f,
+                  indent=2)
+    os.replace(d.meta + ".tmp", d.meta)
+
+
+def latent_pca(b: Bundle, feats: np.ndarray, components: int, block: int = 1024) -> dict:
+    """The principal directions of the latent means of feats [N, D] (the paper's 4.2: the
+    studio's sliders and the evaluation's traversals); see metrics.pca."""
+    z = np.concatenate([np.asarray(b.encode(feats[i:i + block])[0])
+                        for i in range(0, len(feats), block)])
+    return metrics.pca(z, components)
+
+
+def save_pca(wd: Workdir, pca: dict) -> None:
+    np.savez(wd.bundle.pca, **pca)

@@ -36,6 +36,9 @@ from tqdm import tqdm
 from drumlayer import audio as audio_lib
 from drumlayer import augment as augment_lib
 from drumlayer import kits, npyio, synth
+from drumlayer.dataset import MANIFEST_FIELDS, SPLITS, read_manifest
+from drumlayer.errors import DrumlayerError
+from drumlayer.workdir import CorpusDir
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +55,13 @@ FETCH_DIR = os.environ.get(
     os.path.join(os.environ.get("XDG_DATA_HOME", os.path.expanduser("~/.local/share")),
                  "drumlayer", "open-kits"),
 )
-MANIFEST_FIELDS = ("id", "file", "kit", "instrument", "category", "source_format", "licence",
-                   "key", "layer", "group", "split")
-SPLITS = ("train", "val", "test")
 NO_SAMPLES_HINT = (
     "to use real drum recordings, run `bash launch/fetch_open_kits.sh` (the open kits Debian "
     "ships, no root needed) or set data.roots / --roots to your own sample folders"
 )
 
 
-class CorpusError(RuntimeError):
+class CorpusError(DrumlayerError, RuntimeError):
     """The corpus cannot be built at all (e.g. zero usable clips)."""
 
 
@@ -210,20 +210,10 @@ def split_ids(kit_names: list[str], groups: np.ndarray, fractions, seed: int) ->
 # ----------------------------------------------------------------------------- building
 
 
-def _fingerprint(roots: list[str], opts: CorpusOptions) -> str:
+def fingerprint(roots: list[str], opts: CorpusOptions) -> str:
+    """What a corpus is built from: its roots and options."""
     blob = json.dumps({"roots": sorted(roots), "opts": dataclasses.asdict(opts)}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()
-
-
-def is_built(out_dir: str, roots: list[str], opts: CorpusOptions) -> bool:
-    """True when out_dir holds a complete corpus built from the same roots and options."""
-    try:
-        with open(os.path.join(out_dir, "corpus.json")) as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return False
-    return meta.get("fingerprint") == _fingerprint(roots, opts) and os.path.exists(
-        os.path.join(out_dir, "clips.npy"))
 
 
 def _write_csv(path: str, header, rows) -> None:
@@ -246,7 +236,8 @@ def build(
     Raises CorpusError when not one usable clip results.
     """
     t0 = time.time()
-    os.makedirs(out_dir, exist_ok=True)
+    cd = CorpusDir(out_dir)
+    os.makedirs(cd.dir, exist_ok=True)
     roots = [os.path.abspath(os.path.expanduser(r)) for r in (roots or default_roots())]
     if not roots:
         return build_procedural(out_dir, opts)
@@ -258,10 +249,9 @@ def build(
         cands = [c for c in cands if c.category == opts.category]
     log.info("corpus: %d candidates found, %d are %s", n_found, len(cands), opts.category)
     spec = opts.spec
-    clips_path = os.path.join(out_dir, "clips.npy")
-    tmp_path = os.path.join(out_dir, "clips.tmp.npy")
+    tmp_path = cd.clips + ".tmp.npy"
     kept: list[kits.Candidate] = []
-    sig_path = os.path.join(out_dir, "signatures.npy")
+    sig_path = cd.signatures
     seen: dict[bytes, int] = {}
     n_dup = 0
     workers = opts.workers or os.cpu_count() or 1
@@ -283,30 +273,30 @@ def build(
                 kept.append(cand)
                 sig_out.append(sig)
     n = len(kept)
-    _write_csv(os.path.join(out_dir, "rejected.csv"), ("file", "reason"), rejected)
+    _write_csv(cd.rejected, ("file", "reason"), rejected)
     if n == 0:
         os.remove(tmp_path)
         os.remove(sig_path)
         raise CorpusError(
             f"no usable {opts.category} clips under {', '.join(roots)}: {n_found} candidates, "
-            f"{len(rejected)} rejected (reasons in {out_dir}/rejected.csv); {NO_SAMPLES_HINT}")
-    os.replace(tmp_path, clips_path)
+            f"{len(rejected)} rejected (reasons in {cd.rejected}); {NO_SAMPLES_HINT}")
+    os.replace(tmp_path, cd.clips)
     layer_keys = [f"{c.kit}\0{c.instrument}\0{c.key}" for c in kept]
     groups = near_duplicate_groups(sig_path, layer_keys, opts.near_duplicate)
     splits = split_ids([c.kit for c in kept], groups, opts.split, opts.seed)
     rows = [(i, c.file, c.kit, c.instrument, c.category, c.source_format, c.licence,
              "" if c.key is None else c.key, c.layer, int(groups[i]), SPLITS[splits[i]])
             for i, c in enumerate(kept)]
-    _write_csv(os.path.join(out_dir, "manifest.csv"), MANIFEST_FIELDS, rows)
+    _write_csv(cd.manifest, MANIFEST_FIELDS, rows)
     meta = {
-        "fingerprint": _fingerprint(roots, opts), "roots": roots, "category": opts.category,
+        "fingerprint": fingerprint(roots, opts), "roots": roots, "category": opts.category,
         "clips": n, "samples": spec.samples, "sample_rate": spec.sample_rate,
         "candidates": len(cands), "rejected": len(rejected) - n_dup, "duplicates": n_dup,
         "groups": int(groups.max()) + 1, "kits": len({c.kit for c in kept}),
         "split": {s: int(np.sum(splits == k)) for k, s in enumerate(SPLITS)},
         "procedural": False, "seconds": round(time.time() - t0, 2),
     }
-    _finish(out_dir, meta)
+    _finish(cd, meta)
     return meta
 
 
@@ -314,43 +304,38 @@ def build_procedural(
     out_dir: str, opts: CorpusOptions, why: str = "no drum samples were found"
 ) -> dict:
     """out_dir gets opts.procedural synthetic snares, written as a corpus like any other."""
-    os.makedirs(out_dir, exist_ok=True)
+    cd = CorpusDir(out_dir)
+    os.makedirs(cd.dir, exist_ok=True)
     msg = (f"{why}: using {opts.procedural} procedural snares instead of recordings; "
            f"{NO_SAMPLES_HINT}")
     warnings.warn(f"drumlayer: {msg}", stacklevel=2)
     log.warning("corpus: %s", msg)
     clips = synth.procedural_snares(opts.procedural, opts.spec.samples, opts.seed)
-    np.save(os.path.join(out_dir, "clips.npy"), clips)
+    np.save(cd.clips, clips)
     n = len(clips)
     # Each synthetic clip is its own kit; split them like any other corpus.
     splits = split_units(np.arange(n), opts.split, opts.seed)
     rows = [(i, f"procedural:{opts.seed}:{i}", "procedural", f"snare {i}", "snare", "procedural",
              "CC0", "", "", i, SPLITS[splits[i]]) for i in range(n)]
-    _write_csv(os.path.join(out_dir, "manifest.csv"), MANIFEST_FIELDS, rows)
-    _write_csv(os.path.join(out_dir, "rejected.csv"), ("file", "reason"), [])
-    meta = {"fingerprint": _fingerprint([], opts), "roots": [], "category": "snare", "clips": n,
+    _write_csv(cd.manifest, MANIFEST_FIELDS, rows)
+    _write_csv(cd.rejected, ("file", "reason"), [])
+    meta = {"fingerprint": fingerprint([], opts), "roots": [], "category": "snare", "clips": n,
             "samples": opts.spec.samples, "sample_rate": opts.spec.sample_rate, "candidates": n,
             "rejected": 0, "duplicates": 0, "groups": n, "kits": n,
             "split": {s: int(np.sum(splits == k)) for k, s in enumerate(SPLITS)},
             "procedural": True, "seconds": 0.0}
-    _finish(out_dir, meta)
+    _finish(cd, meta)
     return meta
 
 
-def _finish(out_dir: str, meta: dict) -> None:
-    tmp = os.path.join(out_dir, "corpus.json.tmp")
-    with open(tmp, "w") as f:
+def _finish(cd: CorpusDir, meta: dict) -> None:
+    with open(cd.meta + ".tmp", "w") as f:
         json.dump(meta, f, indent=2)
-    os.replace(tmp, os.path.join(out_dir, "corpus.json"))
+    os.replace(cd.meta + ".tmp", cd.meta)
     log.info("corpus: %d %s clips (%d kits, %d near-duplicate groups; split %s) from %d "
              "candidates; %d rejected, %d duplicates dropped -> %s (%.1f s)",
              meta["clips"], meta["category"], meta["kits"], meta["groups"], meta["split"],
-             meta["candidates"], meta["rejected"], meta["duplicates"], out_dir, meta["seconds"])
-
-
-def read_manifest(out_dir: str) -> list[dict[str, str]]:
-    with open(os.path.join(out_dir, "manifest.csv"), newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+             meta["candidates"], meta["rejected"], meta["duplicates"], cd.dir, meta["seconds"])
 
 
 def write_augmented(out_dir: str, per_clip: int, seed: int = 0, split: str = "train") -> int:
@@ -358,37 +343,47 @@ def write_augmented(out_dir: str, per_clip: int, seed: int = 0, split: str = "tr
 
     Written in chunks through a memory map. Returns M.
     """
-    rows = read_manifest(out_dir)
+    cd = CorpusDir(out_dir)
+    rows = read_manifest(cd)
     parents = np.array([int(r["id"]) for r in rows if r["split"] == split], dtype=np.int64)
-    clips_path = os.path.join(out_dir, "clips.npy")
-    path = os.path.join(out_dir, "augmented.npy")
-    with npyio.RowWriter(path + ".tmp.npy", (npyio.read_rows(clips_path, 0, 1).shape[1],),
+    path = cd.augmented
+    with npyio.RowWriter(path + ".tmp.npy", (npyio.read_rows(cd.clips, 0, 1).shape[1],),
                          np.float32, len(parents) * per_clip) as out:
         for p in tqdm(parents, desc="augmenting", unit="clip", file=sys.stderr, mininterval=1.0):
-            variants, _ = augment_lib.augment(npyio.read_rows(clips_path, p, p + 1), per_clip,
+            variants, _ = augment_lib.augment(npyio.read_rows(cd.clips, p, p + 1), per_clip,
                                               seed=seed * 1_000_003 + int(p))
             for v in variants:
                 out.append(v)
     os.replace(path + ".tmp.npy", path)
-    _write_csv(os.path.join(out_dir, "augmented.csv"), ("id", "parent"),
+    _write_csv(cd.augmented_index, ("id", "parent"),
                [(i, int(p)) for i, p in enumerate(np.repeat(parents, per_clip))])
     log.info("corpus: %d augmented %s clips (%d per clip) -> %s", len(parents) * per_clip,
              split, per_clip, path)
     return len(parents) * per_clip
 
 
-def main(argv):
+def _define_flags(fv) -> None:
     from absl import flags
 
-    f = flags.FLAGS
+    flags.DEFINE_string("roots", "", "comma-separated folders or kit files (default: open kits)",
+                        flag_values=fv)
+    flags.DEFINE_string("category", "snare", f"one of {', '.join(kits.CATEGORIES)}, or 'all'",
+                        flag_values=fv)
+    flags.DEFINE_string("out", "runs/corpus", "output folder", flag_values=fv)
+    flags.DEFINE_integer("augment", 0, "augmented variants per train clip (0: none)",
+                         flag_values=fv)
+    flags.DEFINE_float("max_duration", 30.0, "longest file, in seconds, taken as a one-shot",
+                       flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "seed of the split and the augmentation", flag_values=fv)
+    flags.DEFINE_integer("workers", 0, "decoding processes (0: all cores)", flag_values=fv)
+    flags.DEFINE_bool("quiet", False, "no progress bar", flag_values=fv)
+
+
+def _command(f, _) -> int:
     roots = [r for r in f.roots.split(",") if r] if f.roots else None
     opts = CorpusOptions(category=f.category, max_duration=f.max_duration, seed=f.seed,
                          workers=f.workers)
-    try:
-        meta = build(roots, f.out, opts, progress=not f.quiet)
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    meta = build(roots, f.out, opts, progress=not f.quiet)
     if f.augment:
         write_augmented(f.out, f.augment, seed=f.seed)
     print(f"{meta['clips']} clips, {meta['rejected']} rejected, {meta['duplicates']} duplicates "
@@ -396,15 +391,12 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
-    from absl import app, flags
+def main(argv: list[str] | None = None) -> int:
+    """python -m drumlayer.corpus [flags]; argv without the program name (None: sys.argv)."""
+    from drumlayer import cli
 
-    flags.DEFINE_string("roots", "", "comma-separated folders or kit files (default: open kits)")
-    flags.DEFINE_string("category", "snare", f"one of {', '.join(kits.CATEGORIES)}, or 'all'")
-    flags.DEFINE_string("out", "runs/corpus", "output folder")
-    flags.DEFINE_integer("augment", 0, "augmented variants per train clip (0: none)")
-    flags.DEFINE_float("max_duration", 30.0, "longest file, in seconds, taken as a one-shot")
-    flags.DEFINE_integer("seed", 0, "seed of the split and the augmentation")
-    flags.DEFINE_integer("workers", 0, "decoding processes (0: all cores)")
-    flags.DEFINE_bool("quiet", False, "no progress bar")
-    app.run(lambda argv: sys.exit(main(argv)))
+    return cli.run(_command, argv, "python -m drumlayer.corpus", __doc__, _define_flags)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

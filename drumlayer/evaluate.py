@@ -1,7 +1,7 @@
 """Batch evaluation of a trained workdir: the paper's Section 4, measured, against baselines.
 
     python -m drumlayer.evaluate --workdir=runs/snare     # -> runs/snare/eval/report.md
-    python -m drumlayer.evaluate --compare runs/ablations/*/ --out=runs/ablations/ablations
+    python -m drumlayer.evaluate --compare --out=runs/ablations/ablations runs/ablations/*/
 
 The main job runs it as its last stage. Everything is batched: each experiment decodes all its
 latent points, mixes and measures them in fixed-size jit-compiled blocks (one compilation per
@@ -31,9 +31,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drumlayer import audio, baselines, corpus, metrics, model, npyio, spectral
+from drumlayer import audio, baselines, metrics, model, spectral
 from drumlayer.bundle import Bundle
-from drumlayer.workdir import Workdir
+from drumlayer.dataset import Dataset
+from drumlayer.errors import DrumlayerError
+from drumlayer.workdir import EvalDir, Workdir
 
 log = logging.getLogger(__name__)
 BLOCK = 64  # mixes per jit-compiled step
@@ -63,20 +65,107 @@ class TestSet:
     features: np.ndarray  # [N, D]
 
 
+class TooFewTestClips(DrumlayerError):
+    """The split left fewer than 2 test clips: nothing to interpolate between."""
+
+
 def load_test(workdir: str) -> TestSet:
     """The run's test clips (never seen in training or selection), their audio and features."""
     wd = Workdir(workdir)
-    with open(os.path.join(wd.selection, "targets.json")) as f:
+    with open(wd.selection.targets) as f:
         ids = np.array(json.load(f)["test"], np.int64)
     if len(ids) < 2:
-        raise ValueError(f"{wd.selection}/targets.json has {len(ids)} test clips; the "
-                         "evaluation needs at least 2: add samples or widen data.split")
-    rows = corpus.read_manifest(wd.corpus)
-    clips = os.path.join(wd.corpus, "clips.npy")
-    feats = np.load(os.path.join(wd.features, "clips.npy"), mmap_mode="r")
-    return TestSet(ids, [f"{rows[i]['kit']} / {rows[i]['instrument']}" for i in ids],
-                   np.stack([npyio.read_rows(clips, i, i + 1)[0] for i in ids]),
-                   np.asarray(feats[ids]))
+        raise TooFewTestClips(f"{wd.selection.targets} has {len(ids)} test clips; the "
+                              "evaluation needs at least 2: add samples or widen data.split")
+    ds = Dataset(wd.corpus)
+    feats = np.load(wd.features.clips, mmap_mode="r")
+    return TestSet(ids, [ds.name(i) for i in ids], ds.audio(ids), np.asarray(feats[ids]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Measures:
+    """One value (or array) per measure of a path: the weights, the centroid, the MFCCs."""
+
+    weights: object
+    centroid: object
+    mfcc: object
+
+    def items(self):
+        return ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))
+
+    def map(self, fn) -> Measures:
+        return Measures(**{k: fn(v) for k, v in self.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class Interpolation:
+    """Section 4.1: P pairs, T points each."""
+
+    pairs: np.ndarray  # [P, 2] indices into the test clips
+    alpha: np.ndarray  # [T]
+    weights: np.ndarray  # [P, T, k]
+    centroid: np.ndarray  # [P, T] Hz
+    mfcc: np.ndarray  # [P, T, 13]
+    distance: Measures  # of [P, T]: from the start of each path
+    mean: Measures  # of [T]: distance averaged over the pairs
+    r2: Measures  # of floats: R^2 of each mean curve against a straight line
+    new_layers: np.ndarray  # [P] layers active only mid-path
+
+
+@dataclasses.dataclass(frozen=True)
+class PrincipalDirections:
+    """Section 4.2: N test clips moved along C directions over T offsets."""
+
+    offsets: np.ndarray  # [T]
+    weights: np.ndarray  # [N, C, T, k]
+    centroid: np.ndarray  # [N, C, T]
+    mfcc: np.ndarray  # [N, C, T, 13]
+    explained: np.ndarray  # [C] fraction of the latent variance
+    variance: np.ndarray  # [C]
+    centroid_span_hz: np.ndarray  # [C] means over the clips
+    mfcc_span: np.ndarray  # [C] L2 between the two ends
+    weight_change: np.ndarray  # [C] L2 between the two ends
+    active_layers: np.ndarray  # [C] mean along the path
+
+
+@dataclasses.dataclass(frozen=True)
+class Scores:
+    """Section 4.4, per test clip [N]: a mix measured against its target."""
+
+    # (alphabetical: the order of metrics.json, as it always was)
+    active_layers: np.ndarray  # weights > metrics.ACTIVE
+    centroid_error_hz: np.ndarray
+    feature_mse: np.ndarray  # in the loss's feature space
+    log_spectral_distance_db: np.ndarray
+    mfcc_distance: np.ndarray
+    multi_resolution_stft: np.ndarray
+    nonzero_layers: np.ndarray  # weights > 1e-6
+
+    def items(self):
+        return ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """One method's mixes of the test clips: its weights [N, k] and their scores."""
+
+    weights: np.ndarray
+    scores: Scores
+
+
+@dataclasses.dataclass
+class Results:
+    """Everything `run` measures on a workdir."""
+
+    bundle: Bundle
+    test: TestSet
+    z: np.ndarray  # [N, L] latent means of the test clips
+    config: EvalConfig
+    interpolation: Interpolation
+    pca: PrincipalDirections
+    cardinality: dict  # metrics.cardinality of the model's weights
+    reconstruction: dict[str, Fit]  # 'model', 'model_pruned', then baselines.BASELINES
+    seconds: dict[str, float]
 
 
 def in_blocks(fn, *arrays, block: int = BLOCK):
@@ -93,7 +182,7 @@ def in_blocks(fn, *arrays, block: int = BLOCK):
 
 
 @jax.jit
-def _describe(weights, sources):
+def _descriptors(weights, sources):
     """weights [B, k] -> {'centroid' [B], 'mfcc' [B, 13]} of their mixes."""
     c, m = metrics.descriptors(model.mix(weights, sources))
     return {"centroid": c, "mfcc": m}
@@ -115,11 +204,11 @@ def _compare(weights, sources, target, target_feats, tc, tm, n_fft, hop, compres
             "nonzero_layers": jnp.sum(weights > 1e-6, axis=-1).astype(jnp.float32)}
 
 
-def describe(b: Bundle, weights: np.ndarray) -> dict:
-    """Centroid [...] and MFCC [..., 13] of the mixes of weights [..., k]."""
+def mix_descriptors(b: Bundle, weights: np.ndarray) -> dict:
+    """{'centroid' [...], 'mfcc' [..., 13]} of the mixes of weights [..., k]."""
     flat = weights.reshape(-1, b.k)
     src = jnp.asarray(b.sources)
-    out = in_blocks(lambda w: _describe(w, src), flat)
+    out = in_blocks(lambda w: _descriptors(w, src), flat)
     return {k: v.reshape(weights.shape[:-1] + v.shape[1:]) for k, v in out.items()}
 
 
@@ -149,50 +238,45 @@ def choose_pairs(n: int, pairs: int, seed: int) -> np.ndarray:
     return allp[np.sort(pick)]
 
 
-def interpolation(b: Bundle, z: np.ndarray, ec: EvalConfig) -> dict:
-    """Section 4.1 over z [N, L] (the test clips' latent means). Returns arrays: pairs [P, 2],
-    alpha [T], weights [P, T, k], centroid [P, T], mfcc [P, T, 13], distance_<m> [P, T] and
-    mean_<m> [T] for m in weights / centroid / mfcc, r2_<m> (of the mean curve), new_layers [P]."""
+def interpolation(b: Bundle, z: np.ndarray, ec: EvalConfig) -> Interpolation:
+    """Section 4.1 over z [N, L] (the test clips' latent means): ec.pairs ordered pairs,
+    ec.points steps from z_a to z_b."""
     pairs = choose_pairs(len(z), ec.pairs, ec.seed)
     alpha = np.linspace(0.0, 1.0, ec.points, dtype=np.float32)
     zp = (1 - alpha[None, :, None]) * z[pairs[:, :1]] + alpha[None, :, None] * z[pairs[:, 1:]]
     w = decode(b, zp)
-    d = describe(b, w)
-    dist = jax.device_get(metrics.path_distances(w, d["centroid"], d["mfcc"]))
-    out = {"pairs": pairs, "alpha": alpha, "weights": w, **d}
-    for m, v in dist.items():
-        out[f"distance_{m}"] = v
-        out[f"mean_{m}"] = v.mean(axis=0)
-        out[f"r2_{m}"] = metrics.r_squared(v.mean(axis=0), alpha)
-    out["new_layers"] = metrics.new_layers_mid_path(w)
-    return out
+    d = mix_descriptors(b, w)
+    distance = Measures(**jax.device_get(metrics.path_distances(w, d["centroid"], d["mfcc"])))
+    mean = distance.map(lambda v: v.mean(axis=0))
+    return Interpolation(pairs=pairs, alpha=alpha, weights=w, centroid=d["centroid"],
+                         mfcc=d["mfcc"], distance=distance, mean=mean,
+                         r2=mean.map(lambda v: metrics.r_squared(v, alpha)),
+                         new_layers=metrics.new_layers_mid_path(w))
 
 
-def principal_directions(b: Bundle, z: np.ndarray, ec: EvalConfig) -> dict:
+def principal_directions(b: Bundle, z: np.ndarray, ec: EvalConfig) -> PrincipalDirections:
     """Section 4.2: each z [N, L] moved along each PCA direction u_j over z + c u_j,
-    c in [-pca_range, pca_range]. Returns offsets [T], weights [N, C, T, k], centroid [N, C, T],
-    mfcc [N, C, T, 13], and per component (means over clips) centroid_span_hz [C],
-    mfcc_span [C], weight_change [C] (L2 between the two ends), active_layers [C] (mean along
-    the path), plus the PCA itself (explained [C], variance [C])."""
+    c in [-pca_range, pca_range]."""
     if b.pca is None:
-        raise ValueError("the bundle has no pca.npz: rerun the main job to rebuild the bundle")
+        raise DrumlayerError("the bundle has no pca.npz: rerun the main job to rebuild the "
+                             "bundle")
     u = b.pca["components"]  # [C, L]
     c = np.linspace(-ec.pca_range, ec.pca_range, ec.pca_points, dtype=np.float32)
     zp = z[:, None, None, :] + c[None, None, :, None] * u[None, :, None, :]
     w = decode(b, zp)
-    d = describe(b, w)
-    return {"offsets": c, "weights": w, **d, "explained": b.pca["explained"],
-            "variance": b.pca["variance"],
-            "centroid_span_hz": np.ptp(d["centroid"], axis=-1).mean(0),
-            "mfcc_span": np.linalg.norm(d["mfcc"][..., -1, :] - d["mfcc"][..., 0, :],
-                                        axis=-1).mean(0),
-            "weight_change": np.linalg.norm(w[..., -1, :] - w[..., 0, :], axis=-1).mean(0),
-            "active_layers": (w > metrics.ACTIVE).sum(-1).mean(axis=(0, 2))}
+    d = mix_descriptors(b, w)
+    return PrincipalDirections(
+        offsets=c, weights=w, centroid=d["centroid"], mfcc=d["mfcc"],
+        explained=b.pca["explained"], variance=b.pca["variance"],
+        centroid_span_hz=np.ptp(d["centroid"], axis=-1).mean(0),
+        mfcc_span=np.linalg.norm(d["mfcc"][..., -1, :] - d["mfcc"][..., 0, :], axis=-1).mean(0),
+        weight_change=np.linalg.norm(w[..., -1, :] - w[..., 0, :], axis=-1).mean(0),
+        active_layers=(w > metrics.ACTIVE).sum(-1).mean(axis=(0, 2)))
 
 
-def reconstruction(b: Bundle, test: TestSet, z: np.ndarray) -> dict:
-    """Section 4.4 and the baselines: {method: {'weights' [N, k], metric: [N]}} for the model
-    (raw and pruned) and every baseline, all mixed from the same sources."""
+def reconstruction(b: Bundle, test: TestSet, z: np.ndarray) -> dict[str, Fit]:
+    """Section 4.4 and the baselines: {method: Fit} for the model (raw and pruned) and every
+    baseline, all mixed from the same sources."""
     f = b.config["features"]
     w_model = decode(b, z)
     src_feats = np.asarray(b.features(b.sources))[:, :-1]  # spectra only: attack is not additive
@@ -205,12 +289,12 @@ def reconstruction(b: Bundle, test: TestSet, z: np.ndarray) -> dict:
         m = in_blocks(lambda w_, t, tf, c_, m_: _compare(
             w_, src, t, tf, c_, m_, int(f["n_fft"]), int(f["hop"]), f["compression"]),
             w, test.audio, test.features, tc, tm)
-        out[name] = {"weights": w, **m}
+        out[name] = Fit(weights=w, scores=Scores(**m))
     return out
 
 
-def run(workdir: str, ec: EvalConfig | None = None) -> dict:
-    """Every experiment on a trained workdir: a dict of arrays (see each function)."""
+def run(workdir: str, ec: EvalConfig | None = None) -> Results:
+    """Every experiment on a trained workdir."""
     b = Bundle.load(workdir)
     ec = ec or EvalConfig.from_config(b.config)
     test = load_test(workdir)
@@ -228,9 +312,9 @@ def run(workdir: str, ec: EvalConfig | None = None) -> dict:
     interp = timed("interpolation", interpolation, b, z, ec)
     pcs = timed("principal_directions", principal_directions, b, z, ec)
     recon = timed("reconstruction", reconstruction, b, test, z)
-    return {"bundle": b, "test": test, "z": z, "config": ec, "interpolation": interp,
-            "pca": pcs, "cardinality": metrics.cardinality(recon["model"]["weights"]),
-            "reconstruction": recon, "seconds": seconds}
+    return Results(bundle=b, test=test, z=z, config=ec, interpolation=interp, pca=pcs,
+                   cardinality=metrics.cardinality(recon["model"].weights),
+                   reconstruction=recon, seconds=seconds)
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -242,27 +326,28 @@ def _stats(x: np.ndarray) -> dict:
         np.percentile(x, 10)), "p90": float(np.percentile(x, 90))}
 
 
-def summary(res: dict) -> dict:
-    """Every number of the report, JSON-ready (arrays become lists or statistics)."""
-    it, pc = res["interpolation"], res["pca"]
-    recon = {name: {k: _stats(v) for k, v in m.items() if k != "weights"}
-             for name, m in res["reconstruction"].items()}
+def summary(res: Results) -> dict:
+    """Every number of the report, JSON-ready (arrays become lists or statistics): what
+    eval/metrics.json holds."""
+    it, pc = res.interpolation, res.pca
     return {
-        "test_clips": len(res["z"]), "sources": res["bundle"].k,
-        "config": dataclasses.asdict(res["config"]),
+        "test_clips": len(res.z), "sources": res.bundle.k,
+        "config": dataclasses.asdict(res.config),
         "interpolation": {
-            "pairs": len(it["pairs"]), "points": len(it["alpha"]),
-            **{f"r2_{m}": it[f"r2_{m}"] for m in ("weights", "centroid", "mfcc")},
-            **{f"mean_{m}": it[f"mean_{m}"].tolist() for m in ("weights", "centroid", "mfcc")},
-            "individual_r2_weights": _stats([metrics.r_squared(c, it["alpha"])
-                                             for c in it["distance_weights"]]),
-            "new_layers_mid_path": _stats(it["new_layers"]),
-            "pairs_with_new_layers": float(np.mean(it["new_layers"] > 0))},
-        "pca": {k: np.asarray(pc[k]).tolist() for k in (
+            "pairs": len(it.pairs), "points": len(it.alpha),
+            **{f"r2_{m}": v for m, v in it.r2.items()},
+            **{f"mean_{m}": v.tolist() for m, v in it.mean.items()},
+            "individual_r2_weights": _stats([metrics.r_squared(c, it.alpha)
+                                             for c in it.distance.weights]),
+            "new_layers_mid_path": _stats(it.new_layers),
+            "pairs_with_new_layers": float(np.mean(it.new_layers > 0))},
+        "pca": {k: np.asarray(getattr(pc, k)).tolist() for k in (
             "explained", "variance", "centroid_span_hz", "mfcc_span", "weight_change",
-            "active_layers")} | {"range": float(pc["offsets"][-1])},
-        "cardinality": {k: _stats(v) for k, v in res["cardinality"].items()},
-        "reconstruction": recon, "seconds": res["seconds"],
+            "active_layers")} | {"range": float(pc.offsets[-1])},
+        "cardinality": {k: _stats(v) for k, v in res.cardinality.items()},
+        "reconstruction": {name: {k: _stats(v) for k, v in fit.scores.items()}
+                           for name, fit in res.reconstruction.items()},
+        "seconds": res.seconds,
     }
 
 
@@ -270,10 +355,10 @@ def _peak_normalised(x: np.ndarray) -> np.ndarray:
     return x * (10 ** (-1 / 20) / max(float(np.max(np.abs(x))), 1e-9))
 
 
-def write_audio(res: dict, out: str, examples: int) -> list[str]:
+def write_audio(res: Results, out: str, examples: int) -> list[str]:
     """A few reconstructions (original, model, pruned, matching pursuit) and interpolations
     (5 points, 1 s each) as 24-bit WAV at 22.05 kHz, each peak-normalised to -1 dBFS."""
-    b, test = res["bundle"], res["test"]
+    b, test = res.bundle, res.test
     os.makedirs(out, exist_ok=True)
     written = []
 
@@ -282,67 +367,74 @@ def write_audio(res: dict, out: str, examples: int) -> list[str]:
         audio.write_wav(path, _peak_normalised(np.asarray(x)))
         written.append(path)
 
-    recon = res["reconstruction"]
+    recon = res.reconstruction
     for i in range(min(examples, len(test.ids))):
         put(f"recon{i}_original.wav", test.audio[i])
         for name in ("model", "model_pruned", "matching_pursuit"):
-            put(f"recon{i}_{name}.wav", np.asarray(b.mix(recon[name]["weights"][i:i + 1]))[0])
-    it = res["interpolation"]
-    steps = np.unique(np.linspace(0, len(it["alpha"]) - 1, 5).round().astype(int))
-    for p in range(min(examples, len(it["pairs"]))):
-        clips = np.asarray(b.mix(it["weights"][p, steps]))
+            put(f"recon{i}_{name}.wav", np.asarray(b.mix(recon[name].weights[i:i + 1]))[0])
+    it = res.interpolation
+    steps = np.unique(np.linspace(0, len(it.alpha) - 1, 5).round().astype(int))
+    for p in range(min(examples, len(it.pairs))):
+        clips = np.asarray(b.mix(it.weights[p, steps]))
         put(f"interp{p}.wav", np.concatenate(list(clips)))
     return written
 
 
-def write(res: dict, out: str) -> dict:
+def write(res: Results, ed: EvalDir) -> dict:
     """eval/metrics.json, the figures (PNG), WAVs in eval/audio/ and eval/report.md."""
     from drumlayer import report
 
-    os.makedirs(out, exist_ok=True)
+    os.makedirs(ed.dir, exist_ok=True)
     s = summary(res)
-    with open(os.path.join(out, "metrics.json"), "w") as f:
+    with open(ed.metrics, "w") as f:
         json.dump(s, f, indent=1)
-    written = write_audio(res, os.path.join(out, "audio"), res["config"].audio_examples)
-    report.write(res, s, out, [os.path.relpath(p, out) for p in written])
+    written = write_audio(res, ed.audio, res.config.audio_examples)
+    report.write(res, s, ed, [os.path.relpath(p, ed.dir) for p in written])
     return s
 
 
 def evaluate_workdir(workdir: str, ec: EvalConfig | None = None) -> dict:
     """Run and write everything into WORKDIR/eval/. Returns the summary."""
     res = run(workdir, ec)
-    out = Workdir(workdir).path("eval")
-    s = write(res, out)
-    log.info("evaluate: -> %s/report.md", out)
+    ed = Workdir(workdir).eval
+    s = write(res, ed)
+    log.info("evaluate: -> %s", ed.report)
     return s
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+def _define_flags(fv) -> None:
+    from absl import flags
 
-    p = argparse.ArgumentParser(prog="python -m drumlayer.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", help="a trained workdir: writes WORKDIR/eval/")
-    p.add_argument("--compare", nargs="+", metavar="WORKDIR",
-                   help="evaluated workdirs to tabulate side by side (ablations)")
-    p.add_argument("--out", help="with --compare: output path without extension")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if bool(a.workdir) == bool(a.compare):
-        p.error("give either --workdir or --compare")
-    try:
-        if a.compare:
-            from drumlayer import report
+    flags.DEFINE_string("workdir", None, "a trained workdir: writes WORKDIR/eval/",
+                        flag_values=fv)
+    flags.DEFINE_bool("compare", False, "tabulate the evaluated workdirs given as arguments "
+                      "side by side (ablations)", flag_values=fv)
+    flags.DEFINE_string("out", "ablations", "with --compare: output path without extension",
+                        flag_values=fv)
 
-            path = report.compare(a.compare, a.out or "ablations")
-            print(f"wrote {path}")
-        else:
-            evaluate_workdir(a.workdir)
-            print(f"wrote {Workdir(a.workdir).path('eval', 'report.md')}")
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+
+def _command(f, workdirs: list[str]) -> int:
+    if f.compare:
+        if f.workdir or not workdirs:
+            raise DrumlayerError("--compare takes the evaluated workdirs as arguments, not "
+                                 "--workdir")
+        from drumlayer import report
+
+        print(f"wrote {report.compare(workdirs, f.out)}")
+    else:
+        if not f.workdir or workdirs:
+            raise DrumlayerError("give --workdir=W (or --compare W1 W2 ...)")
+        evaluate_workdir(f.workdir)
+        print(f"wrote {Workdir(f.workdir).eval.report}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m drumlayer.evaluate; argv without the program name (None: sys.argv)."""
+    from drumlayer import cli
+
+    return cli.run(_command, argv, "python -m drumlayer.evaluate", __doc__, _define_flags,
+                   positional=True)
 
 
 if __name__ == "__main__":

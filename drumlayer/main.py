@@ -2,7 +2,9 @@
 
     python -m drumlayer.main --config=configs/snare.py [--workdir=runs/snare]
 
-Logs the devices, then runs the stages of `drumlayer.pipeline` into the workdir.
+Logs the devices, then runs the stages of `drumlayer.pipeline` into the workdir. A config field
+the run cannot use, missing samples or a non-finite loss end it with one line saying what to do
+(exit status 1); anything else keeps its traceback.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ def main(argv):
     logging.get_absl_handler().addFilter(_QuietLibraries())
     import jax
 
-    from drumlayer import corpus, pipeline, train
+    from drumlayer import pipeline, train
+    from drumlayer.errors import DrumlayerError
 
     distributed = train.initialize_distributed()
     config = _CONFIG.value
@@ -44,7 +47,7 @@ def main(argv):
                  jax.process_count(), jax.devices())
     try:
         pipeline.run(config, workdir)
-    except (corpus.CorpusError, train.NonFiniteLoss, ValueError) as e:
+    except DrumlayerError as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

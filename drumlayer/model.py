@@ -5,10 +5,16 @@ decoder: z [B, latent] -> Dense(144) - ReLU - Dense(k) -> logits -> non-negative
          sum to 1 (softmax, sparsemax or relu/sum)
 mix:     weights [B, k] @ sources [k, S] -> audio [B, S]
 
-Parameters are plain pytrees (Flax linen). Nothing here knows about losses or training.
+`create(k, ModelConfig(...))` is the one way to build the model (training, checkpoints, the bundle,
+the benchmarks); `init_params` / `abstract_params` give its parameters, or their shapes (restore
+targets, without running anything). Parameters are plain pytrees (Flax linen). Nothing here knows
+about losses or training.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
 
 import flax.linen as nn
 import jax
@@ -96,6 +102,45 @@ class LayeringVAE(nn.Module):
     def decode(self, z: jax.Array) -> jax.Array:
         """z [B, latent] -> weights [B, sources]."""
         return normalise(self.decoder(z), self.normaliser)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The model's hyperparameters: the fields of `config.model`."""
+
+    latent: int = 32
+    encoder_hidden: int = 1500
+    decoder_hidden: int = 144
+    normaliser: str = "softmax"
+
+    @classmethod
+    def from_mapping(cls, m: Mapping) -> ModelConfig:
+        """From config.model (a ConfigDict or the dict a bundle stores); unknown keys are an
+        error, so a typo cannot silently build the default model."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(m) - names
+        if unknown:
+            raise ValueError(f"model: unknown fields {sorted(unknown)} (known: {sorted(names)})")
+        return cls(latent=int(m.get("latent", cls.latent)),
+                   encoder_hidden=int(m.get("encoder_hidden", cls.encoder_hidden)),
+                   decoder_hidden=int(m.get("decoder_hidden", cls.decoder_hidden)),
+                   normaliser=str(m.get("normaliser", cls.normaliser)))
+
+
+def create(k: int, mc: ModelConfig) -> LayeringVAE:
+    """The layering VAE over k sources."""
+    return LayeringVAE(sources=k, **dataclasses.asdict(mc))
+
+
+def init_params(model: LayeringVAE, dim: int, seed: int) -> dict:
+    """Fresh parameters for inputs of dim features, from PRNGKey(seed)."""
+    return model.init(jax.random.PRNGKey(seed), jnp.zeros((1, dim)),
+                      jnp.zeros((1, model.latent)))["params"]
+
+
+def abstract_params(model: LayeringVAE, dim: int) -> dict:
+    """The parameters' shapes and dtypes (jax.ShapeDtypeStruct), computing nothing."""
+    return jax.eval_shape(lambda: init_params(model, dim, 0))
 
 
 def kl_nats(mean: jax.Array, scale: jax.Array) -> jax.Array:

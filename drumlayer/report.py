@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -13,6 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from drumlayer import metrics  # noqa: E402
+from drumlayer.workdir import EvalDir, Workdir  # noqa: E402
+
+if TYPE_CHECKING:
+    from drumlayer.evaluate import Interpolation, PrincipalDirections, Results
 
 MEASURES = (("weights", "weight distance (L2)"), ("centroid", "centroid distance (Hz)"),
             ("mfcc", "MFCC distance (L2)"))
@@ -33,28 +38,28 @@ def _save(fig, out: str, name: str) -> str:
     return name
 
 
-def fig_interpolation(it: dict, out: str) -> str:
+def fig_interpolation(it: Interpolation, out: str) -> str:
     """Figure 2: distances from the start, every pair faint, their mean, and its straight line."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    a = it["alpha"]
+    a = it.alpha
     for ax, (m, label) in zip(axes, MEASURES, strict=True):
-        curves = it[f"distance_{m}"]
+        curves = getattr(it.distance, m)
         for c in curves[:60]:
             ax.plot(a, c, color="0.75", lw=0.6)
-        mean = it[f"mean_{m}"]
+        mean = getattr(it.mean, m)
         ax.plot(a, mean, color="C0", lw=2.2, label="mean over pairs")
         ax.plot(a, np.polyval(np.polyfit(a, mean, 1), a), "k--", lw=1, label="straight line")
         ax.set(xlabel="position between z_a and z_b", ylabel=label,
-               title=f"{label.split(' (')[0]}: mean R² = {it[f'r2_{m}']:.3f}")
+               title=f"{label.split(' (')[0]}: mean R² = {getattr(it.r2, m):.3f}")
     axes[0].legend(fontsize=8)
     return _save(fig, out, "fig2_interpolation.png")
 
 
-def fig_pairs(it: dict, out: str, n: int = 3) -> str:
+def fig_pairs(it: Interpolation, out: str, n: int = 3) -> str:
     """Figure 3: a few individual interpolations (those where most layers appear mid-path)."""
     picks, seen = [], set()
-    for p in np.argsort(-it["new_layers"], kind="stable"):  # one direction of each path
-        key = frozenset(int(x) for x in it["pairs"][p])
+    for p in np.argsort(-it.new_layers, kind="stable"):  # one direction of each path
+        key = frozenset(int(x) for x in it.pairs[p])
         if key not in seen:
             seen.add(key)
             picks.append(p)
@@ -63,47 +68,48 @@ def fig_pairs(it: dict, out: str, n: int = 3) -> str:
     fig, axes = plt.subplots(len(picks), 3, figsize=(13, 2.8 * len(picks)), squeeze=False)
     for row, p in zip(axes, picks, strict=True):
         for ax, (m, label) in zip(row, MEASURES, strict=True):
-            ax.plot(it["alpha"], it[f"distance_{m}"][p], "o-", ms=3)
-            ax.set(ylabel=label, title=f"pair {tuple(int(x) for x in it['pairs'][p])}: "
-                   f"{int(it['new_layers'][p])} layers only mid-path")
+            ax.plot(it.alpha, getattr(it.distance, m)[p], "o-", ms=3)
+            ax.set(ylabel=label, title=f"pair {tuple(int(x) for x in it.pairs[p])}: "
+                   f"{int(it.new_layers[p])} layers only mid-path")
         row[1].set_xlabel("position between z_a and z_b")
     return _save(fig, out, "fig3_pairs.png")
 
 
-def fig_pca(pc: dict, names: list[str], out: str, clip: int = 0, top: int = 25) -> str:
+def fig_pca(pc: PrincipalDirections, names: list[str], out: str, clip: int = 0,
+            top: int = 25) -> str:
     """Figure 4: one test clip moved along u_0: the weights of its strongest layers, and how far
     centroid and MFCC move."""
-    w = pc["weights"][clip, 0]  # [T, k]
+    w = pc.weights[clip, 0]  # [T, k]
     order = np.argsort(-w.max(axis=0))[:top]
     if w.max() > metrics.ACTIVE:
         order = order[w[:, order].max(axis=0) > metrics.ACTIVE]
     fig, (ax0, ax1) = plt.subplots(2, 1, figsize=(11, 8), height_ratios=(3, 1.3))
     im = ax0.imshow(w[:, order].T, aspect="auto", cmap="magma", origin="lower",
-                    extent=(pc["offsets"][0], pc["offsets"][-1], -0.5, len(order) - 0.5))
+                    extent=(pc.offsets[0], pc.offsets[-1], -0.5, len(order) - 0.5))
     ax0.set_yticks(range(len(order)), [names[i][:40] for i in order], fontsize=6)
     ax0.set(title=f"weights of the {len(order)} layers above {metrics.ACTIVE} along z + c u_0 "
             f"(test clip {clip})", xlabel="c")
     fig.colorbar(im, ax=ax0, label="weight")
-    c = pc["offsets"]
+    c = pc.offsets
     mid = len(c) // 2
-    ax1.plot(c, np.abs(pc["centroid"][clip, 0] - pc["centroid"][clip, 0, mid]), "C0",
+    ax1.plot(c, np.abs(pc.centroid[clip, 0] - pc.centroid[clip, 0, mid]), "C0",
              label="centroid distance (Hz)")
     ax1.set(xlabel="c", ylabel="Hz")
     ax2 = ax1.twinx()
-    ax2.plot(c, np.linalg.norm(pc["mfcc"][clip, 0] - pc["mfcc"][clip, 0, mid], axis=-1), "C1",
+    ax2.plot(c, np.linalg.norm(pc.mfcc[clip, 0] - pc.mfcc[clip, 0, mid], axis=-1), "C1",
              label="MFCC distance")
     ax2.set_ylabel("MFCC distance")
     fig.legend(loc="lower right", fontsize=8)
     return _save(fig, out, "fig4_pca.png")
 
 
-def fig_components(pc: dict, out: str) -> str:
+def fig_components(pc: PrincipalDirections, out: str) -> str:
     """The 11 directions: explained variance, and how much each moves the centroid."""
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(11, 3.4))
-    j = np.arange(len(pc["explained"]))
-    a0.bar(j, pc["explained"] * 100)
+    j = np.arange(len(pc.explained))
+    a0.bar(j, pc.explained * 100)
     a0.set(xlabel="component", ylabel="% of latent variance", title="PCA of the latent means")
-    a1.bar(j, pc["centroid_span_hz"])
+    a1.bar(j, pc.centroid_span_hz)
     a1.set(xlabel="component", ylabel="Hz", title="centroid range along each direction "
            "(mean over test clips)")
     return _save(fig, out, "fig4b_components.png")
@@ -168,12 +174,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def write(res: dict, s: dict, out: str, audio_files: list[str]) -> str:
-    """All figures and report.md into out/. Returns the report's path."""
-    it, pc = res["interpolation"], res["pca"]
+def write(res: Results, s: dict, ed: EvalDir, audio_files: list[str]) -> str:
+    """All figures and report.md into WORKDIR/eval/. Returns the report's path."""
+    it, pc, out = res.interpolation, res.pca, ed.dir
     figs = [fig_interpolation(it, out), fig_pairs(it, out),
-            fig_pca(pc, res["bundle"].names, out), fig_components(pc, out),
-            fig_cardinality(res["reconstruction"]["model"]["weights"], out)]
+            fig_pca(pc, res.bundle.names, out), fig_components(pc, out),
+            fig_cardinality(res.reconstruction["model"].weights, out)]
     rec = s["reconstruction"]
     md = [f"# Evaluation: {s['sources']} sources, {s['test_clips']} test clips", "",
           "Every number is also in `metrics.json`. Distances are medians over the test clips "
@@ -206,10 +212,9 @@ def write(res: dict, s: dict, out: str, audio_files: list[str]) -> str:
                                          for c, _ in RECON_COLUMNS)] for name in rec]), "",
           "## Audio", "", "Peak-normalised to -1 dBFS; interpolations are 5 points of 1 s.", "",
           *[f"- [{p}]({p})" for p in audio_files], ""]
-    path = os.path.join(out, "report.md")
-    with open(path, "w") as f:
+    with open(ed.report, "w") as f:
         f.write("\n".join(md))
-    return path
+    return ed.report
 
 
 COMPARE_COLUMNS = (
@@ -223,9 +228,10 @@ COMPARE_COLUMNS = (
 
 def compare_row(workdir: str) -> dict:
     """One ablation's numbers from its eval/metrics.json and train_summary.json."""
-    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+    wd = Workdir(workdir)
+    with open(wd.eval.metrics) as f:
         s = json.load(f)
-    with open(os.path.join(workdir, "train_summary.json")) as f:
+    with open(wd.train_summary) as f:
         t = json.load(f)
     raw = s["reconstruction"]["model"]
     return {"run": os.path.basename(os.path.normpath(workdir)),

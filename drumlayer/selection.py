@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from drumlayer.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 KERNEL_MAX_N = 20000
@@ -220,3 +222,28 @@ def k_medoids(X: np.ndarray, k: int, seed: int = 0, max_iter: int = 100) -> np.n
             break
         medoids = new
     return np.sort(medoids)
+
+
+METHODS = ("frank_wolfe", "random", "k_medoids")
+
+
+def select(feats: np.ndarray, pool: np.ndarray, k: int, method: str = "frank_wolfe",
+           beta: float = 1000.0, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Choose k source ids among `pool` [m] (row ids of feats [n, d]), each candidate's features
+    scaled to unit norm first. method: 'frank_wolfe' (the paper's), 'random', 'k_medoids'.
+    Returns (ids [k], info: the Frank-Wolfe iterations and objective)."""
+    if method not in METHODS:
+        raise ConfigError(f"selection.method must be one of {METHODS}, got {method!r}")
+    if k > len(pool):
+        raise ConfigError(f"selection.k = {k} but only {len(pool)} candidate clips: lower "
+                         "selection.k or add samples")
+    if method == "random":
+        return np.sort(np.random.default_rng(seed).choice(pool, k, replace=False)), {}
+    A = normalise_columns(feats[pool].T)  # [d, m]; A.T is row-major, as frank_wolfe wants
+    if method == "k_medoids":
+        return pool[k_medoids(A.T, k, seed=seed)], {}
+    res = frank_wolfe(A, k, beta=float(beta))
+    if len(res.indices) < k:
+        raise ConfigError(f"Frank-Wolfe found {len(res.indices)} of {k} sources in "
+                         f"{res.iterations} iterations: raise selection.beta (now {beta})")
+    return pool[res.indices], {"iterations": res.iterations, "objective": res.objective.tolist()}

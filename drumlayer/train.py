@@ -38,12 +38,14 @@ from tqdm import tqdm
 
 from drumlayer import model as model_lib
 from drumlayer import spectral
+from drumlayer.errors import DrumlayerError
+from drumlayer.workdir import Workdir
 
 log = logging.getLogger(__name__)
 PHASES = ("pretrain", "train")
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(DrumlayerError, RuntimeError):
     """The loss became NaN or infinite; the run stops and the last good checkpoint stays."""
 
 
@@ -106,13 +108,17 @@ def make_mesh() -> Mesh:
 
 
 def create_state(model: model_lib.LayeringVAE, dim: int, tx, seed: int) -> train_state.TrainState:
-    params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, dim)),
-                        jnp.zeros((1, model.latent)))["params"]
+    params = model_lib.init_params(model, dim, seed)
     return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
 def make_optimizer(learning_rate: float, grad_clip: float):
     return optax.chain(optax.clip_by_global_norm(grad_clip), optax.adam(learning_rate))
+
+
+def _checkpoint(state: train_state.TrainState) -> dict:
+    """What a 'latest' checkpoint holds (a 'best' one holds only the params)."""
+    return {"params": state.params, "opt_state": state.opt_state, "step": state.step}
 
 
 # ----------------------------------------------------------------------------- losses
@@ -223,23 +229,20 @@ class TrainConfig:
     epochs: int = 150
     seed: int = 0
     loss: LossConfig = LossConfig()
-    latent: int = 32
-    encoder_hidden: int = 1500
-    decoder_hidden: int = 144
-    normaliser: str = "softmax"
+    model: model_lib.ModelConfig = model_lib.ModelConfig()
 
 
 class MetricsWriter:
     """metrics.jsonl (one JSON object a line) and TensorBoard event files; process 0 only."""
 
-    def __init__(self, workdir: str):
+    def __init__(self, wd: Workdir):
         self.active = jax.process_index() == 0
         if not self.active:
             return
-        self.f = open(os.path.join(workdir, "metrics.jsonl"), "a")  # noqa: SIM115
+        self.f = open(wd.metrics, "a")  # noqa: SIM115
         from tensorboardX import SummaryWriter
 
-        self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self.tb = SummaryWriter(wd.tensorboard)
 
     def write(self, step: int, record: dict) -> None:
         if not self.active:
@@ -260,40 +263,37 @@ def _to_host(metrics) -> dict:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-def train_and_evaluate(data: Data, tc: TrainConfig, workdir: str, progress: bool = True) -> dict:
-    """Both phases with checkpoints in workdir/checkpoints (resumed automatically) and the best
-    parameters by validation loss in workdir/checkpoints/best. Returns the final summary."""
+def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool = True) -> dict:
+    """Both phases with checkpoints in WORKDIR/checkpoints (resumed automatically) and the best
+    parameters by validation loss in WORKDIR/checkpoints/best. Returns the final summary."""
     mesh = make_mesh()
     n_dev = mesh.devices.size
     if tc.batch % n_dev:
         raise ValueError(f"train.batch = {tc.batch} must be a multiple of the {n_dev} devices")
     k, dim = data.source_features.shape
-    model = model_lib.LayeringVAE(sources=k, latent=tc.latent,
-                                  encoder_hidden=tc.encoder_hidden,
-                                  decoder_hidden=tc.decoder_hidden, normaliser=tc.normaliser)
+    model = model_lib.create(k, tc.model)
     tx = make_optimizer(tc.learning_rate, tc.grad_clip)
     state = create_state(model, dim, tx, tc.seed)
     state = jax.device_put(state, NamedSharding(mesh, P()))
     consts = tuple(put(mesh, np.asarray(a, np.float32), P())
                    for a in (data.sources, data.mean, data.std))
-    ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    ckpt_dir = wd.checkpoints.dir
     # Asynchronous saves overlap the next epoch; with several processes, synchronous saves keep
     # every process at the same barrier.
     asynchronous = jax.process_count() == 1
     latest = ocp.CheckpointManager(ckpt_dir, options=ocp.CheckpointManagerOptions(
         max_to_keep=2, create=True, enable_async_checkpointing=asynchronous))
-    best = ocp.CheckpointManager(os.path.join(ckpt_dir, "best"), options=(
+    best = ocp.CheckpointManager(wd.checkpoints.best, options=(
         ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda m: m["val_loss"],
                                      best_mode="min", create=True,
                                      enable_async_checkpointing=asynchronous)))
     done = 0  # epochs completed, pretraining first
     if latest.latest_step() is not None:
         done = latest.latest_step()
-        target = {"params": state.params, "opt_state": state.opt_state, "step": state.step}
-        restored = latest.restore(done, args=ocp.args.StandardRestore(target))
+        restored = latest.restore(done, args=ocp.args.StandardRestore(_checkpoint(state)))
         state = state.replace(**restored)
         log.info("train: resumed from %s/%d (%d epochs done)", ckpt_dir, done, done)
-    writer = MetricsWriter(workdir)
+    writer = MetricsWriter(wd)
     steps = {ph: make_steps(model, mesh, ph, tc.loss) for ph in PHASES}
     total = tc.pretrain_epochs + tc.epochs
     summary: dict = {}
@@ -310,7 +310,7 @@ def train_and_evaluate(data: Data, tc: TrainConfig, workdir: str, progress: bool
             rng = np.random.default_rng([tc.seed, PHASES.index(phase), epoch])
             for b, idx in enumerate(batches(len(feats), tc.batch, rng)):
                 key = (tc.seed, PHASES.index(phase), epoch, b)
-                args = global_batch(mesh, feats, idx, tc.latent, key)
+                args = global_batch(mesh, feats, idx, tc.model.latent, key)
                 state, metrics = train_step(state, *args, consts)
                 m = _to_host(metrics)
                 if not math.isfinite(m["loss"]):
@@ -328,12 +328,11 @@ def train_and_evaluate(data: Data, tc: TrainConfig, workdir: str, progress: bool
             record["seconds"] = time.time() - t0
             record["examples_per_s"] = sums["_n"] / record["seconds"]
             if phase == "train":
-                val = evaluate(eval_step, state.params, mesh, data.val, tc, consts)
+                val = validate(eval_step, state.params, mesh, data.val, tc, consts)
                 record.update({f"val_{k_}": v for k_, v in val.items()})
             writer.write(int(state.step), {"kind": "epoch", "phase": phase, "epoch": epoch,
                                            **record})
-            latest.save(g + 1, args=ocp.args.StandardSave(
-                {"params": state.params, "opt_state": state.opt_state, "step": state.step}))
+            latest.save(g + 1, args=ocp.args.StandardSave(_checkpoint(state)))
             if phase == "train":
                 best.save(g + 1, args=ocp.args.StandardSave({"params": state.params}),
                           metrics={"val_loss": record["val_loss"]})
@@ -349,13 +348,13 @@ def train_and_evaluate(data: Data, tc: TrainConfig, workdir: str, progress: bool
     return summary
 
 
-def evaluate(eval_step, params, mesh, feats: np.ndarray, tc: TrainConfig, consts) -> dict:
+def validate(eval_step, params, mesh, feats: np.ndarray, tc: TrainConfig, consts) -> dict:
     """Mean metrics over every example of feats (the last batch padded and masked), with z at
     the encoder's mean."""
     sums: dict[str, float] = {}
     n = 0.0
     for idx in batches(len(feats), tc.batch, None):
-        args = global_batch(mesh, feats, idx, tc.latent, None)
+        args = global_batch(mesh, feats, idx, tc.model.latent, None)
         m = _to_host(eval_step(params, *args, consts))
         n_real = float((idx >= 0).sum())
         for k, v in m.items():
@@ -364,20 +363,26 @@ def evaluate(eval_step, params, mesh, feats: np.ndarray, tc: TrainConfig, consts
     return {k: v / max(n, 1.0) for k, v in sums.items()}
 
 
-def load_params(workdir: str, data: Data, tc: TrainConfig, which: str = "best"):
-    """Parameters from workdir/checkpoints ('best' by validation, or 'latest')."""
-    k, dim = data.source_features.shape
-    model = model_lib.LayeringVAE(sources=k, latent=tc.latent,
-                                  encoder_hidden=tc.encoder_hidden,
-                                  decoder_hidden=tc.decoder_hidden, normaliser=tc.normaliser)
-    state = create_state(model, dim, make_optimizer(tc.learning_rate, tc.grad_clip), tc.seed)
-    ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    path = os.path.join(ckpt_dir, "best") if which == "best" else ckpt_dir
+def load_params(wd: Workdir, model: model_lib.LayeringVAE, dim: int, which: str = "best",
+                tc: TrainConfig | None = None) -> dict:
+    """Parameters from WORKDIR/checkpoints: 'best' by validation, or 'latest' (whose checkpoint
+    also holds the optimiser's state: give the TrainConfig that made it). The restore target is
+    abstract (jax.eval_shape): nothing is initialised to be overwritten."""
+    where = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    if which == "best":
+        path, target = wd.checkpoints.best, {"params": model_lib.abstract_params(model, dim)}
+    elif which == "latest":
+        if tc is None:
+            raise ValueError("load_params(which='latest') needs the TrainConfig")
+        tx = make_optimizer(tc.learning_rate, tc.grad_clip)
+        path = wd.checkpoints.dir
+        target = jax.eval_shape(lambda: _checkpoint(create_state(model, dim, tx, tc.seed)))
+    else:
+        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    target = jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=where), target)
     mngr = ocp.CheckpointManager(path)
     step = mngr.best_step() if which == "best" else mngr.latest_step()
     if step is None:
         raise FileNotFoundError(f"no {which} checkpoint in {path}")
-    target = {"params": state.params}
-    if which != "best":
-        target.update(opt_state=state.opt_state, step=state.step)
-    return model, mngr.restore(step, args=ocp.args.StandardRestore(target))["params"]
+    return mngr.restore(step, args=ocp.args.StandardRestore(target))["params"]

@@ -1,12 +1,20 @@
-"""The one place that knows the layout of a run's working directory.
+"""The one place that knows the layout of a run's working directory: every artifact path.
 
-    WORKDIR/config.json       the config the run was started with
-    WORKDIR/corpus/           clips.npy, manifest.csv, rejected.csv, corpus.json, augmented.*
-    WORKDIR/features/         clips.npy [N, 2049], augmented.npy, features.json
-    WORKDIR/selection/        sources.json, sources.npy [k, 22050], targets.json, selection.json
-    WORKDIR/checkpoints/      Orbax: the latest epochs, and best/ (by validation loss)
-    WORKDIR/metrics.jsonl     per step and per epoch; WORKDIR/tensorboard/ the same as events
-    WORKDIR/bundle/           params.msgpack, sources.npy, standardisation.npz, bundle.json
+    WORKDIR/config.json         the config the run was started with
+    WORKDIR/corpus/             clips.npy, manifest.csv, rejected.csv, signatures.npy,
+                                corpus.json, augmented.npy, augmented.csv, augmented.json,
+                                stamp.json
+    WORKDIR/features/           clips.npy [N, D], augmented.npy [M, D], features.json
+    WORKDIR/selection/          sources.json, sources.npy [k, S], targets.json, selection.json
+    WORKDIR/checkpoints/        Orbax: the latest epochs, best/ (by validation loss), inputs.json
+    WORKDIR/train.json          stamp of a finished training; train_summary.json its numbers
+    WORKDIR/metrics.jsonl       per step and per epoch; WORKDIR/tensorboard/ the same as events
+    WORKDIR/bundle/             params.msgpack, sources.npy, standardisation.npz, pca.npz,
+                                bundle.json, stamp.json
+    WORKDIR/eval/               metrics.json, report.md, figures, audio/, evaluate.json
+
+Every module that reads or writes one of these asks a `Workdir` (or a `CorpusDir`, for a corpus
+built on its own with `python -m drumlayer.corpus --out=DIR`) for its path. Nothing else here.
 """
 
 from __future__ import annotations
@@ -16,35 +24,88 @@ import os
 
 
 @dataclasses.dataclass(frozen=True)
+class _Folder:
+    dir: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "dir", os.path.abspath(os.path.expanduser(self.dir)))
+
+    def _p(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def __str__(self) -> str:
+        return self.dir
+
+
+class CorpusDir(_Folder):
+    """A built corpus: canonical clips, their manifest, and the augmented training targets."""
+
+    clips = property(lambda s: s._p("clips.npy"))  # float32 [N, S]
+    manifest = property(lambda s: s._p("manifest.csv"))
+    rejected = property(lambda s: s._p("rejected.csv"))
+    signatures = property(lambda s: s._p("signatures.npy"))  # float16 [N, 1024]
+    meta = property(lambda s: s._p("corpus.json"))  # written last: what the build made
+    augmented = property(lambda s: s._p("augmented.npy"))  # float32 [M, S]
+    augmented_index = property(lambda s: s._p("augmented.csv"))  # id, parent
+    augmented_stamp = property(lambda s: s._p("augmented.json"))
+    stamp = property(lambda s: s._p("stamp.json"))  # the main job's: what it was built from
+
+
+class FeaturesDir(_Folder):
+    clips = property(lambda s: s._p("clips.npy"))  # [N, D] of the corpus clips
+    augmented = property(lambda s: s._p("augmented.npy"))  # [M, D] of the augmented ones
+    stamp = property(lambda s: s._p("features.json"))
+
+
+class SelectionDir(_Folder):
+    sources = property(lambda s: s._p("sources.json"))  # ids, names, files, method, ...
+    audio = property(lambda s: s._p("sources.npy"))  # [k, S]
+    targets = property(lambda s: s._p("targets.json"))  # {'train', 'val', 'test'}: clip ids
+    stamp = property(lambda s: s._p("selection.json"))
+
+
+class CheckpointsDir(_Folder):
+    best = property(lambda s: s._p("best"))
+    inputs = property(lambda s: s._p("inputs.json"))  # what the checkpoints were made from
+
+
+class BundleDir(_Folder):
+    params = property(lambda s: s._p("params.msgpack"))
+    sources = property(lambda s: s._p("sources.npy"))
+    standardisation = property(lambda s: s._p("standardisation.npz"))
+    pca = property(lambda s: s._p("pca.npz"))
+    meta = property(lambda s: s._p("bundle.json"))  # config, source names, sample rate
+    stamp = property(lambda s: s._p("stamp.json"))  # the main job's: what it was made from
+
+
+class EvalDir(_Folder):
+    metrics = property(lambda s: s._p("metrics.json"))
+    report = property(lambda s: s._p("report.md"))
+    audio = property(lambda s: s._p("audio"))
+    stamp = property(lambda s: s._p("evaluate.json"))
+
+    def figure(self, name: str) -> str:
+        return self._p(name)
+
+
+@dataclasses.dataclass(frozen=True)
 class Workdir:
     root: str
 
     def __post_init__(self):
         object.__setattr__(self, "root", os.path.abspath(os.path.expanduser(self.root)))
 
-    def path(self, *parts: str) -> str:
+    def _p(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
 
-    @property
-    def config(self) -> str:
-        return self.path("config.json")
-
-    @property
-    def corpus(self) -> str:
-        return self.path("corpus")
-
-    @property
-    def features(self) -> str:
-        return self.path("features")
-
-    @property
-    def selection(self) -> str:
-        return self.path("selection")
-
-    @property
-    def checkpoints(self) -> str:
-        return self.path("checkpoints")
-
-    @property
-    def bundle(self) -> str:
-        return self.path("bundle")
+    config = property(lambda s: s._p("config.json"))
+    corpus = property(lambda s: CorpusDir(s._p("corpus")))
+    features = property(lambda s: FeaturesDir(s._p("features")))
+    selection = property(lambda s: SelectionDir(s._p("selection")))
+    checkpoints = property(lambda s: CheckpointsDir(s._p("checkpoints")))
+    train_stamp = property(lambda s: s._p("train.json"))
+    train_summary = property(lambda s: s._p("train_summary.json"))
+    metrics = property(lambda s: s._p("metrics.jsonl"))
+    tensorboard = property(lambda s: s._p("tensorboard"))
+    bundle = property(lambda s: BundleDir(s._p("bundle")))
+    eval = property(lambda s: EvalDir(s._p("eval")))

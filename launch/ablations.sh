@@ -20,4 +20,4 @@ for cfg in "${configs[@]}"; do
   echo "== $name: $cfg -> $runs/$name"
   python -m drumlayer.main --config="$cfg" --workdir="$runs/$name"
 done
-python -m drumlayer.evaluate --compare "$runs"/*/ --out="$runs/ablations"
+python -m drumlayer.evaluate --compare --out="$runs/ablations" "$runs"/*/

@@ -1,9 +1,14 @@
-"""Each ablation config is configs/snare.py with exactly the fields it names changed."""
+"""The shipped configs (each ablation is configs/snare.py with exactly the fields it names
+changed) and `drumlayer.configs`: validation before any stage runs, loading without sys.path."""
 
-import importlib.util
+import glob
 import os
+import sys
 
 import pytest
+
+from drumlayer import configs
+from drumlayer.errors import ConfigError
 
 from conftest import ROOT
 
@@ -18,10 +23,7 @@ ABLATIONS = {
 
 
 def load(path):
-    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
+    return configs.load(path)
 
 
 def flat(d, prefix=""):
@@ -46,3 +48,43 @@ def test_ablation_changes_only_its_fields(name):
     abl = flat(load(os.path.join(ROOT, "configs", "ablations", f"{name}.py")).to_dict())
     changed = {k: abl[k] for k in abl if abl[k] != base.get(k)}
     assert changed == ABLATIONS[name]
+
+
+CONFIG_FILES = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursive=True))
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: os.path.relpath(p, ROOT))
+@pytest.mark.parametrize("variant", ["", ":smoke"])
+def test_every_shipped_config_passes_the_check_and_leaves_sys_path_alone(path, variant):
+    before = list(sys.path)
+    configs.check(configs.load(path + variant))
+    assert sys.path == before
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("model.normaliser", "softplus", "must be one of 'softmax', 'sparsemax', 'relu'"),
+    ("features.compression", "cube", "must be one of 'linear', 'log'"),
+    ("selection.method", "kmeans", "must be one of 'frank_wolfe', 'random', 'k_medoids'"),
+    ("selection.pool", "all", "must be one of 'train', 'train+augmented'"),
+    ("data.category", "snares", "must be one of 'snare', 'kick'"),
+    ("data.split", (0.5, 0.3, 0.3), "three fractions"),
+    ("selection.k", 0, "must be an integer >= 1"),
+    ("train.learning_rate", -1e-3, "must be a number > 0"),
+    ("train.epochs", 0, "must be an integer >= 1"),
+    ("features.hop", 8192, "<= 4096"),
+    ("evaluate.points", 1, ">= 2"),
+])
+def test_a_bad_field_is_named_with_what_is_allowed(field, value, says):
+    c = configs.load(os.path.join(ROOT, "configs", "snare.py:smoke"))
+    section, name = field.split(".")
+    c[section][name] = value
+    with pytest.raises(ConfigError) as e:
+        configs.check(c)
+    assert str(e.value).startswith(f"{field} = ") and says in str(e.value)
+
+
+def test_an_unknown_model_field_is_refused():
+    c = configs.load(os.path.join(ROOT, "configs", "snare.py:smoke"))
+    c.model.latnet = 8
+    with pytest.raises(ConfigError, match="unknown fields.*latnet"):
+        configs.check(c)

@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from drumlayer import audio, augment, corpus, npyio, synth
+from drumlayer import audio, augment, corpus, dataset, npyio, synth
 
 from kitgen import hit, write_hydrogen_kit
 
@@ -134,13 +135,15 @@ def test_kits_and_manifest_columns(tmp_path):
     corpus.build([str(tmp_path)], str(out), corpus.CorpusOptions(category="all", workers=1),
                  progress=False)
     m = rows(out / "manifest.csv")
-    assert list(m[0]) == list(corpus.MANIFEST_FIELDS)
+    assert list(m[0]) == list(dataset.MANIFEST_FIELDS)
     cats = sorted(r["category"] for r in m)
     assert cats == ["kick", "other", "rim", "snare", "snare"]
     assert all(r["licence"] == "CC-BY 3.0" and r["source_format"] == "hydrogen" for r in m)
-    assert corpus.is_built(str(out), [str(tmp_path)],
-                           corpus.CorpusOptions(category="all", workers=1))
-    assert not corpus.is_built(str(out), [str(tmp_path)], corpus.CorpusOptions(category="kick"))
+    meta = json.loads((out / "corpus.json").read_text())
+    assert meta["fingerprint"] == corpus.fingerprint(
+        [str(tmp_path)], corpus.CorpusOptions(category="all", workers=1))
+    assert meta["fingerprint"] != corpus.fingerprint([str(tmp_path)],
+                                                     corpus.CorpusOptions(category="kick"))
 
 
 def test_shrink_npy(tmp_path):

@@ -21,7 +21,7 @@ from conftest import ROOT
 
 @pytest.fixture(scope="module")
 def smoke(smoke_run):
-    wd, _ = smoke_run
+    wd = smoke_run
     b = evaluate.Bundle.load(str(wd))
     test = evaluate.load_test(str(wd))
     return wd, b, test, evaluate.encode(b, test.features)
@@ -55,15 +55,15 @@ def test_interpolation_batched_equals_one_pair_at_a_time(smoke):
     _, b, _, z = smoke
     ec = evaluate.EvalConfig(pairs=6, points=5)
     it = evaluate.interpolation(b, z, ec)
-    a, c = it["pairs"][3]
+    a, c = it.pairs[3]
     alpha = np.linspace(0, 1, 5, dtype=np.float32)[:, None]
     w = np.asarray(b.decode((1 - alpha) * z[a] + alpha * z[c]))
     cen, mf = metrics.descriptors(model_lib.mix(jnp.asarray(w), jnp.asarray(b.sources)))
-    np.testing.assert_allclose(it["weights"][3], w, atol=1e-6)
-    np.testing.assert_allclose(it["centroid"][3], cen, rtol=1e-4)
-    np.testing.assert_allclose(it["distance_mfcc"][3], np.linalg.norm(mf - mf[0], axis=-1),
+    np.testing.assert_allclose(it.weights[3], w, atol=1e-6)
+    np.testing.assert_allclose(it.centroid[3], cen, rtol=1e-4)
+    np.testing.assert_allclose(it.distance.mfcc[3], np.linalg.norm(mf - mf[0], axis=-1),
                                rtol=1e-3, atol=1e-3)
-    assert it["r2_weights"] == pytest.approx(metrics.r_squared(it["mean_weights"]))
+    assert it.r2.weights == pytest.approx(metrics.r_squared(it.mean.weights))
 
 
 def test_principal_directions_move_along_the_bundles_pca(smoke):
@@ -71,21 +71,22 @@ def test_principal_directions_move_along_the_bundles_pca(smoke):
     pc = evaluate.principal_directions(b, z, evaluate.EvalConfig(pca_points=3, pca_range=2.0))
     u = b.pca["components"]
     want = np.asarray(b.decode(z[1] + 2.0 * u[0]))
-    np.testing.assert_allclose(pc["weights"][1, 0, -1], want, atol=1e-6)
-    np.testing.assert_allclose(pc["weights"][1, 0, 1], np.asarray(b.decode(z[1:2]))[0],
+    np.testing.assert_allclose(pc.weights[1, 0, -1], want, atol=1e-6)
+    np.testing.assert_allclose(pc.weights[1, 0, 1], np.asarray(b.decode(z[1:2]))[0],
                                atol=1e-6)
 
 
 def test_reconstruction_model_row_is_the_decoded_mean(smoke):
     _, b, test, z = smoke
     rec = evaluate.reconstruction(b, test, z)
-    np.testing.assert_allclose(rec["model"]["weights"], np.asarray(b.decode(z)), atol=1e-6)
-    mixed = np.asarray(b.mix(rec["nearest"]["weights"][:1]))
-    np.testing.assert_allclose(rec["nearest"]["log_spectral_distance_db"][0],
+    np.testing.assert_allclose(rec["model"].weights, np.asarray(b.decode(z)), atol=1e-6)
+    mixed = np.asarray(b.mix(rec["nearest"].weights[:1]))
+    np.testing.assert_allclose(rec["nearest"].scores.log_spectral_distance_db[0],
                                float(metrics.log_spectral_distance(mixed[0], test.audio[0])),
                                rtol=1e-4)
-    assert (rec["model_pruned"]["weights"][rec["model_pruned"]["weights"] > 0] >= 0.04).all() \
-        or (rec["model_pruned"]["nonzero_layers"] == 1).any()
+    pruned = rec["model_pruned"]
+    assert (pruned.weights[pruned.weights > 0] >= 0.04).all() \
+        or (pruned.scores.nonzero_layers == 1).any()
 
 
 def test_choose_pairs_and_blocks():

@@ -7,7 +7,7 @@ from conftest import run_main
 
 
 def test_main_smoke_end_to_end_and_rerun_skips(smoke_run):
-    wd, _ = smoke_run
+    wd = smoke_run
     meta = json.loads((wd / "corpus" / "corpus.json").read_text())
     assert meta["procedural"] and meta["clips"] == 48
     aug = np.load(wd / "corpus" / "augmented.npy", mmap_mode="r")
@@ -25,8 +25,9 @@ def test_main_smoke_end_to_end_and_rerun_skips(smoke_run):
     assert np.load(wd / "bundle" / "sources.npy").shape == (8, 22050)
     r = run_main(wd)
     assert r.returncode == 0
-    for stage in ("corpus: up to date", "augmentation: up to date", "features: up to date",
-                  "selection: up to date", "train: finished earlier", "evaluate: up to date"):
+    for stage in ("corpus", "augmentation", "features", "selection", "train", "bundle",
+                  "evaluate"):
+        stage = f"{stage}: up to date"
         assert stage in r.stderr, stage
 
 

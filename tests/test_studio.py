@@ -20,7 +20,7 @@ from drumlayer.studio.server import create_app
 
 @pytest.fixture(scope="module")
 def studio(smoke_run):
-    wd, _ = smoke_run
+    wd = smoke_run
     return wd, Bundle.load(str(wd)), TestClient(create_app(str(wd), max_upload_mb=1.0))
 
 

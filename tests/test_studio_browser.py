@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
 
 @pytest.fixture(scope="module")
 def server(smoke_run):
-    wd, _ = smoke_run
+    wd = smoke_run
     proc = subprocess.Popen([sys.executable, "-m", "drumlayer.studio", f"--workdir={wd}",
                              "--port=0"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from drumlayer import model, train
+from drumlayer.workdir import Workdir
 
 from train_helper import tiny_config, tiny_data
 
@@ -63,49 +64,24 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp
     data.train = data.train.copy()
     data.train[3, 5] = np.nan
     with pytest.raises(train.NonFiniteLoss, match="last good checkpoint is .*checkpoints/1"):
-        train.train_and_evaluate(data, tiny_config(), str(tmp_path), progress=False)
+        train.train_and_evaluate(data, tiny_config(), Workdir(tmp_path), progress=False)
     assert os.path.isdir(tmp_path / "checkpoints" / "1")
 
 
 def test_evaluation_covers_an_uneven_last_batch(tmp_path):
     data, tc = tiny_data(), tiny_config()
     mesh = train.make_mesh()
-    m = model.LayeringVAE(sources=6, latent=tc.latent, encoder_hidden=tc.encoder_hidden,
-                          decoder_hidden=tc.decoder_hidden)
+    m = model.create(6, tc.model)
     state = train.create_state(m, data.train.shape[1], train.make_optimizer(1e-3, 1.0), 0)
     consts = tuple(train.put(mesh, a, train.P()) for a in (data.sources, data.mean, data.std))
     _, eval_step = train.make_steps(m, mesh, "train", tc.loss)
     feats = data.train[:11]  # batch 8: one full batch and one of 3
-    got = train.evaluate(eval_step, state.params, mesh, feats, tc, consts)
+    got = train.validate(eval_step, state.params, mesh, feats, tc, consts)
     # the same examples one at a time
-    per = [train.evaluate(eval_step, state.params, mesh, feats[i : i + 1], tc, consts)
+    per = [train.validate(eval_step, state.params, mesh, feats[i : i + 1], tc, consts)
            for i in range(11)]
     assert got["reconstruction"] == pytest.approx(np.mean([p["reconstruction"] for p in per]),
                                                   rel=1e-4)
-
-
-def test_sparsemax_and_normalisers():
-    import jax.numpy as jnp
-
-    logits = jnp.array([[3.0, 1.0, 0.2, -1.0], [0.0, 0.0, 0.0, 0.0]])
-    sm = np.asarray(model.sparsemax(logits))
-    np.testing.assert_allclose(sm.sum(-1), 1.0, atol=1e-6)
-    np.testing.assert_allclose(sm[0], [1.0, 0.0, 0.0, 0.0], atol=1e-6)
-    np.testing.assert_allclose(sm[1], 0.25, atol=1e-6)
-    z = jnp.array([[0.5, 0.4, -2.0]])
-    np.testing.assert_allclose(model.sparsemax(z), [[0.55, 0.45, 0.0]], atol=1e-6)
-    for kind in model.NORMALISERS:
-        w = np.asarray(model.normalise(logits, kind))
-        assert np.all(w >= 0) and np.allclose(w.sum(-1), 1.0, atol=1e-5)
-
-
-def test_kl_matches_closed_form():
-    import jax.numpy as jnp
-
-    mean = jnp.array([[0.5, -1.0]])
-    scale = jnp.array([[2.0, 0.5]])
-    expect = 0.5 * sum(m**2 + s**2 - 1 - 2 * np.log(s) for m, s in ((0.5, 2.0), (-1.0, 0.5)))
-    assert float(model.kl_nats(mean, scale)[0]) == pytest.approx(expect, rel=1e-6)
 
 
 def test_two_processes_through_jax_distributed_match_one(tmp_path):

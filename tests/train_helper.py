@@ -9,7 +9,8 @@ import sys
 import jax
 import numpy as np
 
-from drumlayer import train
+from drumlayer import model, train
+from drumlayer.workdir import Workdir
 
 
 def tiny_data(seed: int = 0) -> train.Data:
@@ -30,16 +31,18 @@ def tiny_data(seed: int = 0) -> train.Data:
 
 def tiny_config(epochs: int = 2) -> train.TrainConfig:
     return train.TrainConfig(batch=8, learning_rate=1e-3, pretrain_epochs=1, epochs=epochs,
-                             latent=4, encoder_hidden=32, decoder_hidden=8)
+                             model=model.ModelConfig(latent=4, encoder_hidden=32,
+                                                     decoder_hidden=8))
 
 
 if __name__ == "__main__":
     distributed = train.initialize_distributed()
-    workdir, out = sys.argv[1], sys.argv[2]
+    wd, out = Workdir(sys.argv[1]), sys.argv[2]
     epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     data, tc = tiny_data(), tiny_config(epochs)
-    summary = train.train_and_evaluate(data, tc, workdir, progress=False)
-    _, params = train.load_params(workdir, data, tc, which="latest")
+    summary = train.train_and_evaluate(data, tc, wd, progress=False)
+    params = train.load_params(wd, model.create(len(data.sources), tc.model),
+                               data.train.shape[1], which="latest", tc=tc)
     flat = {"/".join(str(p) for p in path): np.asarray(v)
             for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
     np.savez(out, devices=jax.device_count(), val_loss=summary["val_loss"], **flat)

@@ -7,12 +7,9 @@ model is close to a plain autoencoder; here the prior shapes the latent space.
     python -m drumlayer.main --config=configs/ablations/active_kl.py
 """
 
-import os
-import sys
+from drumlayer import configs
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import snare  # noqa: E402
+snare = configs.sibling(__file__, "../snare.py")
 
 
 def get_config(arg: str | None = None):

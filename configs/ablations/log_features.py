@@ -4,12 +4,9 @@ log-compressed magnitudes (log1p) in the features and the loss, not linear.
     python -m drumlayer.main --config=configs/ablations/log_features.py
 """
 
-import os
-import sys
+from drumlayer import configs
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import snare  # noqa: E402
+snare = configs.sibling(__file__, "../snare.py")
 
 
 def get_config(arg: str | None = None):

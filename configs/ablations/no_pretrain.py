@@ -4,12 +4,9 @@ no discriminative pretraining: the VAE starts from random initialisation.
     python -m drumlayer.main --config=configs/ablations/no_pretrain.py
 """
 
-import os
-import sys
+from drumlayer import configs
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import snare  # noqa: E402
+snare = configs.sibling(__file__, "../snare.py")
 
 
 def get_config(arg: str | None = None):

@@ -4,12 +4,9 @@ the source library drawn at random from the training snares, not by Frank-Wolfe.
     python -m drumlayer.main --config=configs/ablations/random_sources.py
 """
 
-import os
-import sys
+from drumlayer import configs
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import snare  # noqa: E402
+snare = configs.sibling(__file__, "../snare.py")
 
 
 def get_config(arg: str | None = None):

@@ -3,12 +3,9 @@
     python -m drumlayer.main --config=configs/ablations/sparsemax.py
 """
 
-import os
-import sys
+from drumlayer import configs
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-import snare  # noqa: E402
+snare = configs.sibling(__file__, "../snare.py")
 
 
 def get_config(arg: str | None = None):

@@ -5,7 +5,7 @@
 The page decodes and mixes in the browser (every slider move stays on the page); the server
 encodes uploads and corpus clips, and renders and exports recipes. OpenAPI docs: /docs.
 
-Safety: it listens on 127.0.0.1 unless told otherwise; uploads above --max-upload-mb are refused
+Safety: it listens on 127.0.0.1 unless told otherwise; uploads above --max_upload_mb are refused
 (413); audio is decoded from a temporary file the server names, never from a path in a request
 (corpus clips and sources are addressed by integer ids, uploads by a server-made token).
 """
@@ -28,8 +28,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
-from drumlayer import audio, corpus, npyio
-from drumlayer.bundle import Bundle
+from drumlayer import audio
+from drumlayer.bundle import Bundle, BundleError
+from drumlayer.dataset import Dataset
 from drumlayer.studio import engine
 from drumlayer.workdir import Workdir
 
@@ -90,16 +91,17 @@ class Studio:
         self.wd = Workdir(workdir)
         self.bundle = Bundle.load(workdir)
         if self.bundle.pca is None:
-            raise FileNotFoundError(f"{self.wd.bundle}/pca.npz is missing: rerun the main job "
-                                    "on this workdir to finish its bundle")
+            raise BundleError(f"{self.wd.bundle.pca} is missing: rerun the main job on this "
+                              "workdir to finish its bundle")
         self.decoder = {k: {n: np.asarray(a, np.float32) for n, a in v.items()}
                         for k, v in self.bundle.params["decoder"].items()}
         self.normaliser = self.bundle.config["model"]["normaliser"]
         try:  # a workdir copied without its corpus still has a studio, without corpus clips
-            rows = corpus.read_manifest(self.wd.corpus)
+            self.dataset: Dataset | None = Dataset(self.wd.corpus)
         except FileNotFoundError:
             log.warning("studio: no corpus in %s: corpus clips are not offered", self.wd.corpus)
-            rows = []
+            self.dataset = None
+        rows = self.dataset.rows if self.dataset else []
         self.clips = [Clip(id=int(r["id"]), name=f"{r['kit']} / {r['instrument']}",
                            split=r["split"]) for r in rows]
         self.originals: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
@@ -118,9 +120,10 @@ class Studio:
         self.originals[token] = x
         while len(self.originals) > self.keep_uploads:
             self.originals.popitem(last=False)
-        return self.describe(Recipe(latent=z.tolist(), name=name, original=token))
+        return self.filled(Recipe(latent=z.tolist(), name=name, original=token))
 
-    def describe(self, r: Recipe) -> Recipe:
+    def filled(self, r: Recipe) -> Recipe:
+        """r with its output fields (weights, PCA coordinates) filled in."""
         decoded, w = self.weights(r)
         p = self.bundle.pca
         coords = (np.asarray(r.latent, np.float32) - p["center"]) @ p["components"].T
@@ -188,7 +191,7 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
             return JSONResponse(status_code=413, content={"detail": (
                 f"upload of {int(size) / 1e6:.1f} MB is over the studio's limit of "
                 f"{max_upload_mb:g} MB; trim the file or restart the studio with a larger "
-                "--max-upload-mb")})
+                "--max_upload_mb")})
         return await call_next(request)
 
     @app.exception_handler(engine.SilentError)
@@ -226,7 +229,7 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
     def _clip(i: int) -> np.ndarray:
         if not 0 <= i < len(st.clips):
             raise HTTPException(404, f"no corpus clip {i} (0..{len(st.clips) - 1})")
-        return npyio.read_rows(os.path.join(st.wd.corpus, "clips.npy"), i, i + 1)[0]
+        return st.dataset.audio([i])[0]
 
     @app.get("/api/corpus/{clip_id}/recipe", summary="Encode a corpus clip")
     def corpus_recipe(clip_id: int) -> Recipe:
@@ -246,7 +249,7 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
         label = os.path.basename(file.filename or "upload")[:100]
         if len(data) > limit:
             raise HTTPException(413, f"{label} is over the studio's limit of {max_upload_mb:g} "
-                                "MB; trim it or restart with a larger --max-upload-mb")
+                                "MB; trim it or restart with a larger --max_upload_mb")
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "upload")
             with open(path, "wb") as f:
@@ -271,8 +274,8 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
         return Weights(decoded=d.tolist(), weights=w.tolist())
 
     @app.post("/api/describe", summary="A recipe with its weights and PCA coordinates filled")
-    def describe(recipe: Recipe) -> Recipe:
-        return st.describe(recipe)
+    def filled_recipe(recipe: Recipe) -> Recipe:
+        return st.filled(recipe)
 
     @app.post("/api/render", summary="A recipe's sound as WAV", response_class=Response)
     def render(recipe: Recipe,
@@ -295,7 +298,7 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
         _, w = st.weights(recipe)
         parts = engine.layers(w, st.bundle.sources, st.offsets(recipe))
         data = engine.stems_zip(parts, st.bundle.names, st.env(recipe), recipe.gain_db, st.sr,
-                                sample_rate, st.describe(recipe).model_dump())
+                                sample_rate, st.filled(recipe).model_dump())
         return Response(data, media_type="application/zip", headers={
             "Content-Disposition": 'attachment; filename="layered_stems.zip"'})
 
@@ -307,32 +310,27 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
         e = recipe.envelope
         data = engine.sfz_zip(w, st.bundle.sources, st.bundle.names, st.offsets(recipe),
                               e.attack, e.hold, e.decay, recipe.gain_db, st.sr, sample_rate,
-                              st.describe(recipe).model_dump())
+                              st.filled(recipe).model_dump())
         return Response(data, media_type="application/zip", headers={
             "Content-Disposition": 'attachment; filename="layered_sfz.zip"'})
 
     return app
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+def _define_flags(fv) -> None:
+    from absl import flags
 
+    flags.DEFINE_string("workdir", "runs/snare", "a trained workdir", flag_values=fv)
+    flags.DEFINE_string("host", "127.0.0.1", "address to listen on (default: this machine only)",
+                        flag_values=fv)
+    flags.DEFINE_integer("port", 8765, "port (0: any free one, printed)", flag_values=fv)
+    flags.DEFINE_float("max_upload_mb", 50.0, "largest upload accepted", flag_values=fv)
+
+
+def _serve(a, _) -> int:
     import uvicorn
 
-    p = argparse.ArgumentParser(prog="python -m drumlayer.studio", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", default="runs/snare", help="a trained workdir")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--max-upload-mb", type=float, default=50.0)
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        app = create_app(a.workdir, a.max_upload_mb)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    app = create_app(a.workdir, a.max_upload_mb)
     if a.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("studio: listening on %s: anyone who can reach this machine can use it",
                     a.host)
@@ -353,6 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m drumlayer.studio; argv without the program name (None: sys.argv)."""
+    from drumlayer import cli
+
+    return cli.run(_serve, argv, "python -m drumlayer.studio", __doc__, _define_flags)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""drumlayer's benchmarks: `python -m benchmarks [NAME ...]` from the repository root."""

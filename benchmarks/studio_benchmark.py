@@ -1,0 +1,123 @@
+"""The studio: decode + mix on the server and in the page, and slider latency in Chromium."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+
+import numpy as np
+
+from benchmarks import harness
+
+
+def _browser_latency(url: str, moves: int) -> dict:
+    """Drive the studio page in headless Chromium: `moves` slider input events, and the page's
+    own decode + edit + mix timed in a loop."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=harness.chromium(), headless=True)
+        pg = browser.new_page(viewport={"width": 1300, "height": 1000})
+        pg.goto(url)
+        pg.wait_for_selector("body[data-ready='1']", timeout=60000)
+        pg.select_option("#corpus", index=1)
+        pg.wait_for_function("document.getElementById('status').textContent.includes("
+                             "'ready')")
+        pg.mouse.click(5, 5)  # a user gesture: the page creates its AudioContext
+        pg.evaluate("studio.S.latencies.length = 0")
+        sliders = pg.locator("input.pc")
+        per = max(1, moves // 3)
+        for j in range(3):  # three sliders, each dragged back and forth
+            box = sliders.nth(j).bounding_box()
+            y = box["y"] + box["height"] / 2
+            pg.mouse.move(box["x"] + box["width"] / 2, y)
+            pg.mouse.down()
+            for s in range(per):
+                frac = 0.5 + 0.45 * np.sin(2 * np.pi * s / per)
+                pg.mouse.move(box["x"] + box["width"] * frac, y)
+            pg.mouse.up()
+        pg.wait_for_timeout(300)
+        lat = pg.evaluate("studio.S.latencies")
+        mix_ms = pg.evaluate("""() => {
+            const t = [];
+            for (let i = 0; i < 200; i++) {
+                studio.S.sliders[0] = (i % 20) * 0.1;
+                const t0 = performance.now();
+                studio.mixOf(studio.editWeights(studio.decode(studio.latent())));
+                t.push(performance.now() - t0);
+            }
+            return t; }""")
+        browser.close()
+    return {"latencies_ms": lat, "page_decode_mix_ms": mix_ms}
+
+
+@harness.benchmark
+def bench_studio(args) -> dict:
+    """The studio on a trained workdir: decode + mix of one recipe on the server (numpy, the
+    /api/render arithmetic) against the jit-compiled JAX model in the same process; and in
+    headless Chromium the latency from a slider's input event to the frame after the weights,
+    chart and playable mix are updated, with the page's own decode + mix."""
+    import subprocess
+
+    import jax
+    import jax.numpy as jnp
+
+    from drumlayer import model as model_lib
+    from drumlayer.studio.server import Recipe, Studio
+
+    st = Studio(args.workdir)
+    rng = np.random.default_rng(0)
+    zs = st.bundle.pca["center"] + rng.normal(size=(64, st.bundle.latent)).astype(np.float32)
+    recipes = [Recipe(latent=z.tolist()) for z in zs]
+    it = itertools.count()
+
+    def server_mix():
+        st.render(recipes[next(it) % len(recipes)])
+
+    src = jnp.asarray(st.bundle.sources)
+    jax_fn = jax.jit(lambda z: model_lib.mix(st.bundle.model.apply(
+        {"params": st.bundle.params}, z, method=model_lib.LayeringVAE.decode), src))
+
+    def jax_mix():
+        jax_fn(zs[next(it) % len(zs)][None]).block_until_ready()
+
+    t_np = harness.median_time(server_mix, repeats=200, warmup=5)
+    t_jax = harness.median_time(jax_mix, repeats=200, warmup=5)
+    proc = subprocess.Popen([sys.executable, "-m", "drumlayer.studio",
+                             f"--workdir={args.workdir}", "--port=0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        url = None
+        for line in proc.stdout:
+            if "open http" in line:
+                url = line.split("open ")[1].split()[0]
+                break
+        if url is None:
+            raise SystemExit("bench studio: the studio did not start")
+        b = _browser_latency(url, args.moves)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    lat = np.array(b["latencies_ms"])
+    pm = np.array(b["page_decode_mix_ms"])
+    rows = [{"what": f"server: decode + edit + mix + envelope ({st.bundle.k} sources, numpy)",
+             "median_ms": round(t_np * 1e3, 3), "p95_ms": "-"},
+            {"what": "reference: jit-compiled JAX decode + mix, same process",
+             "median_ms": round(t_jax * 1e3, 3), "p95_ms": "-"},
+            {"what": "page: decode + edit + mix (JavaScript, 200 runs)",
+             "median_ms": round(float(np.median(pm)), 2),
+             "p95_ms": round(float(np.percentile(pm, 95)), 2)},
+            {"what": f"page: slider input -> next frame ({len(lat)} events)",
+             "median_ms": round(float(np.median(lat)), 2),
+             "p95_ms": round(float(np.percentile(lat, 95)), 2)}]
+    harness.print_table(("what", "median_ms", "p95_ms"), rows)
+    ok_server = t_np * 1e3 < 5 and np.median(pm) < 5
+    ok_page = np.percentile(lat, 95) < 50
+    print(f"targets: decode + mix < 5 ms: {'met' if ok_server else 'NOT met'}; slider p95 < "
+          f"50 ms: {'met' if ok_page else 'NOT met'}")
+    return {"rows": rows, "workdir": os.path.abspath(args.workdir), "sources": st.bundle.k,
+            "slider_latency_ms": {"median": float(np.median(lat)),
+                                  "p95": float(np.percentile(lat, 95)), "n": len(lat)},
+            "server_decode_mix_ms": t_np * 1e3, "jax_decode_mix_ms": t_jax * 1e3}
+

@@ -1,0 +1,70 @@
+"""One command-line style for every entry point: absl flags, logging, and errors.
+
+`python -m drumlayer.main` uses absl's global flags with `config_flags` (the flax examples'
+pattern). The other commands (corpus, evaluate, studio) are also imported as libraries (the
+main job imports the corpus builder and the evaluation), so their flags live in a FlagValues of
+their own, made when the command runs: importing them defines nothing, and their `main(argv)`
+works from another program or a test.
+
+Errors: a `DrumlayerError` (a bad config field, no usable samples, a non-finite loss, a missing
+bundle, ...) is what a person can fix and prints as one line, `error: ...`, exit status 1.
+Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from absl import flags
+
+from drumlayer.errors import DrumlayerError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+class _Exit(Exception):
+    def __init__(self, code: int):
+        self.code = code
+
+
+def parse(argv: list[str] | None, prog: str, doc: str,
+          define: Callable[[flags.FlagValues], None],
+          positional: bool = False) -> tuple[flags.FlagValues, list[str]]:
+    """Flags of one command: define(fv) declares them, argv (without the program name; None:
+    sys.argv[1:]) gives them values. Returns (flags, positional arguments). --help prints doc
+    and the flags; a bad flag prints why (exit status 2)."""
+    fv = flags.FlagValues()
+    define(fv)
+    flags.DEFINE_bool("help", False, "show this help and exit", flag_values=fv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        rest = fv([prog, *args])[1:]
+    except flags.Error as e:
+        print(f"{prog}: {e}\n(see {prog} --help)", file=sys.stderr)
+        raise _Exit(2) from None
+    if fv.help:
+        print(f"usage: {prog} [flags]\n\n{doc.strip()}\n\nflags:\n{fv.get_help()}")
+        raise _Exit(0)
+    if rest and not positional:
+        print(f"{prog}: unexpected arguments {rest} (see {prog} --help)", file=sys.stderr)
+        raise _Exit(2)
+    return fv, rest
+
+
+def run(command: Callable[[flags.FlagValues, list[str]], int], argv: list[str] | None,
+        prog: str, doc: str, define: Callable[[flags.FlagValues], None],
+        positional: bool = False) -> int:
+    """Parse the flags, set up logging, run command(flags, positional); expected errors become
+    one line (exit status 1)."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    try:
+        fv, rest = parse(argv, prog, doc, define, positional)
+        return command(fv, rest)
+    except _Exit as e:
+        return e.code
+    except DrumlayerError as e:
+        logging.getLogger(prog).error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 1

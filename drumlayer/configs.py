@@ -1,0 +1,148 @@
+"""The edge where an ml_collections config becomes what the stages take: `check` validates every
+field before any stage runs (a `ConfigError` naming the field and what is allowed), and the
+converters turn sections into the small frozen dataclasses of the numerical modules.
+
+Nothing deeper than the pipeline reads a ConfigDict.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import types
+
+import ml_collections
+
+from drumlayer import audio, kits, selection, spectral, train
+from drumlayer import corpus as corpus_lib
+from drumlayer import model as model_lib
+from drumlayer.errors import ConfigError
+
+POOLS = ("train", "train+augmented")
+
+
+def _need(ok: bool, field: str, value, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{field} = {value!r}: {allowed}")
+
+
+def _one_of(config, field: str, allowed) -> None:
+    value = _get(config, field)
+    _need(value in allowed, field, value, f"must be one of {', '.join(map(repr, allowed))}")
+
+
+def _number(config, field: str, low: float, high: float = math.inf, integer: bool = False,
+            low_open: bool = False) -> None:
+    value = _get(config, field)
+    is_num = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if integer:
+        is_num = is_num and float(value).is_integer()
+    ok = is_num and math.isfinite(value) and (value > low if low_open else value >= low) and (
+        value <= high)
+    bound = f"{'>' if low_open else '>='} {low:g}" + ("" if high == math.inf else
+                                                      f" and <= {high:g}")
+    _need(ok, field, value, f"must be {'an integer' if integer else 'a number'} {bound}")
+
+
+def _get(config, field: str):
+    node = config
+    for part in field.split("."):
+        if part not in node:
+            raise ConfigError(f"{field} is missing from the config (start from "
+                              "configs/default.py)")
+        node = node[part]
+    return node
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError for the first field the run cannot use."""
+    _one_of(config, "data.category", (*kits.CATEGORIES, "all"))
+    split = tuple(_get(config, "data.split"))
+    _need(len(split) == 3 and all(isinstance(x, (int, float)) and x >= 0 for x in split)
+          and abs(sum(split) - 1.0) < 1e-6 and split[0] > 0, "data.split", split,
+          "must be three fractions (train, val, test) >= 0 summing to 1, train > 0")
+    _number(config, "data.max_duration", 0, low_open=True)
+    _number(config, "data.near_duplicate", 0, 1, low_open=True)
+    _number(config, "data.augment_per_clip", 0, integer=True)
+    _number(config, "data.procedural", 1, integer=True)
+    _number(config, "features.n_fft", 16, integer=True)
+    _number(config, "features.hop", 1, config.features.n_fft, integer=True)
+    _one_of(config, "features.compression", spectral.COMPRESSIONS)
+    _number(config, "features.batch", 1, integer=True)
+    _number(config, "selection.k", 1, integer=True)
+    _number(config, "selection.beta", 0, low_open=True)
+    _one_of(config, "selection.method", selection.METHODS)
+    _one_of(config, "selection.pool", POOLS)
+    try:
+        model_lib.ModelConfig.from_mapping(_get(config, "model"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    for f in ("latent", "encoder_hidden", "decoder_hidden"):
+        _number(config, f"model.{f}", 1, integer=True)
+    _one_of(config, "model.normaliser", model_lib.NORMALISERS)
+    _number(config, "train.batch", 1, integer=True)
+    _number(config, "train.learning_rate", 0, low_open=True)
+    _number(config, "train.grad_clip", 0, low_open=True)
+    _number(config, "train.pretrain_epochs", 0, integer=True)
+    _number(config, "train.epochs", 1, integer=True)
+    _number(config, "train.beta", 0)
+    _number(config, "train.free_bits", 0)
+    _number(config, "evaluate.components", 1, integer=True)
+    _number(config, "evaluate.pairs", 1, integer=True)
+    _number(config, "evaluate.points", 2, integer=True)
+    _number(config, "evaluate.pca_range", 0, low_open=True)
+    _number(config, "evaluate.pca_points", 2, integer=True)
+    _number(config, "evaluate.audio_examples", 0, integer=True)
+
+
+def roots(config: ml_collections.ConfigDict) -> list[str]:
+    """data.roots as absolute paths, or the open kits found on this machine."""
+    found = list(config.data.roots) or corpus_lib.default_roots()
+    return [os.path.abspath(os.path.expanduser(r)) for r in found]
+
+
+def corpus_options(config: ml_collections.ConfigDict) -> corpus_lib.CorpusOptions:
+    d = config.data
+    return corpus_lib.CorpusOptions(
+        category=d.category, spec=audio.ClipSpec(), max_duration=float(d.max_duration),
+        near_duplicate=float(d.near_duplicate), split=tuple(float(x) for x in d.split),
+        seed=int(config.seed), procedural=int(d.procedural),
+    )
+
+
+def model_config(config: ml_collections.ConfigDict) -> model_lib.ModelConfig:
+    return model_lib.ModelConfig.from_mapping(config.model)
+
+
+def train_config(config: ml_collections.ConfigDict) -> train.TrainConfig:
+    t, f = config.train, config.features
+    return train.TrainConfig(
+        batch=int(t.batch), learning_rate=float(t.learning_rate), grad_clip=float(t.grad_clip),
+        pretrain_epochs=int(t.pretrain_epochs), epochs=int(t.epochs), seed=int(config.seed),
+        loss=train.LossConfig(beta=float(t.beta), free_bits=float(t.free_bits),
+                              n_fft=int(f.n_fft), hop=int(f.hop), compression=f.compression),
+        model=model_config(config))
+
+
+def load_module(path: str) -> types.ModuleType:
+    """A config file (or any Python file) as a module, without touching sys.path."""
+    name = "drumlayer_config_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot load a config from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sibling(config_file: str, name: str) -> types.ModuleType:
+    """The config file `name` beside config_file (pass __file__): how a variant config imports
+    the one it varies, e.g. `snare = configs.sibling(__file__, "snare.py")`."""
+    return load_module(os.path.join(os.path.dirname(os.path.abspath(config_file)), name))
+
+
+def load(spec: str) -> ml_collections.ConfigDict:
+    """'configs/snare.py:smoke' -> that file's get_config('smoke'), as --config= reads it."""
+    path, _, arg = spec.partition(":")
+    return load_module(path).get_config(arg or None)

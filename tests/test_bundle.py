@@ -1,0 +1,48 @@
+"""bundle: what the bundle stage saves is what Bundle.load gives back."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from drumlayer import bundle, metrics
+from drumlayer.workdir import Workdir
+
+
+def test_save_then_load_gives_back_every_array(smoke_run, tmp_path):
+    b = bundle.Bundle.load(str(smoke_run))
+    wd = Workdir(str(tmp_path / "copy"))
+    bundle.save(wd, b.params, b.sources, b.mean, b.std, b.names, b.config, 22050)
+    c = bundle.Bundle.load(wd.root)
+    for x, y in zip(jax.tree_util.tree_leaves(b.params), jax.tree_util.tree_leaves(c.params),
+                    strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(c.sources, b.sources)
+    np.testing.assert_array_equal(c.std, b.std)
+    assert c.names == b.names and c.config == b.config and c.pca is None
+    assert (c.k, c.latent) == (8, 4)
+    feats = np.load(Workdir(str(smoke_run)).features.clips)
+    p = bundle.latent_pca(c, feats, 3, block=7)  # blocks of 7: the same as one pass
+    want = metrics.pca(np.asarray(c.encode(feats)[0]), 3)
+    for k in want:
+        np.testing.assert_allclose(p[k], want[k], rtol=1e-4, atol=1e-5)
+
+
+def test_a_missing_file_is_a_bundle_error_naming_it(smoke_run, tmp_path):
+    shutil.copytree(smoke_run / "bundle", tmp_path / "bundle")
+    os.remove(tmp_path / "bundle" / "standardisation.npz")
+    with pytest.raises(bundle.BundleError, match="standardisation.npz missing.*run the main"):
+        bundle.Bundle.load(str(tmp_path))
+
+
+def test_the_bundle_builds_the_model_its_config_names(smoke_run):
+    b = bundle.Bundle.load(str(smoke_run))
+    m = json.loads((smoke_run / "bundle" / "bundle.json").read_text())["config"]["model"]
+    assert (b.model.latent, b.model.encoder_hidden, b.model.decoder_hidden,
+            b.model.normaliser) == (m["latent"], m["encoder_hidden"], m["decoder_hidden"],
+                                    m["normaliser"])
+    w = np.asarray(b.decode(np.zeros((2, b.latent))))
+    np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)

@@ -1,0 +1,50 @@
+"""cli: every command parses absl flags of its own; expected errors are one line, bugs keep
+their traceback."""
+
+import pytest
+
+from drumlayer import cli, corpus, evaluate
+from drumlayer.errors import ConfigError
+
+
+def define(fv):
+    from absl import flags
+
+    flags.DEFINE_integer("n", 1, "a number", flag_values=fv)
+
+
+def test_flags_help_and_bad_flags(capsys):
+    got = []
+    assert cli.run(lambda f, rest: got.append((f.n, rest)) or 0, ["--n=3"], "prog", "doc",
+                   define) == 0
+    assert got == [(3, [])]
+    assert cli.run(lambda f, rest: 0, ["--help"], "prog", "Does things.", define) == 0
+    out = capsys.readouterr().out
+    assert "Does things." in out and "--n" in out
+    assert cli.run(lambda f, rest: 0, ["--m=1"], "prog", "doc", define) == 2
+    assert cli.run(lambda f, rest: 0, ["extra"], "prog", "doc", define) == 2
+    assert "unexpected arguments" in capsys.readouterr().err
+
+
+def test_an_expected_error_is_one_line_and_a_bug_keeps_its_traceback(capsys):
+    def bad_config(f, rest):
+        raise ConfigError("model.normaliser = 'x': must be one of ...")
+
+    assert cli.run(bad_config, [], "prog", "doc", define) == 1
+    assert capsys.readouterr().err.strip() == "error: model.normaliser = 'x': must be one of ..."
+
+    def bug(f, rest):
+        raise IndexError("a shape bug")
+
+    with pytest.raises(IndexError, match="a shape bug"):
+        cli.run(bug, [], "prog", "doc", define)
+
+
+def test_commands_run_when_imported(tmp_path, capsys):
+    """corpus.main and evaluate.main work from another program (flags are theirs alone)."""
+    out = tmp_path / "c"
+    assert corpus.main([f"--roots={tmp_path / 'nothing'}", f"--out={out}", "--quiet"]) == 1
+    assert "no usable snare clips" in capsys.readouterr().err
+    assert evaluate.main([f"--workdir={tmp_path}"]) == 1
+    assert "run the main job" in capsys.readouterr().err
+    assert evaluate.main(["--compare"]) == 1

@@ -1,0 +1,50 @@
+"""dataset: one id space for corpus clips and their augmented variants, read without the
+corpus builder."""
+
+import subprocess
+import sys
+
+import numpy as np
+
+from drumlayer import npyio
+from drumlayer.dataset import Dataset
+from drumlayer.workdir import Workdir
+
+
+def test_ids_past_the_corpus_are_augmented_variants(smoke_run):
+    wd = Workdir(smoke_run)
+    ds = Dataset(wd.corpus, wd.features)
+    n, m = ds.n, len(ds.parents)
+    assert n == 48 and m == 2 * len(ds.ids("train")) and len(ds) == n + m
+    np.testing.assert_array_equal(ds.audio([n + 3])[0], npyio.read_rows(wd.corpus.augmented,
+                                                                         3, 4)[0])
+    np.testing.assert_array_equal(ds.audio([5])[0], npyio.read_rows(wd.corpus.clips, 5, 6)[0])
+    parent = int(ds.parents[3])
+    assert ds.corpus_id(n + 3) == parent and ds.rows[parent]["split"] == "train"
+    assert ds.name(n + 3) == ds.name(parent) + " (variant 3)"
+    assert ds.file(n + 3) == ds.file(parent)
+    feats = ds.features()
+    assert feats.shape == (n + m, 2049)
+    np.testing.assert_array_equal(feats[n:], np.load(wd.features.augmented))
+    train = ds.ids("train", augmented=True)
+    assert set(train[train >= n]) == set(range(n, n + m))
+    assert all(ds.rows[i]["split"] == "train" for i in train[train < n])
+
+
+def test_the_evaluation_and_the_studio_do_not_import_the_corpus_builder():
+    code = ("import sys, drumlayer.evaluate, drumlayer.studio.server; "
+            "print(sorted(m for m in ('drumlayer.corpus', 'drumlayer.kits', "
+            "'scipy.sparse.csgraph', 'multiprocessing.pool') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_the_data_modules_do_not_import_jax():
+    code = ("import sys, drumlayer.corpus, drumlayer.dataset, drumlayer.augment, "
+            "drumlayer.synth; print('jax' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"

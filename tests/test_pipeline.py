@@ -1,0 +1,69 @@
+"""pipeline: the stages run in process on `:smoke`, each skipped exactly when its stamp holds,
+and rerun (with what follows it) when what it is made from changes."""
+
+import logging
+import os
+import shutil
+
+import pytest
+
+from drumlayer import configs, pipeline
+
+from conftest import ROOT
+
+SMOKE = os.path.join(ROOT, "configs", "snare.py:smoke")
+STAGES = ("corpus", "augmentation", "features", "selection", "train", "bundle", "evaluate")
+
+
+def ran(caplog) -> list[str]:
+    """The stages that ran (not skipped) in the captured log."""
+    return [s for s in STAGES if any(r.getMessage().startswith(f"{s}: done in")
+                                     for r in caplog.records)]
+
+
+def test_a_config_change_reruns_its_stage_and_those_after_it(smoke_run, tmp_path, caplog):
+    wd = tmp_path / "run"
+    shutil.copytree(smoke_run, wd)
+    caplog.set_level(logging.INFO, logger="drumlayer.pipeline")
+    pipeline.run(configs.load(SMOKE), str(wd))
+    assert ran(caplog) == []  # a copied workdir is as up to date as the original
+    caplog.clear()
+    c = configs.load(SMOKE)
+    c.evaluate.pairs = 6
+    pipeline.run(c, str(wd))
+    assert ran(caplog) == ["bundle", "evaluate"]  # the bundle keeps the config it serves
+    caplog.clear()
+    c.selection.beta = 150.0
+    c.train.learning_rate = 2e-3
+    pipeline.run(c, str(wd))
+    assert ran(caplog) == ["selection", "train", "bundle", "evaluate"]
+    assert "checkpoints were made from other data or config" in caplog.text
+    assert any(d.startswith("checkpoints.stale-") for d in os.listdir(wd))
+
+
+def test_cached_runs_once_and_a_crashed_stage_runs_again(tmp_path):
+    calls = []
+    stamp = str(tmp_path / "s.json")
+
+    def work():
+        calls.append(1)
+
+    assert pipeline.cached("x", stamp, {"a": 1}, work, "here")
+    assert not pipeline.cached("x", stamp, {"a": 1}, work, "here")
+    assert len(calls) == 1
+
+    def crash():
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        pipeline.cached("x", stamp, {"a": 2}, crash, "here")
+    assert not os.path.exists(stamp)  # neither the old stamp nor a new one
+    assert pipeline.cached("x", stamp, {"a": 1}, work, "here") and len(calls) == 2
+
+
+def test_a_bad_config_fails_before_any_stage(tmp_path):
+    c = configs.load(SMOKE)
+    c.model.normaliser = "softplus"
+    with pytest.raises(configs.ConfigError, match="model.normaliser"):
+        pipeline.run(c, str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run" / "corpus")

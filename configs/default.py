@@ -13,7 +13,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Corpus: one-shots at 22.05 kHz, 1 s, normalised (Section 3.1).
     c.data = d = ml_collections.ConfigDict()
     d.roots = ()  # folders / kit files; empty: the open kits installed or fetched, else synthetic
-    d.synthetic = False  # True: procedural snares only, whatever is installed (CI, demos)
+    d.synthetic = False  # True: procedural snares unless data.roots names samples (CI, demos)
     d.category = "snare"
     d.max_duration = 30.0  # seconds; longer files are loops or songs, not one-shots
     d.near_duplicate = 0.9  # onset-waveform correlation that makes two clips one group

@@ -8,6 +8,7 @@ Nothing deeper than the pipeline reads a ConfigDict.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import os
 import types
@@ -17,7 +18,7 @@ import ml_collections
 from drumlayer import audio, kits, selection, spectral, train
 from drumlayer import corpus as corpus_lib
 from drumlayer import model as model_lib
-from drumlayer.errors import ConfigError
+from drumlayer.errors import ConfigError, DrumlayerError
 
 POOLS = ("train", "train+augmented")
 
@@ -146,3 +147,30 @@ def load(spec: str) -> ml_collections.ConfigDict:
     """'configs/snare.py:smoke' -> that file's get_config('smoke'), as --config= reads it."""
     path, _, arg = spec.partition(":")
     return load_module(path).get_config(arg or None)
+
+
+def check_split(config: ml_collections.ConfigDict, split: dict[str, int]) -> None:
+    """Right after the corpus, before any stage that needs its split: raise a DrumlayerError
+    when the corpus cannot train this config (no validation clip, or not more training clips
+    than sources), naming the minimum; warn when the evaluation will have too few test clips."""
+    f = [float(x) for x in config.data.split]
+    k, pool = int(config.selection.k), config.selection.pool
+    n = sum(split.values())
+    per_clip = 1 + (int(config.data.augment_per_clip) if pool == "train+augmented" else 0)
+    need = max(math.ceil(1 / f[1]) if f[1] > 0 else 0,  # one validation clip
+               math.ceil(2 / f[2]) if f[2] > 0 else 0,  # two test clips (the evaluation)
+               math.ceil((k / per_clip + 1) / f[0]))  # the sources, plus a target
+    what = (f"{n} clips split {split['train']} train / {split['val']} val / {split['test']} "
+            f"test (data.split = {tuple(f)})")
+    if split["val"] < 1:
+        raise DrumlayerError(f"the corpus is too small to split: {what}; training needs a "
+                             f"validation clip: add samples (at least {need} distinct clips for "
+                             "this config) or change data.split")
+    if k >= split["train"] * per_clip:
+        raise DrumlayerError(f"selection.k = {k} sources but the corpus has {what}: lower "
+                             f"selection.k below {split['train'] * per_clip} or add samples "
+                             f"(at least {need} distinct clips for this config)")
+    if split["test"] < 2:
+        logging.getLogger(__name__).warning(
+            "corpus: %s: the evaluation needs 2 test clips and will be skipped; at least %d "
+            "distinct clips for this config", what, need)

@@ -179,6 +179,9 @@ def near_duplicate_groups(
     return _components(n, edges)
 
 
+SPLIT_TOLERANCE = 0.5  # split_error above which whole kits are given up for groups
+
+
 def split_units(units: np.ndarray, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> np.ndarray:
     """Assign whole units (kits joined with near-duplicate groups) to splits.
 
@@ -200,19 +203,65 @@ def split_units(units: np.ndarray, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> 
     return np.array([assign[u] for u in units], dtype=np.int64)
 
 
-def split_ids(kit_names: list[str], groups: np.ndarray, fractions, seed: int) -> np.ndarray:
-    """Splits [n] in {0,1,2}: clips of one kit or one near-duplicate group share a split."""
-    units = _components(len(kit_names), [_same_key_edges(kit_names),
-                                         _same_key_edges(list(groups))])
-    return split_units(units, fractions, seed)
+def split_error(splits: np.ndarray, fractions) -> float:
+    """How far split sizes are from their targets: the largest |size - target| / max(target, 1)
+    over the splits, or inf when a split whose target is at least one clip got none."""
+    f = np.asarray(fractions, np.float64) / np.sum(fractions)
+    target = f * len(splits)
+    have = np.bincount(splits, minlength=len(f))
+    if np.any((target >= 1) & (have == 0)):
+        return np.inf
+    return float(np.max(np.abs(have - target) / np.maximum(target, 1.0)))
+
+
+def split_ids(kit_names: list[str], groups: np.ndarray, fractions,
+              seed: int) -> tuple[np.ndarray, str]:
+    """(splits [n] in {0: train, 1: val, 2: test}, 'kit' or 'group').
+
+    Whole kits (joined with near-duplicate groups) stay on one side, so no test clip shares a
+    kit with a training clip. When whole kits cannot come near the fractions (a library in one
+    folder is one kit; a few kits of uneven size), near-duplicate groups alone are dealt
+    instead: velocity layers and reused recordings still never straddle two splits.
+    """
+    by_kit = split_units(_components(len(kit_names), [_same_key_edges(kit_names),
+                                                      _same_key_edges(list(groups))]),
+                         fractions, seed)
+    if split_error(by_kit, fractions) <= SPLIT_TOLERANCE:
+        return by_kit, "kit"
+    by_group = split_units(np.asarray(groups), fractions, seed)
+    if split_error(by_group, fractions) < split_error(by_kit, fractions):
+        return by_group, "group"
+    return by_kit, "kit"
 
 
 # ----------------------------------------------------------------------------- building
 
 
-def fingerprint(roots: list[str], opts: CorpusOptions) -> str:
-    """What a corpus is built from: its roots and options."""
-    blob = json.dumps({"roots": sorted(roots), "opts": dataclasses.asdict(opts)}, sort_keys=True)
+def library_state(roots: list[str], out_dir: str | None = None) -> str:
+    """A digest of every file under roots (path, size, modification time), as the build walks
+    them, except the corpus's own output folder: adding, removing or replacing a sample
+    changes it."""
+    files, problems = kits.walk_files(roots)
+    skip = os.path.abspath(out_dir) + os.sep if out_dir else None
+    h = hashlib.sha1()
+    for path in files:
+        if skip and path.startswith(skip):
+            continue
+        try:
+            st = os.stat(path)
+            h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "replace"))
+        except OSError as e:
+            h.update(f"{path}\0{e.errno}\n".encode("utf-8", "replace"))
+    for path, why in problems:
+        h.update(f"{path}\0{why}\n".encode("utf-8", "replace"))
+    return h.hexdigest()
+
+
+def fingerprint(roots: list[str], opts: CorpusOptions, out_dir: str | None = None) -> str:
+    """What a corpus (written to out_dir) is built from: its roots, the files under them and
+    the options."""
+    blob = json.dumps({"roots": sorted(roots), "files": library_state(roots, out_dir),
+                       "opts": dataclasses.asdict(opts)}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()
 
 
@@ -283,18 +332,23 @@ def build(
     os.replace(tmp_path, cd.clips)
     layer_keys = [f"{c.kit}\0{c.instrument}\0{c.key}" for c in kept]
     groups = near_duplicate_groups(sig_path, layer_keys, opts.near_duplicate)
-    splits = split_ids([c.kit for c in kept], groups, opts.split, opts.seed)
+    splits, split_by = split_ids([c.kit for c in kept], groups, opts.split, opts.seed)
+    if split_by == "group":
+        log.warning("corpus: whole kits (%d) cannot be split near %s; split by near-duplicate "
+                    "group instead, so clips of one kit may be on both sides", len(
+                        {c.kit for c in kept}), "/".join(f"{x:g}" for x in opts.split))
     rows = [(i, c.file, c.kit, c.instrument, c.category, c.source_format, c.licence,
              "" if c.key is None else c.key, c.layer, int(groups[i]), SPLITS[splits[i]])
             for i, c in enumerate(kept)]
     _write_csv(cd.manifest, MANIFEST_FIELDS, rows)
     meta = {
-        "fingerprint": fingerprint(roots, opts), "roots": roots, "category": opts.category,
+        "fingerprint": fingerprint(roots, opts, cd.dir), "roots": roots,
+        "category": opts.category,
         "clips": n, "samples": spec.samples, "sample_rate": spec.sample_rate,
         "candidates": len(cands), "rejected": len(rejected) - n_dup, "duplicates": n_dup,
         "groups": int(groups.max()) + 1, "kits": len({c.kit for c in kept}),
         "split": {s: int(np.sum(splits == k)) for k, s in enumerate(SPLITS)},
-        "procedural": False, "seconds": round(time.time() - t0, 2),
+        "split_by": split_by, "procedural": False, "seconds": round(time.time() - t0, 2),
     }
     _finish(cd, meta)
     return meta

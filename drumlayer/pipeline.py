@@ -73,13 +73,13 @@ def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     that later stages are made from."""
     opts = configs.corpus_options(config)
     cd = wd.corpus
-    if config.data.synthetic:
+    if config.data.synthetic and not config.data.roots:
         roots, build = [], lambda: corpus.build_procedural(cd.dir, opts,
                                                            why="data.synthetic is set")
-    else:
+    else:  # roots given explicitly are read even by a synthetic (:smoke) config
         roots = configs.roots(config)
         build = lambda: corpus.build(roots, cd.dir, opts)  # noqa: E731
-    stamp = {"fingerprint": corpus.fingerprint(roots, opts)}
+    stamp = {"fingerprint": corpus.fingerprint(roots, opts, cd.dir)}
     cached("corpus", cd.stamp, stamp, build, cd.dir)
     n_aug = int(config.data.augment_per_clip)
     aug = {"per_clip": n_aug, "seed": int(config.seed), "corpus": stamp["fingerprint"]}
@@ -240,6 +240,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
         f.write(config.to_json_best_effort(indent=2))
     log.info("workdir: %s", wd.root)
     corpus_stamp = stage_corpus(config, wd)
+    with open(wd.corpus.meta) as f:
+        configs.check_split(config, json.load(f)["split"])
     stage_features(config, wd, corpus_stamp)
     stage_selection(config, wd, corpus_stamp)
     trained = stage_train(config, wd)

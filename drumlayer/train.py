@@ -167,7 +167,11 @@ def make_steps(model, mesh: Mesh, phase: str, lc: LossConfig):
 
     def local_train(state, feats, labels, eps, mask, count, consts):
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (_, metrics), grads = grad_fn(state.params, feats, labels, eps, mask, count, consts)
+        # The replicated parameters are cast to per-shard values first, so each shard's
+        # gradient is its own sum; differentiating the replicated ones directly would already
+        # sum over the shards, and the psum below would then count every example n_dev times.
+        local = jax.lax.pcast(state.params, "data", to="varying")
+        (_, metrics), grads = grad_fn(local, feats, labels, eps, mask, count, consts)
         grads = jax.lax.psum(grads, "data")
         metrics = jax.lax.psum(metrics, "data")
         metrics["grad_norm"] = optax.tree.norm(grads)
@@ -293,6 +297,7 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
         restored = latest.restore(done, args=ocp.args.StandardRestore(_checkpoint(state)))
         state = state.replace(**restored)
         log.info("train: resumed from %s/%d (%d epochs done)", ckpt_dir, done, done)
+    start = done
     writer = MetricsWriter(wd)
     steps = {ph: make_steps(model, mesh, ph, tc.loss) for ph in PHASES}
     total = tc.pretrain_epochs + tc.epochs
@@ -345,6 +350,7 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
         best.wait_until_finished()
         writer.close()
     summary["best_step"] = best.best_step()
+    summary["resumed_from"] = start  # epochs already done when this call began
     return summary
 
 

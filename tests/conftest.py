@@ -9,6 +9,22 @@ sys.path.insert(0, os.path.dirname(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def real_kits() -> str:
+    """A folder of real Hydrogen drum kits: $DRUMLAYER_TEST_KITS (.ci/run fetches Debian's
+    hydrogen-data there), or the open kits installed or fetched on this machine. Skips the
+    test where there are none, but under CI=true fails: CI must not go green by skipping."""
+    from drumlayer import corpus
+
+    for d in (os.environ.get("DRUMLAYER_TEST_KITS", ""), "/usr/share/hydrogen/data/drumkits",
+              os.path.join(corpus.FETCH_DIR, "usr/share/hydrogen/data/drumkits")):
+        if d and os.path.isdir(d):
+            return d
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI: no real drum kits (set DRUMLAYER_TEST_KITS; .ci/run fetches them)")
+    pytest.skip("no real drum kits here: run launch/fetch_open_kits.sh or set "
+                "DRUMLAYER_TEST_KITS")
+
+
 def run_main(workdir, *extra):
     cmd = [sys.executable, "-m", "drumlayer.main", "--config=configs/snare.py:smoke",
            f"--workdir={workdir}", *extra]

@@ -10,6 +10,7 @@ import soundfile as sf
 
 from drumlayer import audio, augment, corpus, dataset, npyio, synth
 
+from conftest import real_kits
 from kitgen import hit, write_hydrogen_kit
 
 SR = audio.SAMPLE_RATE
@@ -108,18 +109,31 @@ def test_exact_duplicates_dropped_and_near_duplicates_grouped(tmp_path):
     assert m["snare 1.wav"]["split"] == m["snare 2.wav"]["split"] == m["snare 3.wav"]["split"]
 
 
-def test_split_never_shares_a_kit_or_group(tmp_path):
+def _never_shared(key, splits) -> bool:
+    side = {}
+    return all(side.setdefault(k, sp) == sp for k, sp in zip(key, splits, strict=True))
+
+
+def test_split_keeps_whole_kits_and_groups_together_when_kits_allow():
     rng = np.random.default_rng(0)
-    kits_ = [f"kit{k}" for k in rng.integers(0, 40, 400)]
     groups = rng.integers(0, 300, 400)
-    s = corpus.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=3)
-    for key in (kits_, list(groups)):
-        side = {}
-        for k, sp in zip(key, s, strict=True):
-            assert side.setdefault(k, sp) == sp
-    assert set(np.unique(s)) <= {0, 1, 2}
-    # a different seed gives a different split; the same seed the same
-    assert np.array_equal(s, corpus.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=3))
+    kits_ = [f"kit{g % 40}" for g in groups]  # each group inside one kit
+    s, by = corpus.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=3)
+    assert by == "kit" and _never_shared(kits_, s) and _never_shared(list(groups), s)
+    assert corpus.split_error(s, (0.8, 0.1, 0.1)) <= corpus.SPLIT_TOLERANCE
+    assert np.array_equal(s, corpus.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=3)[0])
+    assert not np.array_equal(s, corpus.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=4)[0])
+
+
+@pytest.mark.parametrize("kit_sizes", [[35], [20, 6, 4, 4], [30, 2]])
+def test_split_falls_back_to_groups_when_whole_kits_cannot_come_near(kit_sizes):
+    """One folder is one kit; a few uneven kits cannot be dealt near 80/10/10 either."""
+    kits_ = [f"kit{i}" for i, n in enumerate(kit_sizes) for _ in range(n)]
+    groups = np.arange(len(kits_)) // 2  # velocity pairs
+    s, by = corpus.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=0)
+    have = np.bincount(s, minlength=3)
+    assert by == "group" and _never_shared(list(groups), s)
+    assert have[1] >= 2 and have[2] >= 2 and abs(have[0] - 0.8 * len(kits_)) <= 2, have
 
 
 def test_split_shares_come_close_to_targets():
@@ -140,8 +154,8 @@ def test_kits_and_manifest_columns(tmp_path):
     assert cats == ["kick", "other", "rim", "snare", "snare"]
     assert all(r["licence"] == "CC-BY 3.0" and r["source_format"] == "hydrogen" for r in m)
     meta = json.loads((out / "corpus.json").read_text())
-    assert meta["fingerprint"] == corpus.fingerprint(
-        [str(tmp_path)], corpus.CorpusOptions(category="all", workers=1))
+    assert meta["fingerprint"] == corpus.fingerprint(  # its own output is not an input
+        [str(tmp_path)], corpus.CorpusOptions(category="all", workers=1), str(out))
     assert meta["fingerprint"] != corpus.fingerprint([str(tmp_path)],
                                                      corpus.CorpusOptions(category="kick"))
 
@@ -196,9 +210,21 @@ def test_augment_is_seeded_and_changes_the_sound():
 
 def test_augment_edits():
     x = synth.procedural_snares(1, SR, seed=2)[0].astype(np.float64)
-    # pitch up one octave halves the length of the sound
-    up = augment.pitch(x, 12.0)
-    assert np.sum(up[SR // 2 :] ** 2) < 1e-3 * np.sum(x**2) + np.sum(x[SR // 2 :] ** 2)
+    # an octave up doubles every frequency and halves the time the sound takes to decay
+    t = np.arange(SR) / SR
+    tone = np.sin(2 * np.pi * 440.0 * t) * np.exp(-t / 0.1)
+    freqs = np.fft.rfftfreq(SR, 1 / SR)
+
+    def peak_hz(y):
+        return freqs[np.argmax(np.abs(np.fft.rfft(y)))]
+
+    def time_centroid(y):
+        return np.sum(t * y**2) / np.sum(y**2)
+
+    for semitones, ratio in ((12.0, 2.0), (-12.0, 0.5)):
+        shifted = augment.pitch(tone, semitones)
+        assert peak_hz(shifted) == pytest.approx(440.0 * ratio, abs=3.0)
+        assert time_centroid(shifted) == pytest.approx(time_centroid(tone) / ratio, rel=0.05)
     # decay removes energy from the tail, not the head
     d = augment.decay(x, 0.05)
     assert np.sum(d[SR // 4 :] ** 2) < 0.01 * np.sum(x[SR // 4 :] ** 2)
@@ -224,6 +250,28 @@ def test_open_kits_hold_real_snares(tmp_path):
     assert not any(w in n for n in names for w in ("roll", "rimshot", "stick", "clap"))
 
 
+def test_real_hydrogen_kits_are_read_and_classified(tmp_path):
+    """Real recordings (CI fetches Debian's hydrogen-data: GMRockKit and TR808EmulationKit)."""
+    kits_dir = real_kits()
+    meta = corpus.build([kits_dir], str(tmp_path), corpus.CorpusOptions(category="all"),
+                        progress=False)
+    m = rows(tmp_path / "manifest.csv")
+    assert meta["clips"] >= 50 and meta["kits"] >= 2 and not meta["procedural"]
+    assert all(r["source_format"] == "hydrogen" and r["licence"] for r in m)
+    gm = {os.path.basename(r["file"]): r["category"] for r in m if "GMRockKit" in r["file"]}
+    if gm:  # Debian's hydrogen-data
+        want = {"Snare-Hard.wav": "snare", "SnareRimshot-Hard.wav": "rim",
+                "SideStick-Hard.wav": "rim", "Kick-Hard.wav": "kick",
+                "HatClosed-Hard.wav": "hi-hat", "Tom1-Hard.wav": "tom",
+                "HandClap.wav": "clap", "Crash-Hard.wav": "cymbal"}
+        assert {f: gm.get(f) for f in want} == want
+    # velocity layers of one instrument share a near-duplicate group, hence a split
+    by_inst = {}
+    for r in m:
+        by_inst.setdefault((r["kit"], r["instrument"]), set()).add((r["group"], r["split"]))
+    assert all(len(v) == 1 for v in by_inst.values())
+
+
 def test_near_duplicate_groups_blocked_equals_brute_force(tmp_path):
     rng = np.random.default_rng(0)
     sig = rng.standard_normal((23, 16)).astype(np.float32)
@@ -241,3 +289,65 @@ def test_near_duplicate_groups_blocked_equals_brute_force(tmp_path):
         expect = {(2, 7), (7, 20), (2, 20), (11, 19), (5, 13)}
         got = {(a, b) for a in range(23) for b in range(a + 1, 23) if same[a, b]}
         assert got == expect
+
+
+def distinct_snares(folder, n, seed=0):
+    """n different snare hits (frequency, noise and decay vary) as WAV files in one folder."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    for i in range(n):
+        x = hit(44100, freq=float(rng.uniform(150, 400)), noise=float(rng.uniform(0.3, 1.5)),
+                seed=100 + i)
+        sf.write(os.path.join(folder, f"snare {i:02d}.wav"), x, 44100)
+
+
+def test_a_library_in_one_folder_splits_into_train_val_and_test(tmp_path):
+    distinct_snares(tmp_path / "Snares", 35)
+    meta = corpus.build([str(tmp_path / "Snares")], str(tmp_path / "out"),
+                        corpus.CorpusOptions(workers=1), progress=False)
+    assert meta["kits"] == 1 and meta["split_by"] == "group"
+    assert meta["split"]["val"] >= 2 and meta["split"]["test"] >= 2, meta["split"]
+
+
+def test_the_fingerprint_follows_the_files(tmp_path):
+    lib = tmp_path / "lib"
+    distinct_snares(lib, 3)
+    opts = corpus.CorpusOptions()
+    before = corpus.fingerprint([str(lib)], opts)
+    assert corpus.fingerprint([str(lib)], opts) == before  # unchanged library: same
+    distinct_snares(lib / "more", 1, seed=5)  # a sample added
+    added = corpus.fingerprint([str(lib)], opts)
+    assert added != before
+    os.remove(lib / "snare 01.wav")  # removed
+    removed = corpus.fingerprint([str(lib)], opts)
+    assert removed != added
+    path = lib / "snare 00.wav"
+    st = os.stat(path)
+    sf.write(path, hit(44100, freq=333, seed=9), 44100)  # replaced in place, same name
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert corpus.fingerprint([str(lib)], opts) != removed
+
+
+def test_saturation_transient_and_room_edits():
+    t = np.arange(SR) / SR
+    tone = 0.9 * np.sin(2 * np.pi * 200.0 * t) * np.exp(-t / 0.2)
+    # saturation: tanh of the driven signal, odd harmonics appear, the peak stays
+    sat = augment.saturate(tone, 4.0)
+    np.testing.assert_allclose(sat, np.tanh(4.0 * tone) / np.tanh(4.0))
+    spec = np.abs(np.fft.rfft(sat[: SR // 4]))
+    third = spec[3 * 50 - 2: 3 * 50 + 3].max()  # 600 Hz in 4 Hz bins
+    assert third > 0.05 * spec.max() > 0
+    # transient: the first 15 ms gain up to (1 + amount), linearly back to 1; the rest untouched
+    n = int(0.015 * SR)
+    tr = augment.transient(tone, 1.0)
+    np.testing.assert_allclose(tr[1:n] / tone[1:n], 1 + np.linspace(1, 0, n)[1:], rtol=1e-9)
+    np.testing.assert_array_equal(tr[n:], tone[n:])
+    # room: a reverberant tail after the dry sound ends, seeded, energy well below the dry hit
+    click = np.zeros(SR)
+    click[:50] = np.hanning(50)
+    r1 = augment.room(click, np.random.default_rng(0), rt=0.3, wet=0.3)
+    r2 = augment.room(click, np.random.default_rng(0), rt=0.3, wet=0.3)
+    np.testing.assert_array_equal(r1, r2)
+    tail = r1[int(0.05 * SR): int(0.2 * SR)]
+    assert np.sqrt(np.mean(tail**2)) > 1e-4  # the dry click is silent there
+    assert np.sum(r1[int(0.4 * SR):] ** 2) < 1e-3 * np.sum(r1**2)  # -60 dB by rt, then quiet

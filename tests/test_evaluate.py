@@ -3,6 +3,7 @@ one-at-a-time computations, the CLI, the ablation table and the notebooks."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -43,7 +44,13 @@ def test_report_metrics_figures_and_audio(smoke):
                 "fig5_cardinality"):
         assert f"({fig}.png)" in md
         assert (out / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
-    assert "holds here" in md and "matching pursuit" in md
+    # the report's numbers are this run's: the reconstruction table and the claims' verdicts
+    for name, label in report.METHOD_NAMES.items():
+        row = f"| {label} | " + " | ".join(f"{s['reconstruction'][name][c]['median']:.3g}"
+                                           for c, _ in report.RECON_COLUMNS) + " |"
+        assert row in md, row
+    for claim, measured, holds in report.claims(s):
+        assert f"| {claim} | {measured} | {'yes' if holds else '**no**'} |" in md
     x, sr = sf.read(out / "audio" / "recon0_model.wav")
     assert sr == 22050 and x.shape == (22050,) and np.abs(x).max() == pytest.approx(
         10 ** (-1 / 20), abs=1e-3)
@@ -55,15 +62,23 @@ def test_interpolation_batched_equals_one_pair_at_a_time(smoke):
     _, b, _, z = smoke
     ec = evaluate.EvalConfig(pairs=6, points=5)
     it = evaluate.interpolation(b, z, ec)
-    a, c = it.pairs[3]
     alpha = np.linspace(0, 1, 5, dtype=np.float32)[:, None]
-    w = np.asarray(b.decode((1 - alpha) * z[a] + alpha * z[c]))
-    cen, mf = metrics.descriptors(model_lib.mix(jnp.asarray(w), jnp.asarray(b.sources)))
-    np.testing.assert_allclose(it.weights[3], w, atol=1e-6)
-    np.testing.assert_allclose(it.centroid[3], cen, rtol=1e-4)
-    np.testing.assert_allclose(it.distance.mfcc[3], np.linalg.norm(mf - mf[0], axis=-1),
-                               rtol=1e-3, atol=1e-3)
-    assert it.r2.weights == pytest.approx(metrics.r_squared(it.mean.weights))
+    dist = {"weights": [], "centroid": [], "mfcc": []}
+    for p, (a, c) in enumerate(it.pairs):
+        w = np.asarray(b.decode((1 - alpha) * z[a] + alpha * z[c]))
+        cen, mf = (np.asarray(x) for x in metrics.descriptors(
+            model_lib.mix(jnp.asarray(w), jnp.asarray(b.sources))))
+        np.testing.assert_allclose(it.weights[p], w, atol=1e-6)
+        np.testing.assert_allclose(it.centroid[p], cen, rtol=1e-4)
+        dist["weights"].append(np.linalg.norm(w - w[0], axis=-1))
+        dist["centroid"].append(np.abs(cen - cen[0]))
+        dist["mfcc"].append(np.linalg.norm(mf - mf[0], axis=-1))
+    for m, curves in dist.items():
+        mean = np.mean(curves, axis=0)
+        np.testing.assert_allclose(getattr(it.mean, m), mean, rtol=1e-3, atol=1e-3, err_msg=m)
+        ss_res = np.sum((mean - np.polyval(np.polyfit(alpha[:, 0], mean, 1), alpha[:, 0])) ** 2)
+        r2 = 1 - ss_res / np.sum((mean - mean.mean()) ** 2)
+        assert getattr(it.r2, m) == pytest.approx(r2, abs=1e-3), m
 
 
 def test_principal_directions_move_along_the_bundles_pca(smoke):
@@ -84,9 +99,12 @@ def test_reconstruction_model_row_is_the_decoded_mean(smoke):
     np.testing.assert_allclose(rec["nearest"].scores.log_spectral_distance_db[0],
                                float(metrics.log_spectral_distance(mixed[0], test.audio[0])),
                                rtol=1e-4)
-    pruned = rec["model_pruned"]
-    assert (pruned.weights[pruned.weights > 0] >= 0.04).all() \
-        or (pruned.scores.nonzero_layers == 1).any()
+    raw, pruned = rec["model"].weights, rec["model_pruned"].weights
+    for r, p in zip(raw, pruned, strict=True):  # < 0.04 gone (the largest always stays)
+        keep = (r >= 0.04) | (np.arange(len(r)) == r.argmax())
+        np.testing.assert_array_equal(p > 0, keep)
+        np.testing.assert_allclose(p[keep], r[keep] * r.sum() / r[keep].sum(), rtol=1e-5)
+    np.testing.assert_array_equal(rec["model_pruned"].scores.nonzero_layers, keep_count(raw))
 
 
 def test_choose_pairs_and_blocks():
@@ -106,14 +124,31 @@ def test_cli_on_a_workdir_without_a_bundle(tmp_path):
     assert "bundle" in r.stderr and "run the main job" in r.stderr
 
 
+def keep_count(raw):
+    return ((raw >= 0.04) | (raw == raw.max(-1, keepdims=True))).sum(-1)
+
+
 def test_compare_table(smoke, tmp_path):
-    wd = smoke[0]
-    path = report.compare([str(wd), str(wd)], str(tmp_path / "ablations"))
-    md = open(path).read()
-    assert len(md.strip().splitlines()) == 4  # header, rule, two runs
+    """Two runs side by side, each row from its own workdir."""
+    wd, other = smoke[0], tmp_path / "other"
+    for part in ("eval", "train_summary.json"):
+        (shutil.copytree if part == "eval" else shutil.copy)(wd / part, other / part)
+    s = json.loads((other / "eval" / "metrics.json").read_text())
+    s["interpolation"]["r2_weights"] = 0.25
+    s["reconstruction"]["model"]["mfcc_distance"]["median"] = 12.5
+    (other / "eval" / "metrics.json").write_text(json.dumps(s))
+    t = json.loads((other / "train_summary.json").read_text())
+    t["val_kl_bits"] = 777.0
+    (other / "train_summary.json").write_text(json.dumps(t))
+    path = report.compare([str(wd), str(other)], str(tmp_path / "ablations"))
+    md = open(path).read().strip().splitlines()
+    assert len(md) == 4 and md[3].startswith("| other | ")  # header, rule, two runs
     rows = json.loads((tmp_path / "ablations.json").read_text())
-    assert rows[0]["r2_weights"] == json.loads(
-        (wd / "eval" / "metrics.json").read_text())["interpolation"]["r2_weights"]
+    mine = json.loads((wd / "eval" / "metrics.json").read_text())
+    assert rows[0]["r2_weights"] == mine["interpolation"]["r2_weights"] != 0.25
+    assert (rows[1]["r2_weights"], rows[1]["mfcc_distance"], rows[1]["val_kl_bits"]) == (
+        0.25, 12.5, 777.0)
+    assert "| 0.25 |" in md[3] and "| 12.5 |" in md[3] and "| 777 |" in md[3]
 
 
 @pytest.mark.parametrize("name", ["interpolation", "pca_directions", "sparsity"])

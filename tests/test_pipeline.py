@@ -1,6 +1,7 @@
 """pipeline: the stages run in process on `:smoke`, each skipped exactly when its stamp holds,
 and rerun (with what follows it) when what it is made from changes."""
 
+import json
 import logging
 import os
 import shutil
@@ -8,6 +9,7 @@ import shutil
 import pytest
 
 from drumlayer import configs, pipeline
+from drumlayer.errors import DrumlayerError
 
 from conftest import ROOT
 
@@ -67,3 +69,43 @@ def test_a_bad_config_fails_before_any_stage(tmp_path):
     with pytest.raises(configs.ConfigError, match="model.normaliser"):
         pipeline.run(c, str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run" / "corpus")
+
+
+def _on_folder(folder):
+    c = configs.load(SMOKE)
+    c.data.roots = (str(folder),)  # honoured by the synthetic :smoke config
+    c.train.pretrain_epochs, c.train.epochs = 1, 1
+    c.evaluate.pairs = 4
+    return c
+
+
+def test_a_library_in_one_folder_trains_and_added_samples_are_not_ignored(tmp_path, caplog):
+    from test_corpus import distinct_snares
+
+    lib, wd = tmp_path / "Snares", tmp_path / "run"
+    distinct_snares(lib, 35)
+    caplog.set_level(logging.INFO, logger="drumlayer.pipeline")
+    pipeline.run(_on_folder(lib), str(wd))
+    assert ran(caplog) == list(STAGES)
+    meta = json.loads((wd / "corpus" / "corpus.json").read_text())
+    assert meta["clips"] == 35 and meta["split_by"] == "group" and not meta["procedural"]
+    assert (wd / "eval" / "report.md").exists()
+    caplog.clear()
+    pipeline.run(_on_folder(lib), str(wd))
+    assert ran(caplog) == []  # the same library: nothing to do
+    distinct_snares(lib / "new", 5, seed=1)
+    caplog.clear()
+    pipeline.run(_on_folder(lib), str(wd))
+    assert ran(caplog) == list(STAGES)  # five samples more: everything follows
+    assert json.loads((wd / "corpus" / "corpus.json").read_text())["clips"] == 40
+
+
+@pytest.mark.parametrize("n, says", [(3, "too small to split"),
+                                     (6, "selection.k = 8 sources but the corpus has 6 clips")])
+def test_a_corpus_too_small_fails_in_one_line_before_the_features(tmp_path, n, says):
+    from test_corpus import distinct_snares
+
+    distinct_snares(tmp_path / "few", n)
+    with pytest.raises(DrumlayerError, match=f"{says}.*at least 20 distinct clips"):
+        pipeline.run(_on_folder(tmp_path / "few"), str(tmp_path / "run"))
+    assert not (tmp_path / "run" / "features").exists()

@@ -4,6 +4,7 @@ tests that need another device count (XLA_FLAGS) or another process.
     python tests/train_helper.py WORKDIR OUT.npz [epochs]
 """
 
+import json
 import sys
 
 import jax
@@ -45,6 +46,13 @@ if __name__ == "__main__":
                                data.train.shape[1], which="latest", tc=tc)
     flat = {"/".join(str(p) for p in path): np.asarray(v)
             for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
-    np.savez(out, devices=jax.device_count(), val_loss=summary["val_loss"], **flat)
+    steps = [json.loads(line) for line in open(wd.metrics)]
+    steps = [r for r in steps if r["kind"] == "step"]
+    # per step, before clipping: a gradient scaled by a constant (pmean for psum) shows here,
+    # while clipping and Adam would hide it in the parameters
+    np.savez(out, devices=jax.device_count(), val_loss=summary["val_loss"],
+             resumed_from=summary["resumed_from"],
+             step_loss=[r["loss"] for r in steps], step_grad_norm=[r["grad_norm"] for r in steps],
+             **flat)
     if distributed:
         jax.distributed.shutdown()

@@ -1,0 +1,55 @@
+"""report: the claims' verdicts on known numbers."""
+
+import copy
+
+import pytest
+
+from drumlayer import report
+
+
+def summary(**over):
+    """A metrics.json-like summary where every claim of the paper holds."""
+    def stats(median, p90=None):
+        return {"mean": median, "median": median, "p10": median, "p90": p90 or median}
+
+    s = {"interpolation": {"r2_weights": 0.99, "r2_centroid": 0.98, "r2_mfcc": 0.97,
+                           "pairs_with_new_layers": 0.5, "new_layers_mid_path": stats(1.5)},
+         "pca": {"centroid_span_hz": [600.0, 300.0], "weight_change": [0.4, 0.2],
+                 "range": 20.0},
+         "cardinality": {"above_0.01": stats(8, 12), "max_weight": stats(0.12)},
+         "reconstruction": {
+             "model": {"log_spectral_distance_db": stats(6.0), "mfcc_distance": stats(40.0)},
+             "model_pruned": {"log_spectral_distance_db": stats(6.2),
+                              "mfcc_distance": stats(44.0)},
+             "matching_pursuit": {"log_spectral_distance_db": stats(5.0),
+                                  "mfcc_distance": stats(45.0)}}}
+    for path, value in over.items():
+        node = s
+        *parts, last = path.split("__")
+        for p in parts:
+            node = node[p]
+        node[last] = value
+    return s
+
+
+def test_every_claim_holds_on_numbers_that_make_it_hold():
+    verdicts = report.claims(summary())
+    assert len(verdicts) == 8 and all(ok for _, _, ok in verdicts)
+    assert "R² of the mean weight-distance curve 0.990" in verdicts[0][1]
+
+
+@pytest.mark.parametrize("change, which", [
+    ({"interpolation__r2_weights": 0.85}, 0),
+    ({"interpolation__r2_mfcc": 0.5}, 1),
+    ({"interpolation__pairs_with_new_layers": 0.2}, 2),
+    ({"pca__centroid_span_hz": [80.0, 900.0]}, 3),
+    ({"cardinality__above_0.01": {"mean": 9, "median": 9, "p10": 4, "p90": 16}}, 4),
+    ({"cardinality__max_weight": {"mean": 0.3, "median": 0.3, "p10": 0.2, "p90": 0.5}}, 5),
+    ({"reconstruction__model_pruned__mfcc_distance": {"mean": 49, "median": 49, "p10": 1,
+                                                      "p90": 99}}, 6),
+    ({"reconstruction__matching_pursuit__log_spectral_distance_db": {
+        "mean": 7, "median": 7, "p10": 1, "p90": 9}}, 7),
+])
+def test_each_claim_fails_exactly_when_its_number_does(change, which):
+    verdicts = report.claims(summary(**copy.deepcopy(change)))
+    assert [i for i, (_, _, ok) in enumerate(verdicts) if not ok] == [which]

@@ -351,3 +351,9 @@ def test_saturation_transient_and_room_edits():
     tail = r1[int(0.05 * SR): int(0.2 * SR)]
     assert np.sqrt(np.mean(tail**2)) > 1e-4  # the dry click is silent there
     assert np.sum(r1[int(0.4 * SR):] ** 2) < 1e-3 * np.sum(r1**2)  # -60 dB by rt, then quiet
+
+    def rms_db(a, b):
+        return 10 * np.log10(np.mean(r1[int(a * SR):int(b * SR)] ** 2))
+
+    # it decays at the rate rt names: -60 dB per 0.3 s, so -30 dB from 0.05-0.1 s to 0.2-0.25 s
+    assert rms_db(0.2, 0.25) - rms_db(0.05, 0.1) == pytest.approx(-30.0, abs=6.0)

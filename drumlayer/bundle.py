@@ -48,17 +48,25 @@ class Bundle:
         from flax import serialization
 
         d = Workdir(workdir).bundle
+        path = d.meta
         try:
-            with open(d.meta) as f:
+            with open(path) as f:
                 meta = json.load(f)
-            sources = np.load(d.sources)
-            std = np.load(d.standardisation)
-            with open(d.params, "rb") as f:
+            path = d.sources
+            sources = np.load(path)
+            path = d.standardisation
+            std = dict(np.load(path))
+            path = d.params
+            with open(path, "rb") as f:
                 raw = serialization.msgpack_restore(f.read())
         except FileNotFoundError as e:
             raise BundleError(f"{d} is incomplete ({e.filename} missing): run the main job "
                               f"(python -m drumlayer.main --config=... --workdir={workdir}) "
                               "until it finishes") from e
+        except Exception as e:  # noqa: BLE001 - json, numpy, zip and msgpack each raise their own
+            first = (str(e).strip().splitlines() or [""])[0][:160]
+            raise BundleError(f"{path} is damaged ({type(e).__name__}: {first}): delete {d} "
+                              "and rerun the main job to rebuild the bundle") from e
         model = model_lib.create(sources.shape[0],
                                  model_lib.ModelConfig.from_mapping(meta["config"]["model"]))
         pca = dict(np.load(d.pca)) if os.path.exists(d.pca) else None

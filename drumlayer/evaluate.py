@@ -424,7 +424,10 @@ def _command(f, workdirs: list[str]) -> int:
     else:
         if not f.workdir or workdirs:
             raise DrumlayerError("give --workdir=W (or --compare W1 W2 ...)")
-        evaluate_workdir(f.workdir)
+        from drumlayer import lock
+
+        with lock.exclusive(Workdir(f.workdir)):
+            evaluate_workdir(f.workdir)
         print(f"wrote {Workdir(f.workdir).eval.report}")
     return 0
 

@@ -10,6 +10,7 @@ libraries it calls, the paths in `Workdir`, the config's meaning in `configs`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,7 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from drumlayer import audio, configs, corpus, extract, selection, train
+from drumlayer import audio, configs, corpus, extract, lock, selection, train
 from drumlayer import bundle as bundle_lib
 from drumlayer import model as model_lib
 from drumlayer.dataset import Dataset
@@ -235,6 +236,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     person can fix; checks the whole config before any stage runs."""
     configs.check(config)
     wd = Workdir(workdir)
+    # one writer per workdir; in a multi-process run the processes write together, and
+    # process 0 holds the lock for them
+    with (lock.exclusive(wd) if jax.process_index() == 0 else contextlib.nullcontext()):
+        _run_stages(config, wd)
+
+
+def _run_stages(config: ml_collections.ConfigDict, wd: Workdir) -> None:
     os.makedirs(wd.root, exist_ok=True)
     with open(wd.config, "w") as f:
         f.write(config.to_json_best_effort(indent=2))

@@ -23,6 +23,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import signal
 import sys
 import time
 
@@ -47,6 +49,38 @@ PHASES = ("pretrain", "train")
 
 class NonFiniteLoss(DrumlayerError, RuntimeError):
     """The loss became NaN or infinite; the run stops and the last good checkpoint stays."""
+
+
+class Preempted(DrumlayerError):
+    """SIGTERM or Ctrl-C stopped training; the state was saved at a step boundary."""
+
+
+class _StopRequest:
+    """SIGTERM and SIGINT set a flag that the training loop checks between steps (a second
+    Ctrl-C interrupts at once). Only a single-process run in its main thread installs them: the
+    processes of a multi-host run would have to agree on the step first."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def __enter__(self):
+        if jax.process_count() == 1:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    self._old[sig] = signal.signal(sig, self._handle)
+                except ValueError:  # not the main thread
+                    break
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,10 +327,20 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
                                      enable_async_checkpointing=asynchronous)))
     done = 0  # epochs completed, pretraining first
     if latest.latest_step() is not None:
-        done = latest.latest_step()
-        restored = latest.restore(done, args=ocp.args.StandardRestore(_checkpoint(state)))
-        state = state.replace(**restored)
-        log.info("train: resumed from %s/%d (%d epochs done)", ckpt_dir, done, done)
+        done, restored = restore_newest(latest, _checkpoint(state))
+        if restored is not None:
+            state = state.replace(**restored)
+            log.info("train: resumed from %s/%d (%d epochs done)", ckpt_dir, done, done)
+    skip, partial = 0, {}  # batches of epoch `done` already trained, and their metric sums
+    position = _read_json(wd.checkpoints.preempted_position)
+    if position and position["epoch"] == done:
+        state = state.replace(**ocp.StandardCheckpointer().restore(
+            wd.checkpoints.preempted, _checkpoint(state)))
+        skip, partial = position["batch"], position["sums"]
+        log.info("train: resumed mid-epoch from %s (%d epochs and %d batches done)",
+                 wd.checkpoints.preempted, done, skip)
+    elif position:  # saved before a later epoch finished: nothing to resume from
+        _clear_preempted(wd)
     start = done
     writer = MetricsWriter(wd)
     steps = {ph: make_steps(model, mesh, ph, tc.loss) for ph in PHASES}
@@ -304,16 +348,20 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
     summary: dict = {}
     bar = tqdm(total=total, initial=done, desc="epochs", unit="epoch", disable=not progress,
                file=sys.stderr)
+    stop = _StopRequest()
     try:
+        stop.__enter__()
         for g in range(done, total):
             phase = "pretrain" if g < tc.pretrain_epochs else "train"
             epoch = g if phase == "pretrain" else g - tc.pretrain_epochs
             feats = data.source_features if phase == "pretrain" else data.train
             train_step, eval_step = steps[phase]
-            sums: dict[str, float] = {}
+            sums: dict[str, float] = dict(partial) if g == start else {}
             t0 = time.time()
             rng = np.random.default_rng([tc.seed, PHASES.index(phase), epoch])
             for b, idx in enumerate(batches(len(feats), tc.batch, rng)):
+                if g == start and b < skip:
+                    continue  # trained before the preemption
                 key = (tc.seed, PHASES.index(phase), epoch, b)
                 args = global_batch(mesh, feats, idx, tc.model.latent, key)
                 state, metrics = train_step(state, *args, consts)
@@ -329,6 +377,14 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
                 sums["_n"] = sums.get("_n", 0.0) + n_real
                 writer.write(int(state.step), {"kind": "step", "phase": phase, "epoch": epoch,
                                                **m})
+                if stop.signum is not None:
+                    latest.wait_until_finished()
+                    _save_preempted(wd, state, {"epoch": g, "batch": b + 1, "sums": sums})
+                    name = signal.Signals(stop.signum).name
+                    raise Preempted(
+                        f"stopped by {name} in {phase} epoch {epoch} after batch {b}; the state "
+                        f"is saved in {wd.checkpoints.preempted}: run the same command again to "
+                        "resume from there")
             record = {k_: v / sums["_n"] for k_, v in sums.items() if k_ != "_n"}
             record["seconds"] = time.time() - t0
             record["examples_per_s"] = sums["_n"] / record["seconds"]
@@ -338,20 +394,74 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
             writer.write(int(state.step), {"kind": "epoch", "phase": phase, "epoch": epoch,
                                            **record})
             latest.save(g + 1, args=ocp.args.StandardSave(_checkpoint(state)))
+            if g == start and skip:
+                _clear_preempted(wd)
             if phase == "train":
                 best.save(g + 1, args=ocp.args.StandardSave({"params": state.params}),
                           metrics={"val_loss": record["val_loss"]})
             summary = {"phase": phase, "epoch": epoch, **record}
             bar.update()
             bar.set_postfix(phase=phase, loss=f"{record['loss']:.4g}")
+            if stop.signum is not None:  # it came during validation or the save
+                raise Preempted(f"stopped by {signal.Signals(stop.signum).name} after {phase} "
+                                f"epoch {epoch}; its checkpoint is in {ckpt_dir}: run the same "
+                                "command again to resume")
     finally:
+        stop.__exit__()
         bar.close()
         latest.wait_until_finished()
         best.wait_until_finished()
         writer.close()
     summary["best_step"] = best.best_step()
     summary["resumed_from"] = start  # epochs already done when this call began
+    summary["resumed_batches"] = skip  # and batches of the next one (after a preemption)
     return summary
+
+
+def _read_json(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _save_preempted(wd: Workdir, state, position: dict) -> None:
+    """The state mid-epoch, and where in the epoch it is (position.json written last)."""
+    _clear_preempted(wd)
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(wd.checkpoints.preempted, _checkpoint(state))
+    ckptr.wait_until_finished()
+    with open(wd.checkpoints.preempted_position + ".tmp", "w") as f:
+        json.dump(position, f)
+    os.replace(wd.checkpoints.preempted_position + ".tmp", wd.checkpoints.preempted_position)
+
+
+def _clear_preempted(wd: Workdir) -> None:
+    if os.path.exists(wd.checkpoints.preempted_position):
+        os.remove(wd.checkpoints.preempted_position)
+    shutil.rmtree(wd.checkpoints.preempted, ignore_errors=True)
+
+
+def restore_newest(mngr: ocp.CheckpointManager, target) -> tuple[int, dict | None]:
+    """(step, state) of the newest checkpoint that restores into target, or (0, None). A damaged
+    one (a truncated file after a full disk, a copy cut short) is moved aside to
+    STEP.damaged-TIME with one line saying which step and what is wrong, and the one before it
+    is tried."""
+    where = os.fspath(mngr.directory)
+    for step in sorted(mngr.all_steps(), reverse=True):
+        try:
+            return step, mngr.restore(step, args=ocp.args.StandardRestore(target))
+        except Exception as e:  # noqa: BLE001 - Orbax and TensorStore raise many kinds
+            aside = os.path.join(where, f"{step}.damaged-{int(time.time())}")
+            os.replace(os.path.join(where, str(step)), aside)
+            mngr.reload()
+            reason = (str(e).strip().splitlines() or [""])[0][:200]
+            log.warning("train: checkpoint %d in %s cannot be restored (%s: %s); moved to %s",
+                        step, where, type(e).__name__, reason, aside)
+    log.warning("train: no checkpoint in %s restores: training starts from the beginning "
+                "(the damaged ones were moved aside; delete them when done looking)", where)
+    return 0, None
 
 
 def validate(eval_step, params, mesh, feats: np.ndarray, tc: TrainConfig, consts) -> dict:

@@ -1,12 +1,14 @@
 """The one place that knows the layout of a run's working directory: every artifact path.
 
     WORKDIR/config.json         the config the run was started with
+    WORKDIR/.lock               held by the job writing here (drumlayer.lock)
     WORKDIR/corpus/             clips.npy, manifest.csv, rejected.csv, signatures.npy,
                                 corpus.json, augmented.npy, augmented.csv, augmented.json,
                                 stamp.json
     WORKDIR/features/           clips.npy [N, D], augmented.npy [M, D], features.json
     WORKDIR/selection/          sources.json, sources.npy [k, S], targets.json, selection.json
-    WORKDIR/checkpoints/        Orbax: the latest epochs, best/ (by validation loss), inputs.json
+    WORKDIR/checkpoints/        Orbax: the latest epochs, best/ (by validation loss), inputs.json,
+                                preempted/ + preempted.json (a state saved mid-epoch on SIGTERM)
     WORKDIR/train.json          stamp of a finished training; train_summary.json its numbers
     WORKDIR/metrics.jsonl       per step and per epoch; WORKDIR/tensorboard/ the same as events
     WORKDIR/bundle/             params.msgpack, sources.npy, standardisation.npz, pca.npz,
@@ -67,6 +69,8 @@ class SelectionDir(_Folder):
 class CheckpointsDir(_Folder):
     best = property(lambda s: s._p("best"))
     inputs = property(lambda s: s._p("inputs.json"))  # what the checkpoints were made from
+    preempted = property(lambda s: s._p("preempted"))  # the state saved mid-epoch on SIGTERM
+    preempted_position = property(lambda s: s._p("preempted.json"))  # epoch, batch, sums
 
 
 class BundleDir(_Folder):
@@ -99,6 +103,7 @@ class Workdir:
         return os.path.join(self.root, *parts)
 
     config = property(lambda s: s._p("config.json"))
+    lock = property(lambda s: s._p(".lock"))  # the writer's PID, host, start, command
     corpus = property(lambda s: CorpusDir(s._p("corpus")))
     features = property(lambda s: FeaturesDir(s._p("features")))
     selection = property(lambda s: SelectionDir(s._p("selection")))

@@ -46,3 +46,16 @@ def test_the_bundle_builds_the_model_its_config_names(smoke_run):
                                     m["normaliser"])
     w = np.asarray(b.decode(np.zeros((2, b.latent))))
     np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["params.msgpack", "sources.npy", "standardisation.npz",
+                                  "bundle.json"])
+def test_a_damaged_file_is_one_line_naming_it(smoke_run, tmp_path, name):
+    shutil.copytree(smoke_run / "bundle", tmp_path / "bundle")
+    path = tmp_path / "bundle" / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    with pytest.raises(bundle.BundleError) as e:
+        bundle.Bundle.load(str(tmp_path))
+    msg = str(e.value)
+    assert msg.startswith(f"{path} is damaged (") and "\n" not in msg
+    assert "rerun the main job" in msg

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -38,32 +39,50 @@ def test_eight_devices_equal_one(tmp_path):
             np.testing.assert_allclose(eight[k], one[k], atol=1e-5, rtol=1e-5, err_msg=k)
 
 
-def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path):
-    epochs = 8
-    full = run_helper(tmp_path / "full", tmp_path / "full.npz", epochs=epochs)
+EPOCHS = 8
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    d = tmp_path_factory.mktemp("full")
+    return run_helper(d / "w", d / "full.npz", epochs=EPOCHS)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_mid_training_then_resumed_matches_an_uninterrupted_run(uninterrupted, tmp_path,
+                                                                       sig):
+    """SIGKILL: the rerun resumes from the last epoch's checkpoint. SIGTERM (a preemptible
+    machine's notice): the state is saved at the next step boundary and the rerun resumes from
+    that step."""
+    full = uninterrupted
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
            "PYTHONPATH": os.pathsep.join([ROOT, HERE])}
     cut = tmp_path / "cut"
     proc = subprocess.Popen([sys.executable, os.path.join(HERE, "train_helper.py"), str(cut),
-                             str(tmp_path / "never.npz"), str(epochs)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             str(tmp_path / "never.npz"), str(EPOCHS)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not (cut / "checkpoints" / "3").exists() and proc.poll() is None:
         assert time.time() < deadline
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)  # mid-training: no chance to clean up
-    proc.wait()
-    assert not (tmp_path / "never.npz").exists()
+    proc.send_signal(sig)  # mid-training
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and not (tmp_path / "never.npz").exists()
+    mid_epoch = (cut / "checkpoints" / "preempted.json").exists()
+    if sig == signal.SIGTERM:  # saved at the next step, or (during validation) at the epoch end
+        assert "stopped by SIGTERM" in err and "run the same command again" in err
+        assert mid_epoch or " after train epoch " in err
     lines_before = len((cut / "metrics.jsonl").read_text().splitlines())
-    resumed = run_helper(cut, tmp_path / "resumed.npz", epochs=epochs)
-    # it resumed: the finished epochs were not trained again
-    done = int(resumed["resumed_from"])
-    assert int(full["resumed_from"]) == 0 and 3 <= done < 1 + epochs
-    steps_per_epoch = {"pretrain": 1, "train": 3}
+    resumed = run_helper(cut, tmp_path / "resumed.npz", epochs=EPOCHS)
+    # it resumed: what was trained before the signal was not trained again
+    done, skip = int(resumed["resumed_from"]), int(resumed["resumed_batches"])
+    assert int(full["resumed_from"]) == 0 and 3 <= done < 1 + EPOCHS
+    assert (skip > 0) == mid_epoch and not (mid_epoch and sig == signal.SIGKILL)
     new = [json.loads(x) for x in (cut / "metrics.jsonl").read_text().splitlines()[
         lines_before:]]
     assert [r["epoch"] for r in new if r["kind"] == "epoch"][0] == done - 1  # train epoch
-    assert sum(r["kind"] == "step" for r in new) == steps_per_epoch["train"] * (1 + epochs - done)
+    assert sum(r["kind"] == "step" for r in new) == 3 * (1 + EPOCHS - done) - skip
+    assert not (cut / "checkpoints" / "preempted.json").exists()
     for k in ("val_loss", *(k for k in full if "/" in k)):
         np.testing.assert_allclose(resumed[k], full[k], atol=1e-6, err_msg=k)
 
@@ -166,3 +185,65 @@ def test_training_learns(tmp_path):
     assert pre[0]["accuracy"] < 0.5 and pre[-1]["accuracy"] == 1.0
     assert vae[-1]["loss"] < 0.7 * vae[0]["loss"]
     assert vae[-1]["val_loss"] < vae[0]["val_loss"]
+
+
+def test_a_damaged_latest_checkpoint_resumes_from_the_one_before(tmp_path, caplog):
+    """A truncated file in the newest checkpoint (a full disk, a copy cut short): one warning,
+    moved aside, resumed from the previous one, and the end equals an uninterrupted run."""
+    import logging
+
+    data = tiny_data()
+    m = model.create(6, tiny_config().model)
+
+    def final_params(wd, tc):
+        return train.load_params(wd, m, data.train.shape[1], which="latest", tc=tc)
+
+    full_wd, cut_wd = Workdir(tmp_path / "full"), Workdir(tmp_path / "cut")
+    train.train_and_evaluate(data, tiny_config(epochs=3), full_wd, progress=False)
+    train.train_and_evaluate(data, tiny_config(epochs=2), cut_wd, progress=False)
+    newest = tmp_path / "cut" / "checkpoints" / "3"
+    files = sorted((p for p in newest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    big = files[-1]
+    big.write_bytes(big.read_bytes()[: big.stat().st_size // 2])
+    caplog.set_level(logging.INFO, logger="drumlayer.train")
+    summary = train.train_and_evaluate(data, tiny_config(epochs=3), cut_wd, progress=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("train: checkpoint 3 in ")
+    assert "cannot be restored" in warnings[0] and "\n" not in warnings[0]
+    assert summary["resumed_from"] == 2
+    assert any(p.name.startswith("3.damaged-") for p in newest.parent.iterdir())
+    want, got = final_params(full_wd, tiny_config(epochs=3)), final_params(cut_wd,
+                                                                           tiny_config(epochs=3))
+    for a, b in zip(jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves(got),
+                    strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-6)
+
+
+def test_sigterm_mid_epoch_saves_at_the_next_step_and_resumes_there(tmp_path, monkeypatch):
+    """Deterministic: SIGTERM arrives while the first batch of train epoch 1 is prepared."""
+    data, tc = tiny_data(), tiny_config(epochs=3)
+    m = model.create(6, tc.model)
+    full, cut = Workdir(tmp_path / "full"), Workdir(tmp_path / "cut")
+    train.train_and_evaluate(data, tc, full, progress=False)
+    real, calls = train.global_batch, []
+
+    def sigterm_at_the_sixth_batch(*args, **kwargs):
+        calls.append(1)  # pretrain 1 step; train epoch 0: 3 steps + 1 validation batch
+        if len(calls) == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "global_batch", sigterm_at_the_sixth_batch)
+    with pytest.raises(train.Preempted, match="stopped by SIGTERM in train epoch 1 after batch "
+                                              "0;.*run the same command again"):
+        train.train_and_evaluate(data, tc, cut, progress=False)
+    monkeypatch.undo()
+    assert json.loads(open(cut.checkpoints.preempted_position).read())["batch"] == 1
+    summary = train.train_and_evaluate(data, tc, cut, progress=False)
+    assert (summary["resumed_from"], summary["resumed_batches"]) == (2, 1)
+    assert not os.path.exists(cut.checkpoints.preempted_position)
+    want = train.load_params(full, m, data.train.shape[1], which="latest", tc=tc)
+    got = train.load_params(cut, m, data.train.shape[1], which="latest", tc=tc)
+    for a, b in zip(jax.tree_util.tree_leaves(want), jax.tree_util.tree_leaves(got),
+                    strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-6)

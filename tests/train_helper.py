@@ -51,7 +51,7 @@ if __name__ == "__main__":
     # per step, before clipping: a gradient scaled by a constant (pmean for psum) shows here,
     # while clipping and Adam would hide it in the parameters
     np.savez(out, devices=jax.device_count(), val_loss=summary["val_loss"],
-             resumed_from=summary["resumed_from"],
+             resumed_from=summary["resumed_from"], resumed_batches=summary["resumed_batches"],
              step_loss=[r["loss"] for r in steps], step_grad_norm=[r["grad_norm"] for r in steps],
              **flat)
     if distributed:

@@ -1,0 +1,79 @@
+"""lock: one writer per workdir; a dead writer's lock is taken over; readers need none."""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from drumlayer import lock
+from drumlayer.workdir import Workdir
+
+from conftest import ROOT, run_main
+
+
+def hold(workdir):
+    """Another process holding the workdir's lock (as a running main job would)."""
+    code = ("import sys, time; from drumlayer import lock; from drumlayer.workdir import "
+            "Workdir\nwith lock.exclusive(Workdir(sys.argv[1]), 'python -m drumlayer.main "
+            "--config=first'):\n    print('held', flush=True); time.sleep(120)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(workdir)], cwd=ROOT,
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_a_second_writer_is_refused_with_the_holder(tmp_path):
+    wd = tmp_path / "run"
+    first = hold(wd)
+    try:
+        r = run_main(wd)
+        assert r.returncode == 1
+        err = r.stderr.strip().splitlines()[-1]
+        assert err.startswith(f"error: {wd} is in use by PID {first.pid} on ")
+        assert "--config=first" in err and "choose another --workdir" in err
+        assert not (wd / "corpus").exists()  # the second job wrote nothing
+        with pytest.raises(lock.WorkdirBusy, match=f"PID {first.pid}"):
+            with lock.exclusive(Workdir(str(wd))):
+                pass
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
+    wd = tmp_path / "run"
+    first = hold(wd)
+    pid = first.pid
+    first.send_signal(signal.SIGKILL)  # dies holding it: the kernel drops the flock
+    first.wait()
+    caplog.set_level(logging.WARNING, logger="drumlayer.lock")
+    with lock.exclusive(Workdir(str(wd)), "second"):
+        assert f"PID {pid}" in caplog.text and "which is gone" in caplog.text
+        assert '"command": "second"' in (wd / ".lock").read_text()
+    assert (wd / ".lock").read_text() == ""  # released cleanly
+    caplog.clear()
+    with lock.exclusive(Workdir(str(wd))):
+        pass
+    assert "taking over" not in caplog.text
+
+
+def test_readers_work_while_another_job_writes(smoke_run, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from drumlayer.studio.server import create_app
+
+    first = hold(smoke_run)
+    try:
+        c = TestClient(create_app(str(smoke_run)))
+        assert c.get("/api/model").json()["k"] == 8
+        r = subprocess.run([sys.executable, "-m", "drumlayer.evaluate",
+                            f"--workdir={smoke_run}"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 1 and f"in use by PID {first.pid}" in r.stderr  # it writes
+    finally:
+        first.kill()
+        first.wait()
+    assert os.path.exists(smoke_run / "eval" / "report.md")

@@ -26,23 +26,9 @@ from drumlayer import audio, configs, corpus, extract, lock, selection, train
 from drumlayer import bundle as bundle_lib
 from drumlayer import model as model_lib
 from drumlayer.dataset import Dataset
-from drumlayer.workdir import Workdir
+from drumlayer.workdir import Workdir, read_json, write_json
 
 log = logging.getLogger(__name__)
-
-
-def read_stamp(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def write_stamp(path: str, stamp: dict) -> None:
-    with open(path + ".tmp", "w") as f:
-        json.dump(stamp, f, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def digest(obj) -> str:
@@ -53,7 +39,7 @@ def cached(name: str, stamp_path: str, stamp: dict, run: Callable[[], object],
            where: str) -> bool:
     """Run a stage unless stamp_path already holds `stamp`. The old stamp goes first and the new
     one is written last, so a stage that crashes is rerun. Returns whether it ran."""
-    if read_stamp(stamp_path) == stamp:
+    if read_json(stamp_path) == stamp:
         log.info("%s: up to date in %s (skipped)", name, where)
         return False
     if os.path.exists(stamp_path):
@@ -61,7 +47,7 @@ def cached(name: str, stamp_path: str, stamp: dict, run: Callable[[], object],
     t0 = time.time()
     run()
     os.makedirs(os.path.dirname(stamp_path), exist_ok=True)
-    write_stamp(stamp_path, stamp)
+    write_json(stamp_path, stamp)
     log.info("%s: done in %.1f s -> %s", name, time.time() - t0, where)
     return True
 
@@ -133,8 +119,8 @@ def stage_selection(config: ml_collections.ConfigDict, wd: Workdir, corpus_stamp
         chosen = set(order)
         targets = {"train": [int(i) for i in train_ids if int(i) not in chosen],
                    "val": ds.ids("val").tolist(), "test": ds.ids("test").tolist()}
-        write_stamp(sd.sources, sources)
-        write_stamp(sd.targets, targets)
+        write_json(sd.sources, sources)
+        write_json(sd.targets, targets)
         log.info("selection: %d sources (%s) from %d candidates; targets: %d train, %d val, "
                  "%d test", len(order), s.method, len(pool), len(targets["train"]),
                  len(targets["val"]), len(targets["test"]))
@@ -148,8 +134,8 @@ def load_data(wd: Workdir) -> tuple[train.Data, list[str]]:
     """The arrays training needs, from the features and selection stages, and the sources'
     names."""
     feats = Dataset(wd.corpus, wd.features).features()
-    sources = read_stamp(wd.selection.sources)
-    targets = read_stamp(wd.selection.targets)
+    sources = read_json(wd.selection.sources)
+    targets = read_json(wd.selection.targets)
     train_feats = feats[targets["train"]]
     mean, std = train.standardisation(train_feats)
     data = train.Data(sources=np.load(wd.selection.audio), source_features=feats[sources["ids"]],
@@ -161,8 +147,8 @@ def train_stamp(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     """What a training run is made of: the sources and targets themselves (not how they were
     chosen), the corpus, the features, and the training and model configs."""
     sd = wd.selection
-    made_of = [read_stamp(sd.sources)["ids"], read_stamp(sd.targets),
-               read_stamp(sd.stamp)["corpus"]]
+    made_of = [read_json(sd.sources)["ids"], read_json(sd.targets),
+               read_json(sd.stamp)["corpus"]]
     return {"data": digest(made_of), "features": config.features.to_dict(),
             "train": config.train.to_dict(), "model": config.model.to_dict()}
 
@@ -173,19 +159,19 @@ def stage_train(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     stamp = train_stamp(config, wd)
 
     def run():
-        if os.path.isdir(ck.dir) and read_stamp(ck.inputs) != stamp:
+        if os.path.isdir(ck.dir) and read_json(ck.inputs) != stamp:
             stale = f"{ck.dir}.stale-{int(time.time())}"
             os.replace(ck.dir, stale)
             log.warning("train: checkpoints were made from other data or config: moved to %s",
                         stale)
         os.makedirs(ck.dir, exist_ok=True)
-        write_stamp(ck.inputs, stamp)
+        write_json(ck.inputs, stamp)
         data, _ = load_data(wd)
         log.info("train: %d sources, %d train targets, %d val; %d devices; batch %d; %d + %d "
                  "epochs", len(data.sources), len(data.train), len(data.val),
                  jax.device_count(), tc.batch, tc.pretrain_epochs, tc.epochs)
         summary = train.train_and_evaluate(data, tc, wd)
-        write_stamp(wd.train_summary, summary)
+        write_json(wd.train_summary, summary)
         log.info("train: val loss %.4g, KL %.1f bits, %.1f active layers (> 0.01)",
                  summary.get("val_loss", float("nan")), summary.get("val_kl_bits", float("nan")),
                  summary.get("val_active_layers", float("nan")))
@@ -219,7 +205,7 @@ def stage_evaluate(config: ml_collections.ConfigDict, wd: Workdir) -> None:
     """The batch evaluation (drumlayer.evaluate) into WORKDIR/eval/."""
     from drumlayer import evaluate
 
-    n_test = len(read_stamp(wd.selection.targets)["test"])
+    n_test = len(read_json(wd.selection.targets)["test"])
     if n_test < 2:
         log.warning("evaluate: skipped: %d test clips (at least 2 needed); add samples or "
                     "widen data.split", n_test)

@@ -41,7 +41,7 @@ from tqdm import tqdm
 from drumlayer import model as model_lib
 from drumlayer import spectral
 from drumlayer.errors import DrumlayerError
-from drumlayer.workdir import Workdir
+from drumlayer.workdir import Workdir, read_json, write_json
 
 log = logging.getLogger(__name__)
 PHASES = ("pretrain", "train")
@@ -332,7 +332,7 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
             state = state.replace(**restored)
             log.info("train: resumed from %s/%d (%d epochs done)", ckpt_dir, done, done)
     skip, partial = 0, {}  # batches of epoch `done` already trained, and their metric sums
-    position = _read_json(wd.checkpoints.preempted_position)
+    position = read_json(wd.checkpoints.preempted_position)
     if position and position["epoch"] == done:
         state = state.replace(**ocp.StandardCheckpointer().restore(
             wd.checkpoints.preempted, _checkpoint(state)))
@@ -418,23 +418,13 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
     return summary
 
 
-def _read_json(path: str):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def _save_preempted(wd: Workdir, state, position: dict) -> None:
     """The state mid-epoch, and where in the epoch it is (position.json written last)."""
     _clear_preempted(wd)
     ckptr = ocp.StandardCheckpointer()
     ckptr.save(wd.checkpoints.preempted, _checkpoint(state))
     ckptr.wait_until_finished()
-    with open(wd.checkpoints.preempted_position + ".tmp", "w") as f:
-        json.dump(position, f)
-    os.replace(wd.checkpoints.preempted_position + ".tmp", wd.checkpoints.preempted_position)
+    write_json(wd.checkpoints.preempted_position, position)
 
 
 def _clear_preempted(wd: Workdir) -> None:

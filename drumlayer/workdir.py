@@ -16,12 +16,14 @@
     WORKDIR/eval/               metrics.json, report.md, figures, audio/, evaluate.json
 
 Every module that reads or writes one of these asks a `Workdir` (or a `CorpusDir`, for a corpus
-built on its own with `python -m drumlayer.corpus --out=DIR`) for its path. Nothing else here.
+built on its own with `python -m drumlayer.corpus --out=DIR`) for its path; `read_json` and
+`write_json` read and write its JSON files (stamps, summaries) safely.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 
@@ -114,3 +116,19 @@ class Workdir:
     tensorboard = property(lambda s: s._p("tensorboard"))
     bundle = property(lambda s: BundleDir(s._p("bundle")))
     eval = property(lambda s: EvalDir(s._p("eval")))
+
+
+def read_json(path: str):
+    """A JSON artifact (a stamp, a summary), or None when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: str, obj, indent: int | None = 2) -> None:
+    """Write a JSON artifact whole or not at all (a temporary file, then a rename)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=indent)
+    os.replace(path + ".tmp", path)

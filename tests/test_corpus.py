@@ -257,9 +257,10 @@ def test_real_hydrogen_kits_are_read_and_classified(tmp_path):
                         progress=False)
     m = rows(tmp_path / "manifest.csv")
     assert meta["clips"] >= 50 and meta["kits"] >= 2 and not meta["procedural"]
-    assert all(r["source_format"] == "hydrogen" and r["licence"] for r in m)
+    assert "hydrogen" in {r["source_format"] for r in m}  # (loose samples beside kits: folder)
     gm = {os.path.basename(r["file"]): r["category"] for r in m if "GMRockKit" in r["file"]}
-    if gm:  # Debian's hydrogen-data
+    if gm:  # Debian's hydrogen-data: its kits state their licence (GPL)
+        assert all(r["licence"] for r in m if "GMRockKit" in r["file"])
         want = {"Snare-Hard.wav": "snare", "SnareRimshot-Hard.wav": "rim",
                 "SideStick-Hard.wav": "rim", "Kick-Hard.wav": "kick",
                 "HatClosed-Hard.wav": "hi-hat", "Tom1-Hard.wav": "tom",

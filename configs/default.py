@@ -51,6 +51,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     t.epochs = 150
     t.beta = 0.02
     t.free_bits = 1000.0  # bits of KL allowed before it is penalised (MusicVAE)
+    t.steps_per_call = 16  # steps per device call (one lax.scan); SIGTERM saves after the call
+    t.profile = False  # True: a jax.profiler trace of one call in WORKDIR/profile (TensorBoard)
 
     # Batch evaluation (Section 4) and the studio's sliders.
     c.evaluate = e = ml_collections.ConfigDict()

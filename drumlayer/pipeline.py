@@ -149,8 +149,9 @@ def train_stamp(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     sd = wd.selection
     made_of = [read_json(sd.sources)["ids"], read_json(sd.targets),
                read_json(sd.stamp)["corpus"]]
+    how = {k: v for k, v in config.train.to_dict().items() if k not in train.RUN_ONLY}
     return {"data": digest(made_of), "features": config.features.to_dict(),
-            "train": config.train.to_dict(), "model": config.model.to_dict()}
+            "train": how, "model": config.model.to_dict()}
 
 
 def stage_train(config: ml_collections.ConfigDict, wd: Workdir) -> dict:

@@ -7,13 +7,19 @@ VAE reconstructs target features through the mix and the differentiable feature 
     loss = MSE(features(weights @ sources), features(target))
            + beta * mean_over_examples(max(KL - free_bits * ln 2, 0))
 
-The step is data-parallel over a 1-D mesh of every device (axis 'data'): the batch is sharded,
-parameters are replicated, and per-shard gradient sums are all-reduced with lax.psum and divided
-by the global example count: lax.pmean of equal shards, and still exact when a padded last batch
-leaves the shards uneven. It is jax.shard_map under jax.jit, so one code path serves 1 CPU, 8
-accelerators or many hosts (jax.distributed). Everything random (data order, the VAE's noise)
-comes from numpy seeded by (seed, phase, epoch, batch), so a resumed run and a run on another
-number of devices see exactly the same numbers.
+The step is data-parallel over a 1-D mesh of every device (axis 'data'): each device takes its
+slice of the global batch, parameters are replicated, and per-shard gradient sums are all-reduced
+with lax.psum and divided by the global example count: lax.pmean of equal shards, and still exact
+when a padded last batch leaves the shards uneven. It is jax.shard_map under jax.jit, so one
+code path serves 1 CPU, 8 accelerators or many hosts (jax.distributed).
+
+Training is device-resident: the targets, sources and standardisation are put on the devices
+once (replicated: ~17 MB at the paper's scale, and every device gathers its own rows), each
+epoch's order is a permutation drawn on the device, and `train.steps_per_call` steps run in one
+call as a lax.scan, their metrics coming back to the host once per call while the next call
+already runs. Everything random comes from jax.random keys folded from (seed, phase, epoch) and
+the batch's number, so a resumed run and a run on another number of devices see exactly the
+same numbers.
 """
 
 from __future__ import annotations
@@ -185,15 +191,42 @@ def _masked_sums(loss, metrics, mask, count):
     return total, {"loss": total, **sums}
 
 
-def make_steps(model, mesh: Mesh, phase: str, lc: LossConfig):
-    """(train_step, eval_step), jit-compiled shard_maps over mesh axis 'data'.
+def epoch_keys(rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(permutation key, noise key) of an epoch; rng [3] int32 is (seed, phase index, epoch)."""
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(rng[0]), rng[1]), rng[2])
+    perm, noise = jax.random.split(key)
+    return perm, noise
 
-    train_step(state, feats, labels, eps, mask, count, consts) -> (state, metrics)
-    eval_step(params, feats, labels, eps, mask, count, consts) -> metrics
-    Batch arrays are sharded on their leading axis; count (the number of real examples in the
-    global batch) and consts are replicated. Metrics are means over the real examples.
+
+def make_steps(model, mesh: Mesh, phase: str, lc: LossConfig, batch: int, latent: int):
+    """(train_steps, evaluate): jit-compiled shard_maps over mesh axis 'data'.
+
+    train_steps(state, order, batch_ids, rng, table, consts) -> (state, metrics, n_real)
+        order [nb, batch] int32: the epoch's rows of table, batch by batch (-1 pads the last);
+        batch_ids [L] int32: the batches to train now, in one lax.scan (L steps, one call);
+        rng [3] int32: (seed, phase index, epoch); batch b's noise key is folded from it and b;
+        table [n, D]: the phase's features (pretraining: the sources', a row's index its label);
+        consts: sources [k, S], mean [D], std [D].
+        metrics {name: [L]}: each step's means over its real examples; n_real [L] their count.
+    evaluate(params, table, consts) -> {name: mean over every row of table}, z at the mean.
+
+    Every input is replicated; device i trains rows [i * batch / n_dev, (i + 1) * batch / n_dev)
+    of each global batch, and draws the whole batch's noise to take its own rows, so the numbers
+    do not depend on the device count. The state is donated.
     """
-    batch_specs = (P("data"), P("data"), P("data"), P("data"))
+    n_dev = mesh.devices.size
+    per = batch // n_dev
+
+    def local_batch(idx, eps, table):
+        """This device's rows of the global batch idx [batch] (-1: padding), eps [batch, latent]
+        -> (feats, labels, eps, mask, count): what loss_fn takes."""
+        start = jax.lax.axis_index("data") * per
+        mine = jax.lax.dynamic_slice_in_dim(idx, start, per)
+        real = mine >= 0
+        safe = jnp.where(real, mine, 0)
+        count = jnp.maximum(1.0, jnp.sum(idx >= 0).astype(jnp.float32))
+        return (table[safe], safe, jax.lax.dynamic_slice_in_dim(eps, start, per),
+                real.astype(jnp.float32), count)
 
     def loss_fn(params, feats, labels, eps, mask, count, consts):
         loss, metrics = per_example(params, model, phase, lc, feats, labels, eps, consts)
@@ -213,46 +246,59 @@ def make_steps(model, mesh: Mesh, phase: str, lc: LossConfig):
         metrics["param_norm"] = optax.tree.norm(state.params)
         return state, metrics
 
-    def local_eval(params, feats, labels, eps, mask, count, consts):
-        return jax.lax.psum(loss_fn(params, feats, labels, eps, mask, count, consts)[1], "data")
+    def local_steps(state, order, batch_ids, rng, table, consts):
+        noise = epoch_keys(rng)[1]
 
-    train_step = jax.jit(jax.shard_map(local_train, mesh=mesh,
-                                       in_specs=(P(), *batch_specs, P(), P()),
-                                       out_specs=(P(), P())), donate_argnums=0)
-    eval_step = jax.jit(jax.shard_map(local_eval, mesh=mesh,
-                                      in_specs=(P(), *batch_specs, P(), P()), out_specs=P()))
-    return train_step, eval_step
+        def one(state, b):
+            eps = jax.random.normal(jax.random.fold_in(noise, b), (batch, latent))
+            args = local_batch(order[b], eps, table)
+            state, metrics = local_train(state, *args, consts)
+            return state, (metrics, args[-1])
+
+        state, (metrics, n_real) = jax.lax.scan(one, state, batch_ids)
+        return state, metrics, n_real
+
+    def local_evaluate(params, table, consts):
+        n = table.shape[0]
+        nb = -(-n // batch)
+        rows = jnp.arange(nb * batch, dtype=jnp.int32)
+        order = jnp.where(rows < n, rows, -1).reshape(nb, batch)
+        eps = jnp.zeros((batch, latent), table.dtype)
+
+        def one(sums, idx):
+            args = local_batch(idx, eps, table)
+            m = jax.lax.psum(loss_fn(params, *args, consts)[1], "data")
+            return jax.tree.map(lambda s, v: s + v * args[-1], sums, m), None
+
+        zeros = jax.eval_shape(lambda: loss_fn(params, *local_batch(order[0], eps, table),
+                                               consts)[1])
+        zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), zeros)
+        sums, _ = jax.lax.scan(one, zeros, order)
+        return jax.tree.map(lambda v: v / n, sums)
+
+    train_steps = jax.jit(jax.shard_map(local_steps, mesh=mesh, in_specs=P(), out_specs=P()),
+                          donate_argnums=0)
+    evaluate = jax.jit(jax.shard_map(local_evaluate, mesh=mesh, in_specs=P(), out_specs=P()))
+    return train_steps, evaluate
 
 
-# ----------------------------------------------------------------------------- batches
+def make_order(mesh: Mesh, batch: int):
+    """order(rng, n) -> [ceil(n / batch), batch] int32: a permutation of range(n) drawn from
+    the epoch's key, padded with -1, on the devices (replicated)."""
+
+    def order(rng, n):
+        nb = -(-n // batch)
+        perm = jax.random.permutation(epoch_keys(rng)[0], n).astype(jnp.int32)
+        return jnp.pad(perm, (0, nb * batch - n), constant_values=-1).reshape(nb, batch)
+
+    return jax.jit(order, static_argnums=1, out_shardings=NamedSharding(mesh, P()))
 
 
-def batches(n: int, batch: int, rng: np.random.Generator | None):
-    """Index arrays of a global batch each, padded with -1 to `batch` (shuffled if rng)."""
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    for i in range(0, n, batch):
-        idx = order[i : i + batch]
-        yield np.pad(idx, (0, batch - idx.size), constant_values=-1)
-
-
-def put(mesh: Mesh, x: np.ndarray, spec) -> jax.Array:
-    """A host array, identical on every process, as a global array sharded by spec."""
-    sharding = NamedSharding(mesh, spec)
+def put(mesh: Mesh, x: np.ndarray, spec: P | None = None) -> jax.Array:
+    """A host array, identical on every process, as a global array sharded by spec (None:
+    replicated)."""
+    sharding = NamedSharding(mesh, P() if spec is None else spec)
     return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
-
-
-def global_batch(mesh, feats: np.ndarray, idx: np.ndarray, latent: int,
-                 seed_key: tuple | None):
-    """(feats, labels, eps, mask, count) for one global batch of indices (-1: padding).
-    seed_key None: eps = 0, i.e. z = the encoder's mean (evaluation)."""
-    real = idx >= 0
-    safe = np.where(real, idx, 0)
-    eps = (np.zeros((idx.size, latent), np.float32) if seed_key is None else
-           np.random.default_rng(seed_key).standard_normal((idx.size, latent)).astype(np.float32))
-    arrays = (feats[safe].astype(np.float32), safe.astype(np.int32), eps,
-              real.astype(np.float32))
-    return (*(put(mesh, a, P("data")) for a in arrays),
-            put(mesh, np.float32(max(1, real.sum())), P()))
 
 
 # ----------------------------------------------------------------------------- the run
@@ -266,8 +312,14 @@ class TrainConfig:
     pretrain_epochs: int = 50
     epochs: int = 150
     seed: int = 0
+    steps_per_call: int = 16  # steps per device call (a lax.scan); how the run goes, not what
+    profile: bool = False  # write a jax.profiler trace of one call to WORKDIR/profile
     loss: LossConfig = LossConfig()
     model: model_lib.ModelConfig = model_lib.ModelConfig()
+
+
+# TrainConfig fields (and config.train keys) that change how a run goes but not what it computes
+RUN_ONLY = ("steps_per_call", "profile")
 
 
 class MetricsWriter:
@@ -301,6 +353,41 @@ def _to_host(metrics) -> dict:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
+@dataclasses.dataclass
+class _Call:
+    """One device call in flight: the batches it trains and what it will return."""
+
+    first: int  # its first batch
+    metrics: dict  # {name: [L]} on the device
+    n_real: jax.Array  # [L]
+
+
+class _EpochLog:
+    """The host's part of an epoch's calls, once the device is done with each (and the next call
+    is already dispatched): check every step's loss, sum its metrics, log it."""
+
+    def __init__(self, phase: str, epoch: int, sums: dict, step: int, writer: MetricsWriter,
+                 last_good):
+        self.phase, self.epoch, self.sums, self.step = phase, epoch, sums, step
+        self.writer, self.last_good = writer, last_good
+
+    def add(self, call: _Call) -> None:
+        got, n_real = jax.device_get((call.metrics, call.n_real))
+        for j, n in enumerate(n_real):
+            m = {k: float(v[j]) for k, v in got.items()}
+            if not math.isfinite(m["loss"]):
+                raise NonFiniteLoss(
+                    f"non-finite loss ({m['loss']}) in {self.phase} epoch {self.epoch} batch "
+                    f"{call.first + j}; the last good checkpoint is {self.last_good()}. Lower "
+                    "train.learning_rate, or look for NaN in the features.")
+            for k, v in m.items():
+                self.sums[k] = self.sums.get(k, 0.0) + v * float(n)
+            self.sums["_n"] = self.sums.get("_n", 0.0) + float(n)
+            self.step += 1
+            self.writer.write(self.step, {"kind": "step", "phase": self.phase,
+                                          "epoch": self.epoch, **m})
+
+
 def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool = True) -> dict:
     """Both phases with checkpoints in WORKDIR/checkpoints (resumed automatically) and the best
     parameters by validation loss in WORKDIR/checkpoints/best. Returns the final summary."""
@@ -313,8 +400,11 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
     tx = make_optimizer(tc.learning_rate, tc.grad_clip)
     state = create_state(model, dim, tx, tc.seed)
     state = jax.device_put(state, NamedSharding(mesh, P()))
-    consts = tuple(put(mesh, np.asarray(a, np.float32), P())
+    consts = tuple(put(mesh, np.asarray(a, np.float32))
                    for a in (data.sources, data.mean, data.std))
+    tables = {"pretrain": put(mesh, np.asarray(data.source_features, np.float32)),
+              "train": put(mesh, np.asarray(data.train, np.float32))}
+    val = put(mesh, np.asarray(data.val, np.float32))
     ckpt_dir = wd.checkpoints.dir
     # Asynchronous saves overlap the next epoch; with several processes, synchronous saves keep
     # every process at the same barrier.
@@ -343,7 +433,11 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
         _clear_preempted(wd)
     start = done
     writer = MetricsWriter(wd)
-    steps = {ph: make_steps(model, mesh, ph, tc.loss) for ph in PHASES}
+    steps = {ph: make_steps(model, mesh, ph, tc.loss, tc.batch, tc.model.latent)
+             for ph in PHASES}
+    order_of = make_order(mesh, tc.batch)
+    step = int(state.step)  # the host's count from here on: reading the device's would wait
+    calls = 0
     total = tc.pretrain_epochs + tc.epochs
     summary: dict = {}
     bar = tqdm(total=total, initial=done, desc="epochs", unit="epoch", disable=not progress,
@@ -354,45 +448,50 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
         for g in range(done, total):
             phase = "pretrain" if g < tc.pretrain_epochs else "train"
             epoch = g if phase == "pretrain" else g - tc.pretrain_epochs
-            feats = data.source_features if phase == "pretrain" else data.train
-            train_step, eval_step = steps[phase]
-            sums: dict[str, float] = dict(partial) if g == start else {}
+            table = tables[phase]
+            n_batches = -(-table.shape[0] // tc.batch)
+            train_steps, evaluate = steps[phase]
+            log_ = _EpochLog(phase, epoch, dict(partial) if g == start else {}, step,
+                             writer, lambda: f"{ckpt_dir}/{latest.latest_step()}")
             t0 = time.time()
-            rng = np.random.default_rng([tc.seed, PHASES.index(phase), epoch])
-            for b, idx in enumerate(batches(len(feats), tc.batch, rng)):
-                if g == start and b < skip:
-                    continue  # trained before the preemption
-                key = (tc.seed, PHASES.index(phase), epoch, b)
-                args = global_batch(mesh, feats, idx, tc.model.latent, key)
-                state, metrics = train_step(state, *args, consts)
-                m = _to_host(metrics)
-                if not math.isfinite(m["loss"]):
-                    raise NonFiniteLoss(
-                        f"non-finite loss ({m['loss']}) in {phase} epoch {epoch} batch {b}; the "
-                        f"last good checkpoint is {ckpt_dir}/{latest.latest_step()}. Lower "
-                        "train.learning_rate, or look for NaN in the features.")
-                n_real = float((idx >= 0).sum())
-                for key_, v in m.items():
-                    sums[key_] = sums.get(key_, 0.0) + v * n_real
-                sums["_n"] = sums.get("_n", 0.0) + n_real
-                writer.write(int(state.step), {"kind": "step", "phase": phase, "epoch": epoch,
-                                               **m})
+            rng = put(mesh, np.array([tc.seed, PHASES.index(phase), epoch], np.int32))
+            order = order_of(rng, table.shape[0])
+            pending, end = None, skip if g == start else 0
+            for lo in range(end, n_batches, tc.steps_per_call):
+                end = min(lo + tc.steps_per_call, n_batches)
+                trace = tc.profile and calls == 1  # the first call compiles: trace the second
+                if trace:
+                    jax.profiler.start_trace(wd.profile)
+                ids = put(mesh, np.arange(lo, end, dtype=np.int32))
+                state, metrics, n_real = train_steps(state, order, ids, rng, table, consts)
+                calls += 1
+                if trace:
+                    jax.block_until_ready(metrics)
+                    jax.profiler.stop_trace()
+                    log.info("train: profile of %d steps in %s (tensorboard --logdir %s)",
+                             end - lo, wd.profile, wd.profile)
+                if pending is not None:
+                    log_.add(pending)
+                pending = _Call(lo, metrics, n_real)
                 if stop.signum is not None:
-                    latest.wait_until_finished()
-                    _save_preempted(wd, state, {"epoch": g, "batch": b + 1, "sums": sums})
-                    name = signal.Signals(stop.signum).name
-                    raise Preempted(
-                        f"stopped by {name} in {phase} epoch {epoch} after batch {b}; the state "
-                        f"is saved in {wd.checkpoints.preempted}: run the same command again to "
-                        "resume from there")
+                    break
+            if pending is not None:
+                log_.add(pending)
+            sums, step = log_.sums, log_.step
+            if stop.signum is not None and end < n_batches:
+                latest.wait_until_finished()
+                _save_preempted(wd, state, {"epoch": g, "batch": end, "sums": sums})
+                raise Preempted(
+                    f"stopped by {signal.Signals(stop.signum).name} in {phase} epoch {epoch} "
+                    f"after batch {end - 1}; the state is saved in {wd.checkpoints.preempted}: "
+                    "run the same command again to resume from there")
             record = {k_: v / sums["_n"] for k_, v in sums.items() if k_ != "_n"}
             record["seconds"] = time.time() - t0
             record["examples_per_s"] = sums["_n"] / record["seconds"]
             if phase == "train":
-                val = validate(eval_step, state.params, mesh, data.val, tc, consts)
-                record.update({f"val_{k_}": v for k_, v in val.items()})
-            writer.write(int(state.step), {"kind": "epoch", "phase": phase, "epoch": epoch,
-                                           **record})
+                v = _to_host(evaluate(state.params, val, consts))
+                record.update({f"val_{k_}": x for k_, x in v.items()})
+            writer.write(step, {"kind": "epoch", "phase": phase, "epoch": epoch, **record})
             latest.save(g + 1, args=ocp.args.StandardSave(_checkpoint(state)))
             if g == start and skip:
                 _clear_preempted(wd)
@@ -402,7 +501,7 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
             summary = {"phase": phase, "epoch": epoch, **record}
             bar.update()
             bar.set_postfix(phase=phase, loss=f"{record['loss']:.4g}")
-            if stop.signum is not None:  # it came during validation or the save
+            if stop.signum is not None:  # it came in the epoch's last call, or after it
                 raise Preempted(f"stopped by {signal.Signals(stop.signum).name} after {phase} "
                                 f"epoch {epoch}; its checkpoint is in {ckpt_dir}: run the same "
                                 "command again to resume")
@@ -454,19 +553,10 @@ def restore_newest(mngr: ocp.CheckpointManager, target) -> tuple[int, dict | Non
     return 0, None
 
 
-def validate(eval_step, params, mesh, feats: np.ndarray, tc: TrainConfig, consts) -> dict:
-    """Mean metrics over every example of feats (the last batch padded and masked), with z at
-    the encoder's mean."""
-    sums: dict[str, float] = {}
-    n = 0.0
-    for idx in batches(len(feats), tc.batch, None):
-        args = global_batch(mesh, feats, idx, tc.model.latent, None)
-        m = _to_host(eval_step(params, *args, consts))
-        n_real = float((idx >= 0).sum())
-        for k, v in m.items():
-            sums[k] = sums.get(k, 0.0) + v * n_real
-        n += n_real
-    return {k: v / max(n, 1.0) for k, v in sums.items()}
+def validate(evaluate, params, mesh: Mesh, feats: np.ndarray, consts) -> dict:
+    """Mean metrics over every example of feats [n, D] (the last batch padded and masked),
+    with z at the encoder's mean; evaluate is make_steps' second function."""
+    return _to_host(evaluate(params, put(mesh, np.asarray(feats, np.float32)), consts))
 
 
 def load_params(wd: Workdir, model: model_lib.LayeringVAE, dim: int, which: str = "best",

@@ -11,6 +11,7 @@
                                 preempted/ + preempted.json (a state saved mid-epoch on SIGTERM)
     WORKDIR/train.json          stamp of a finished training; train_summary.json its numbers
     WORKDIR/metrics.jsonl       per step and per epoch; WORKDIR/tensorboard/ the same as events
+    WORKDIR/profile/            a jax.profiler trace of a few training steps (train.profile)
     WORKDIR/bundle/             params.msgpack, sources.npy, standardisation.npz, pca.npz,
                                 bundle.json, stamp.json
     WORKDIR/eval/               metrics.json, report.md, figures, audio/, evaluate.json
@@ -114,6 +115,7 @@ class Workdir:
     train_summary = property(lambda s: s._p("train_summary.json"))
     metrics = property(lambda s: s._p("metrics.jsonl"))
     tensorboard = property(lambda s: s._p("tensorboard"))
+    profile = property(lambda s: s._p("profile"))  # train.profile: a jax.profiler trace
     bundle = property(lambda s: BundleDir(s._p("bundle")))
     eval = property(lambda s: EvalDir(s._p("eval")))
 

@@ -14,6 +14,7 @@ Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -51,6 +52,21 @@ def parse(argv: list[str] | None, prog: str, doc: str,
         print(f"{prog}: unexpected arguments {rest} (see {prog} --help)", file=sys.stderr)
         raise _Exit(2)
     return fv, rest
+
+
+def compilation_cache() -> str | None:
+    """Keep compiled XLA programs on disk, so a rerun, the evaluation and the studio skip the
+    compilation of what an earlier run compiled (JAX's persistent compilation cache, keyed by the
+    program, the devices and the JAX version). $DRUMLAYER_JAX_CACHE picks the folder ('off':
+    none); the default is $XDG_CACHE_HOME/drumlayer/jax (~/.cache/...). Returns the folder."""
+    where = os.environ.get("DRUMLAYER_JAX_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "drumlayer", "jax")
+    if where == "off":
+        return None
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", where)
+    return where
 
 
 def run(command: Callable[[flags.FlagValues, list[str]], int], argv: list[str] | None,

@@ -424,8 +424,9 @@ def _command(f, workdirs: list[str]) -> int:
     else:
         if not f.workdir or workdirs:
             raise DrumlayerError("give --workdir=W (or --compare W1 W2 ...)")
-        from drumlayer import lock
+        from drumlayer import cli, lock
 
+        cli.compilation_cache()
         with lock.exclusive(Workdir(f.workdir)):
             evaluate_workdir(f.workdir)
         print(f"wrote {Workdir(f.workdir).eval.report}")

@@ -37,9 +37,10 @@ def main(argv):
     logging.get_absl_handler().addFilter(_QuietLibraries())
     import jax
 
-    from drumlayer import pipeline, train
+    from drumlayer import cli, pipeline, train
     from drumlayer.errors import DrumlayerError
 
+    cli.compilation_cache()
     distributed = train.initialize_distributed()
     config = _CONFIG.value
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)

@@ -330,6 +330,9 @@ def _define_flags(fv) -> None:
 def _serve(a, _) -> int:
     import uvicorn
 
+    from drumlayer import cli
+
+    cli.compilation_cache()
     app = create_app(a.workdir, a.max_upload_mb)
     if a.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("studio: listening on %s: anyone who can reach this machine can use it",

@@ -48,3 +48,24 @@ def test_commands_run_when_imported(tmp_path, capsys):
     assert evaluate.main([f"--workdir={tmp_path}"]) == 1
     assert "run the main job" in capsys.readouterr().err
     assert evaluate.main(["--compare"]) == 1
+
+
+@pytest.mark.parametrize("setting", ["folder", "off"])
+def test_the_compilation_cache_keeps_compiled_programs_unless_off(tmp_path, setting):
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    program = ("import jax, jax.numpy as jnp\nfrom drumlayer import cli\n"
+               "print(cli.compilation_cache())\n"
+               "jax.jit(lambda x: jnp.fft.rfft(x) * 2)(jnp.ones(64)).block_until_ready()\n")
+    env = {**os.environ, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+           "DRUMLAYER_JAX_CACHE": str(cache) if setting == "folder" else "off"}
+    r = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    if setting == "folder":
+        assert r.stdout.strip() == str(cache) and any(cache.iterdir())
+    else:
+        assert r.stdout.strip() == "None" and not cache.exists()

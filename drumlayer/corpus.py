@@ -17,6 +17,7 @@ Decoding runs in worker processes (all cores); nothing here trains or computes m
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import hashlib
@@ -323,6 +324,12 @@ def build(
                 sig_out.append(sig)
     n = len(kept)
     _write_csv(cd.rejected, ("file", "reason"), rejected)
+    skipped = collections.Counter(r.removeprefix(kits.SKIPPED) for _, r in rejected
+                                  if r.startswith(kits.SKIPPED))
+    for reason, count in sorted(skipped.items(), key=lambda x: -x[1]):
+        log.info("corpus: skipped %d file%s: %s (listed in %s)", count,
+                 "" if count == 1 else "s", reason, cd.rejected)
+    n_skipped = sum(skipped.values())
     if n == 0:
         os.remove(tmp_path)
         os.remove(sig_path)
@@ -345,8 +352,9 @@ def build(
         "fingerprint": fingerprint(roots, opts, cd.dir), "roots": roots,
         "category": opts.category,
         "clips": n, "samples": spec.samples, "sample_rate": spec.sample_rate,
-        "candidates": len(cands), "rejected": len(rejected) - n_dup, "duplicates": n_dup,
-        "groups": int(groups.max()) + 1, "kits": len({c.kit for c in kept}),
+        "candidates": len(cands), "rejected": len(rejected) - n_dup - n_skipped,
+        "duplicates": n_dup, "skipped": n_skipped, "groups": int(groups.max()) + 1,
+        "kits": len({c.kit for c in kept}),
         "split": {s: int(np.sum(splits == k)) for k, s in enumerate(SPLITS)},
         "split_by": split_by, "procedural": False, "seconds": round(time.time() - t0, 2),
     }
@@ -375,7 +383,7 @@ def build_procedural(
     _write_csv(cd.rejected, ("file", "reason"), [])
     meta = {"fingerprint": fingerprint([], opts), "roots": [], "category": "snare", "clips": n,
             "samples": opts.spec.samples, "sample_rate": opts.spec.sample_rate, "candidates": n,
-            "rejected": 0, "duplicates": 0, "groups": n, "kits": n,
+            "rejected": 0, "duplicates": 0, "skipped": 0, "groups": n, "kits": n,
             "split": {s: int(np.sum(splits == k)) for k, s in enumerate(SPLITS)},
             "procedural": True, "seconds": 0.0}
     _finish(cd, meta)
@@ -440,8 +448,8 @@ def _command(f, _) -> int:
     meta = build(roots, f.out, opts, progress=not f.quiet)
     if f.augment:
         write_augmented(f.out, f.augment, seed=f.seed)
-    print(f"{meta['clips']} clips, {meta['rejected']} rejected, {meta['duplicates']} duplicates "
-          f"-> {f.out}")
+    print(f"{meta['clips']} clips, {meta['rejected']} rejected, {meta['duplicates']} duplicates, "
+          f"{meta.get('skipped', 0)} other files skipped -> {f.out}")
     return 0
 
 

@@ -27,6 +27,20 @@ AUDIO_EXTENSIONS = frozenset(
     ".wav .wave .aif .aiff .aifc .flac .ogg .oga .opus .mp3 .w64 .rf64 .caf .au .snd".split()
 )
 CATEGORIES = ("snare", "kick", "hi-hat", "tom", "clap", "rim", "cymbal", "other")
+KIT_FILES = frozenset((".sfz", ".sf2"))  # and Hydrogen's drumkit.xml
+SKIPPED = "skipped: "  # how a file that is neither audio nor a kit starts its reason
+_CONVERT = "convert it to WAV, FLAC or AIFF"
+# Formats drum sounds come in that drumlayer does not read, and what to do with them.
+UNREAD_FORMATS = {
+    ".pat": f"a GUS patch, which drumlayer does not read: {_CONVERT}",
+    ".raw": "headerless audio: its sample rate and encoding are unknown; convert it to WAV "
+            "stating them (e.g. sox -t raw -r 44100 -e signed -b 16 -c 1 in.raw out.wav)",
+    ".sf3": "a compressed SF3 soundfont, which drumlayer does not read: convert it to SF2",
+    ".gig": f"a GigaSampler instrument, which drumlayer does not read: {_CONVERT}",
+    ".nki": f"a Kontakt instrument, which drumlayer does not read: {_CONVERT}",
+    ".exs": f"an EXS24 instrument, which drumlayer does not read: {_CONVERT}",
+}
+UNREAD_FORMATS[".pcm"] = UNREAD_FORMATS[".raw"]
 
 # ----------------------------------------------------------------------------- classification
 
@@ -209,6 +223,9 @@ def _ext(path: str) -> str:
     return os.path.splitext(path)[1].lower()
 
 
+_LICENCE = re.compile(r"(licen[cs]e|copying)", re.I)
+
+
 @functools.lru_cache(maxsize=4096)
 def _licence_near(folder: str, stop: str) -> str:
     """First line of a LICENSE/COPYING file in `folder` or an ancestor up to `stop`."""
@@ -220,7 +237,7 @@ def _licence_near(folder: str, stop: str) -> str:
         except OSError:
             names = []
         for n in sorted(names):
-            if re.match(r"(licen[cs]e|copying)", n, re.I):
+            if _LICENCE.match(n):
                 try:
                     with open(os.path.join(d, n), encoding="utf-8", errors="replace") as f:
                         for line in f:
@@ -493,7 +510,9 @@ def discover(roots: list[str]) -> tuple[list[Candidate], list[tuple[str, str]]]:
     """Walk roots -> (candidates, rejected [(path, reason)]).
 
     Files a kit description references belong to that kit; every other audio file is a loose
-    one-shot whose kit is its folder. Kit files that cannot be parsed are rejected, not fatal.
+    one-shot whose kit is its folder. Kit files that cannot be parsed are rejected, not fatal;
+    every other file is rejected with a reason that starts with SKIPPED (what it is, and for
+    formats drum sounds come in, what to do).
     """
     files, rejected = walk_files(roots)
     candidates: list[Candidate] = []
@@ -517,7 +536,13 @@ def discover(roots: list[str]) -> tuple[list[Candidate], list[tuple[str, str]]]:
             claimed.add(os.path.normpath(c.file))
         candidates.extend(found)
     for path in files:
-        if _ext(path) not in AUDIO_EXTENSIONS or os.path.normpath(path) in claimed:
+        ext, base = _ext(path), os.path.basename(path)
+        if (os.path.normpath(path) in claimed or ext in KIT_FILES or base == "drumkit.xml"
+                or _LICENCE.match(base)):  # licences are read for the clips' licence column
+            continue
+        if ext not in AUDIO_EXTENSIONS:
+            rejected.append((path, SKIPPED + UNREAD_FORMATS.get(
+                ext, f"not audio or a kit description ({ext or 'no extension'})")))
             continue
         root = next((r for r in root_of if path.startswith(r + os.sep)), os.path.dirname(path))
         folder = os.path.dirname(path)

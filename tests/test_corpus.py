@@ -51,6 +51,9 @@ def bad_folder(tmp_path):
     os.symlink(d / "gone.wav", d / "snare dangling.wav")  # unreadable: its target is missing
     os.symlink(d / "snare selfloop.wav", d / "snare selfloop.wav")
     os.symlink(d, d / "loop")  # a folder loop
+    (d / "snare gus.pat").write_bytes(b"GF1PATCH110\0ID#000002\0" + bytes(200))
+    (d / "snare headerless.raw").write_bytes(np.int16(hit(44100, seed=9) * 3e4).tobytes())
+    (d / "notes.txt").write_text("kit notes")
     bad = {"snare multiminute.wav": "too long", "snare silent.wav": "silent",
            "snare nan.wav": "non-finite", "snare empty.wav": "empty",
            "snare notaudio.wav": "unreadable", "snare truncated.wav": "unreadable",
@@ -58,16 +61,25 @@ def bad_folder(tmp_path):
     return d, set(good), bad
 
 
-def test_bad_input_folder(bad_folder, tmp_path):
+SKIPPED = {"snare gus.pat": "skipped: a GUS patch", "snare headerless.raw": "skipped: headerless",
+           "notes.txt": "skipped: not audio or a kit description (.txt)"}
+
+
+def test_bad_input_folder(bad_folder, tmp_path, caplog):
     d, good, bad = bad_folder
     out = tmp_path / "out"
+    caplog.set_level("INFO", logger="drumlayer.corpus")
     meta = corpus.build([str(d)], str(out), corpus.CorpusOptions(workers=2), progress=False)
     manifest = rows(out / "manifest.csv")
     assert {os.path.basename(r["file"]) for r in manifest} == good
     rejected = {os.path.basename(r["file"]): r["reason"] for r in rows(out / "rejected.csv")}
-    assert set(rejected) == set(bad)
-    for name, reason in bad.items():
+    assert set(rejected) == set(bad) | set(SKIPPED)
+    for name, reason in {**bad, **SKIPPED}.items():
         assert reason in rejected[name], (name, rejected[name])
+    # one summary line per reason, pointing at the list
+    summaries = [r.getMessage() for r in caplog.records if "corpus: skipped" in r.getMessage()]
+    assert len(summaries) == 3 and all("rejected.csv" in m for m in summaries)
+    assert meta["skipped"] == len(SKIPPED)
     clips = np.load(out / "clips.npy", mmap_mode="r")
     assert clips.shape == (len(good), SR)
     np.testing.assert_allclose(np.abs(clips).max(axis=1), 1.0, atol=1e-6)
@@ -80,7 +92,8 @@ def test_cli_summary_and_zero_clips_exit_code(bad_folder, tmp_path):
            f"--out={tmp_path / 'o1'}", "--quiet"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().splitlines()[-1].startswith(f"{len(good)} clips, 8 rejected")
+    assert r.stdout.strip().splitlines()[-1].startswith(
+        f"{len(good)} clips, 8 rejected, 0 duplicates, 3 other files skipped")
     # the same folder holds no kicks: a clear error and a non-zero exit
     cmd[4] = "--category=kick"
     cmd[5] = f"--out={tmp_path / 'o2'}"

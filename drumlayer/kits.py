@@ -415,11 +415,38 @@ def _range(amount: int | None) -> tuple[int, int]:
     return raw & 0xFF, raw >> 8
 
 
-def parse_sf2(path: str) -> list[Candidate]:
-    """SF2 soundfont -> one candidate per percussion preset (bank 128), key and velocity layer.
+_KIT_PRESET = re.compile(r"\b(drums?|drum ?kit|kit|perc|percussion|[6-9]0[6-9])\b")
 
-    Stereo pairs play together and become one candidate; the pitch a key plays at (root key,
-    coarse/fine tuning, scale tuning) becomes the span's playback rate.
+
+def _drum_preset(name: str, bank: int, font_has_percussion: bool, sample_names) -> str | None:
+    """How a preset holds drums: 'gm' (a kit on the General MIDI key map: bank 128, or, in a
+    font without one, a normal preset named like a kit), 'sounds' (in a font without bank 128,
+    a normal preset whose name or most sample names say drums, as soundfonts made for one drum
+    sound or a few are: one sound per zone, at its root key), or None (melodic: skipped). A
+    general soundfont's normal presets stay melodic even when named 'Synth Drum'."""
+    if bank == 128:
+        return "gm"
+    if font_has_percussion:
+        return None
+    if _KIT_PRESET.search(normalise_name(name)):
+        return "gm"
+    if category_from_name(name) not in (None, "other"):
+        return "sounds"
+    cats = [category_from_name(s) for s in sample_names]
+    if cats and sum(c not in (None, "other") for c in cats) * 2 >= len(cats):
+        return "sounds"
+    return None
+
+
+def parse_sf2(path: str) -> list[Candidate]:
+    """SF2 soundfont -> one candidate per drum preset, key and velocity layer.
+
+    Percussion presets (bank 128), and normal presets named like a kit, map keys on the General
+    MIDI drum map. A normal preset whose name or sample names say it holds drums (a soundfont
+    made for one drum sound or a few, as many are) gives one candidate per zone, at the sample's
+    root key. Melodic presets are skipped. Stereo pairs play together and become one candidate;
+    the pitch a key plays at (root key, coarse/fine tuning, scale tuning) becomes the span's
+    playback rate.
     """
     chunks: dict[bytes, tuple[int, int]] = {}
     info: dict[bytes, str] = {}
@@ -456,13 +483,16 @@ def parse_sf2(path: str) -> list[Candidate]:
     font = info.get(b"INAM") or os.path.splitext(os.path.basename(path))[0]
     licence = info.get(b"ICOP", "")
     out = []
+    has_percussion = bool(np.any(phdr["bank"][:-1] == 128))
+    sample_names = [n.split(b"\0")[0].decode("latin-1").strip() for n in shdr["name"][:-1]]
     for p in range(len(phdr) - 1):  # the last record is the terminal 'EOP'
-        if phdr[p]["bank"] != 128:
-            continue
         pname = phdr[p]["name"].split(b"\0")[0].decode("latin-1").strip()
         kit = f"{font} / {pname}"
         pglob, pzones = _split(_zones(pbag, pgen, phdr[p]["bag"], phdr[p + 1]["bag"]),
                                _INSTRUMENT)
+        kind = _drum_preset(pname, int(phdr[p]["bank"]), has_percussion, sample_names)
+        if kind is None:
+            continue
         layers: dict[tuple[int, tuple[int, int]], list[Sf2Span]] = {}
         names: dict[tuple[int, tuple[int, int]], str] = {}
         for pz in pzones:
@@ -484,7 +514,12 @@ def parse_sf2(path: str) -> list[Candidate]:
                 sh = shdr[s]
                 root = g.get(_ROOT, -1)
                 root = root if root >= 0 else (int(sh["pitch"]) if sh["pitch"] <= 127 else 60)
-                for key in range(max(pk[0], ik[0], 27), min(pk[1], ik[1], 87) + 1):
+                lo, hi = max(pk[0], ik[0]), min(pk[1], ik[1])
+                if kind == "gm":
+                    keys = range(max(lo, 27), min(hi, 87) + 1)
+                else:  # the sound itself: at its root key (other keys only re-pitch it)
+                    keys = [min(max(root, lo), hi)] if lo <= hi else []
+                for key in keys:
                     cents = ((key - root) * g.get(_SCALE, 100) + g.get(_COARSE, 0) * 100
                              + g.get(_FINE, 0) + ptune + int(sh["correction"]))
                     span = Sf2Span(data_offset, int(sh["start"]), int(sh["end"]),
@@ -496,7 +531,8 @@ def parse_sf2(path: str) -> list[Candidate]:
             sample_name = names[(key, vel)]
             out.append(Candidate(
                 file=path, kit=kit, instrument=sample_name,
-                category=classify(sample_name, key=None if "sfx" in pname.lower() else key),
+                category=classify(sample_name, *(() if kind == "gm" else (pname,)),
+                                  key=None if kind != "gm" or "sfx" in pname.lower() else key),
                 source_format="sf2", licence=licence, key=key,
                 layer="" if vel == (0, 127) else f"{vel[0]}-{vel[1]}", spans=tuple(spans[:2]),
             ))

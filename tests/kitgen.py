@@ -81,12 +81,13 @@ def _list(kind: bytes, chunks: list[bytes]) -> bytes:
 
 
 def write_sf2(path: str, samples: list[tuple[str, np.ndarray, int, int]],
-              drum_zones: list[tuple[int, int, int]], melodic: bool = True) -> None:
+              drum_zones: list[tuple[int, int, int]], melodic: bool = True,
+              kit: str = "Test Kit", bank: int = 128) -> None:
     """A minimal SF2 soundfont.
 
     samples: (name, int16 data, rate, original_pitch). drum_zones: (lo_key, hi_key, sample index)
-    of one percussion preset (bank 128) with overridingRootKey unset; a melodic preset (bank 0)
-    using sample 0 is added when `melodic`.
+    of one preset named `kit` in `bank` (128: percussion) with overridingRootKey unset; a melodic
+    preset (bank 0) using sample 0 is added when `melodic`.
     """
     smpl, shdr, offset = b"", b"", 0
     for name, data, rate, pitch in samples:
@@ -121,7 +122,7 @@ def write_sf2(path: str, samples: list[tuple[str, np.ndarray, int, int]],
     ibag += struct.pack("<HH", n_gen, 0)
     igen += gen(0, 0)
 
-    phdr = struct.pack("<20sHHHIII", b"Test Kit", 0, 128, 0, 0, 0, 0)
+    phdr = struct.pack("<20sHHHIII", kit.encode(), 0, bank, 0, 0, 0, 0)
     pbag = struct.pack("<HH", 0, 0)
     pgen = gen(41, 0)
     n_pbag, n_pgen = 1, 1

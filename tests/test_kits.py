@@ -112,3 +112,26 @@ def test_discover_claims_kit_files_and_keeps_loose_ones(tmp_path):
     loose_c = next(c for c in cands if c.source_format == "folder")
     assert loose_c.category == "snare" and loose_c.licence == "CC0 1.0"
     assert loose_c.kit == os.path.join("loose", "My Snares")
+
+
+@pytest.mark.parametrize(("preset", "zones", "want"), [
+    # a kit on a normal preset: the GM key map
+    ("Vintage Drums", [(38, 38, 0), (36, 36, 1), (40, 41, 0)],
+     {(36, "kick", "Kick"), (38, "snare", "Snare 1"), (40, "snare", "Snare 1"),
+      (41, "snare", "Snare 1")}),
+    # a soundfont made for a few drum sounds, each zone spanning many keys: one candidate per
+    # zone, at the sample's root key (38), or the zone's nearest key when the root lies outside
+    ("Fat Hits", [(0, 60, 0), (61, 127, 1)],
+     {(38, "snare", "Snare 1"), (61, "kick", "Kick")}),
+])
+def test_sf2_drum_kits_on_a_normal_preset_are_read(tmp_path, preset, zones, want):
+    rate = 32000
+    snare = (hit(rate, freq=200, seed=1) * 30000).astype(np.int16)
+    kick = (hit(rate, freq=60, seed=2) * 30000).astype(np.int16)
+    samples = [("Snare 1", snare, rate, 38), ("Kick", kick, rate, 36)]
+    path = str(tmp_path / "font.sf2")
+    write_sf2(path, samples, drum_zones=zones, melodic=False, kit=preset, bank=0)
+    assert {(c.key, c.category, c.instrument) for c in kits.parse_sf2(path)} == want
+    # a general soundfont: its normal presets stay melodic beside a bank-128 kit
+    write_sf2(path, samples, drum_zones=[(36, 36, 1)], melodic=True)
+    assert {c.key for c in kits.parse_sf2(path)} == {36}

@@ -2,12 +2,15 @@
 
 This module reads directory trees and kit descriptions (Hydrogen `drumkit.xml`, SFZ, SF2) and
 returns `Candidate`s: where the audio is, which kit and instrument it belongs to, its category
-(snare, kick, hi-hat, tom, clap, rim, cymbal, other) and licence. It decodes no audio: that is
-`drumlayer.audio` (files) and `load_candidate` below (which also reads SF2 sample data).
+(snare, kick, closed-hat, open-hat, tom, clap, rim, cymbal, other) and licence. It decodes no
+audio: that is `drumlayer.audio` (files) and `load_candidate` below (which also reads SF2 sample
+data).
 
 Classification trusts, in order: the kit's instrument or sample name, then a General MIDI drum key
 where the kit format maps keys (SF2 percussion banks, SFZ kits), then file and folder names. Rolls,
-snares-off hits, side-sticks, rim clicks, rimshots and claps are never snares.
+snares-off hits, side-sticks, rim clicks, rimshots and claps are never snares. Hats are open
+(also half-open, let ring; GM key 46) or closed (also pedal, foot, choked; GM 42 and 44); a hat
+that says neither takes its key's, else closed.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from drumlayer import audio as audio_lib
 AUDIO_EXTENSIONS = frozenset(
     ".wav .wave .aif .aiff .aifc .flac .ogg .oga .opus .mp3 .w64 .rf64 .caf .au .snd".split()
 )
-CATEGORIES = ("snare", "kick", "hi-hat", "tom", "clap", "rim", "cymbal", "other")
+CATEGORIES = ("snare", "kick", "closed-hat", "open-hat", "tom", "clap", "rim", "cymbal", "other")
 KIT_FILES = frozenset((".sfz", ".sf2"))  # and Hydrogen's drumkit.xml
 SKIPPED = "skipped: "  # how a file that is neither audio nor a kit starts its reason
 _CONVERT = "convert it to WAV, FLAC or AIFF"
@@ -44,6 +47,7 @@ UNREAD_FORMATS[".pcm"] = UNREAD_FORMATS[".raw"]
 
 # ----------------------------------------------------------------------------- classification
 
+_HAT = r"(hi ?hat|high ?hat|\bhh|\bhat|\bhi ?h\b)"
 # (category, pattern) tried in order on a normalised name; the first match wins. Exclusions come
 # first so that "snare roll", "snares off" and "snare side stick" never count as snares.
 _NAME_RULES: tuple[tuple[str, re.Pattern], ...] = tuple(
@@ -56,7 +60,12 @@ _NAME_RULES: tuple[tuple[str, re.Pattern], ...] = tuple(
         ("rim", r"side ?stick|cross ?stick|x ?stick|\bsticks?\b|rim ?click|\brims?\b|\brim\d"
                 r"|\bss\b|\bxs\b|rim ?shots?"),
         ("cymbal", r"crash|\bride|splash|china|cymbal|\bcym|\bbell\b"),
-        ("hi-hat", r"hi ?hat|\bhh|\bhat|\bchh|\bohh|\bphh|\bhi ?h\b"),
+        # hats: open (also half-open, let ring) or closed (also pedal, foot, choked); a hat
+        # that says neither is 'hi-hat' here, and `classify` asks the GM key
+        ("open-hat", rf"{_HAT}.*(open|\bop\b|\bfree\b|\bring\b)|(open\w*|\bop) ?{_HAT}|\bohh"),
+        ("closed-hat", rf"{_HAT}.*(clos|\bcl\b|pedal|\bpd\b|foot|choke|tight)"
+                       rf"|(clos\w*|pedal|foot) ?{_HAT}|\bchh|\bphh"),
+        ("hi-hat", _HAT),
         ("tom", r"\btoms?\b|\btom\d|floor|\btom ?(hi|mid|lo)|\bft\b|\bht\b|\blt\b|\bmt\b"),
         ("kick", r"kick|\bkik|bass ?drum|bassdrum|\bbd\b|\bbd\d|\bbdrum"),
         ("snare", r"snare|\bsnr\b|\bsnr\d|\bsd\b|\bsd\d|\bsn\b|\bsn\d"),
@@ -70,7 +79,8 @@ _GM_KEYS: dict[int, str] = {
     **dict.fromkeys((38, 40), "snare"),
     **dict.fromkeys((39,), "clap"),
     **dict.fromkeys((41, 43, 45, 47, 48, 50), "tom"),
-    **dict.fromkeys((42, 44, 46), "hi-hat"),
+    **dict.fromkeys((42, 44), "closed-hat"),  # closed, pedal
+    **dict.fromkeys((46,), "open-hat"),
     **dict.fromkeys((49, 51, 52, 53, 55, 57, 59), "cymbal"),
 }
 
@@ -103,6 +113,8 @@ def classify(*names: str, key: int | None = None) -> str:
     for name in names:
         if name:
             cat = category_from_name(name)
+            if cat == "hi-hat":  # open or closed unsaid: the GM key's, else closed (most are)
+                return "open-hat" if category_from_gm_key(key) == "open-hat" else "closed-hat"
             if cat is not None:
                 return cat
     return category_from_gm_key(key) or "other"

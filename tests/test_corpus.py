@@ -276,7 +276,7 @@ def test_real_hydrogen_kits_are_read_and_classified(tmp_path):
         assert all(r["licence"] for r in m if "GMRockKit" in r["file"])
         want = {"Snare-Hard.wav": "snare", "SnareRimshot-Hard.wav": "rim",
                 "SideStick-Hard.wav": "rim", "Kick-Hard.wav": "kick",
-                "HatClosed-Hard.wav": "hi-hat", "Tom1-Hard.wav": "tom",
+                "HatClosed-Hard.wav": "closed-hat", "Tom1-Hard.wav": "tom",
                 "HandClap.wav": "clap", "Crash-Hard.wav": "cymbal"}
         assert {f: gm.get(f) for f in want} == want
     # velocity layers of one instrument share a near-duplicate group, hence a split

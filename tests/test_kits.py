@@ -16,7 +16,12 @@ from kitgen import hit, write_hydrogen_kit, write_sf2, write_sfz_kit
     ("snare-off.wav", "other"), ("Snare Rimshot", "rim"), ("Pearl Side Stick", "rim"),
     ("sidestick01", "rim"), ("snare_rim01", "rim"), ("Stick", "rim"), ("Hand Clap", "clap"),
     ("Kick-Softest", "kick"), ("Bass Drum 1", "kick"), ("BD_909", "kick"),
-    ("hihat_closed01", "hi-hat"), ("Hi-Hat Open", "hi-hat"), ("Floor Tom", "tom"),
+    ("hihat_closed01", "closed-hat"), ("Hi-Hat Open", "open-hat"), ("Floor Tom", "tom"),
+    ("Open High Hat", "open-hat"), ("Side OHH", "open-hat"), ("Hat Op Dirty", "open-hat"),
+    ("Hat Semi-Open", "open-hat"), ("hihat_opened01", "open-hat"), ("Hi Hat Free", "open-hat"),
+    ("Closed HH 2", "closed-hat"), ("Pedal HH", "closed-hat"), ("High Hat Foot", "closed-hat"),
+    ("hihat_foot_pedal01", "closed-hat"), ("Sabian Hat Choke", "closed-hat"),
+    ("VariBreaks Hat 1 Cl", "closed-hat"), ("808 Hat", "hi-hat"), ("hihat_01", "hi-hat"),
     ("tom_hi01", "tom"), ("Crash 1", "cymbal"), ("24Ride-1", "cymbal"), ("Cowbell", "other"),
     ("Brush Swirl", "other"), ("Ocean Wave", "other"), ("piano C4", None),
 ])
@@ -25,6 +30,12 @@ def test_category_from_name(name, category):
 
 
 def test_gm_keys_and_precedence():
+    # a hat that does not say open or closed: the key says, else closed
+    assert kits.classify("808 Hat", key=46) == "open-hat"
+    assert kits.classify("808 Hat", key=44) == "closed-hat"
+    assert kits.classify("hihat_01") == "closed-hat"
+    assert kits.classify("Hat Open", key=42) == "open-hat"  # the name wins
+    assert kits.classify("", key=46) == "open-hat" and kits.classify("", key=42) == "closed-hat"
     assert kits.classify("", key=38) == "snare"
     assert kits.classify("", key=40) == "snare"
     assert kits.classify("", key=37) == "rim"
@@ -50,7 +61,7 @@ def test_sfz_kit(tmp_path):
     cands = kits.parse_sfz(str(tmp_path / "kit.sfz"))
     got = {os.path.basename(c.file): (c.key, c.category) for c in cands}
     assert got == {"a.wav": (36, "kick"), "b.wav": (38, "snare"), "c.wav": (40, "other"),
-                   "d.wav": (42, "hi-hat")}
+                   "d.wav": (42, "closed-hat")}
     assert all(os.path.exists(c.file) for c in cands)
 
 

@@ -437,7 +437,7 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
              for ph in PHASES}
     order_of = make_order(mesh, tc.batch)
     step = int(state.step)  # the host's count from here on: reading the device's would wait
-    calls = 0
+    calls = dict.fromkeys(PHASES, 0)  # calls made by this process, per phase
     total = tc.pretrain_epochs + tc.epochs
     summary: dict = {}
     bar = tqdm(total=total, initial=done, desc="epochs", unit="epoch", disable=not progress,
@@ -459,12 +459,13 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
             pending, end = None, skip if g == start else 0
             for lo in range(end, n_batches, tc.steps_per_call):
                 end = min(lo + tc.steps_per_call, n_batches)
-                trace = tc.profile and calls == 1  # the first call compiles: trace the second
+                # the first phase-2 call compiles its step: trace the second (once)
+                trace = tc.profile and phase == "train" and calls["train"] == 1
                 if trace:
                     jax.profiler.start_trace(wd.profile)
                 ids = put(mesh, np.arange(lo, end, dtype=np.int32))
                 state, metrics, n_real = train_steps(state, order, ids, rng, table, consts)
-                calls += 1
+                calls[phase] += 1
                 if trace:
                     jax.block_until_ready(metrics)
                     jax.profiler.stop_trace()

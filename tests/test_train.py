@@ -263,3 +263,11 @@ def test_steps_per_call_changes_nothing_but_speed(tmp_path):
         runs.append(_final_params(Workdir(tmp_path / str(spc)), tc))
     _assert_same_params(runs[0], runs[1])
     _assert_same_params(runs[0], runs[2])
+
+
+def test_profile_writes_a_trace_of_a_training_call(tmp_path):
+    tc = dataclasses.replace(tiny_config(epochs=1), steps_per_call=1, profile=True)
+    wd = Workdir(tmp_path)
+    train.train_and_evaluate(tiny_data(), tc, wd, progress=False)
+    traces = [p for p in (tmp_path / "profile").rglob("*") if p.is_file()]
+    assert any(p.name.endswith((".xplane.pb", ".trace.json.gz")) for p in traces), traces

@@ -56,7 +56,8 @@ def cached(name: str, stamp_path: str, stamp: dict, run: Callable[[], object],
 
 
 def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
-    """The corpus (or procedural snares) and its augmented training targets. Returns the stamp
+    """The corpus (or procedural snares) and its augmented training targets; a corpus too small
+    for the config is refused (configs.check_split) before it is augmented. Returns the stamp
     that later stages are made from."""
     opts = configs.corpus_options(config)
     cd = wd.corpus
@@ -68,6 +69,8 @@ def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
         build = lambda: corpus.build(roots, cd.dir, opts)  # noqa: E731
     stamp = {"fingerprint": corpus.fingerprint(roots, opts, cd.dir)}
     cached("corpus", cd.stamp, stamp, build, cd.dir)
+    # a corpus that cannot train this config is refused before anything is made from it
+    configs.check_split(config, read_json(cd.meta)["split"])
     n_aug = int(config.data.augment_per_clip)
     aug = {"per_clip": n_aug, "seed": int(config.seed), "corpus": stamp["fingerprint"]}
     if n_aug > 0:
@@ -235,8 +238,6 @@ def _run_stages(config: ml_collections.ConfigDict, wd: Workdir) -> None:
         f.write(config.to_json_best_effort(indent=2))
     log.info("workdir: %s", wd.root)
     corpus_stamp = stage_corpus(config, wd)
-    with open(wd.corpus.meta) as f:
-        configs.check_split(config, json.load(f)["split"])
     stage_features(config, wd, corpus_stamp)
     stage_selection(config, wd, corpus_stamp)
     trained = stage_train(config, wd)

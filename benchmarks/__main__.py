@@ -48,6 +48,7 @@ def _command(args, names: list[str]) -> int:
               f"{sorted(harness.BENCHMARKS)}", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
+    cli.compilation_cache()  # as the main job does: a rerun's programs load instead of compiling
     for name in names:
         print(f"== {name}")
         result = {"benchmark": name, "machine": harness.machine(),

@@ -91,6 +91,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     _number(config, "train.free_bits", 0)
     _number(config, "train.steps_per_call", 1, integer=True)
     _one_of(config, "train.profile", (False, True))
+    _number(config, "train.checkpoint_every_s", 0)
     _number(config, "evaluate.components", 1, integer=True)
     _number(config, "evaluate.pairs", 1, integer=True)
     _number(config, "evaluate.points", 2, integer=True)
@@ -124,6 +125,7 @@ def train_config(config: ml_collections.ConfigDict) -> train.TrainConfig:
         batch=int(t.batch), learning_rate=float(t.learning_rate), grad_clip=float(t.grad_clip),
         pretrain_epochs=int(t.pretrain_epochs), epochs=int(t.epochs), seed=int(config.seed),
         steps_per_call=int(t.steps_per_call), profile=bool(t.profile),
+        checkpoint_every_s=float(t.checkpoint_every_s),
         loss=train.LossConfig(beta=float(t.beta), free_bits=float(t.free_bits),
                               n_fft=int(f.n_fft), hop=int(f.hop), compression=f.compression),
         model=model_config(config))

@@ -25,6 +25,7 @@ same numbers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -314,12 +315,13 @@ class TrainConfig:
     seed: int = 0
     steps_per_call: int = 16  # steps per device call (a lax.scan); how the run goes, not what
     profile: bool = False  # write a jax.profiler trace of one call to WORKDIR/profile
+    checkpoint_every_s: float = 60.0  # and at each phase's end and on SIGTERM; 0: every epoch
     loss: LossConfig = LossConfig()
     model: model_lib.ModelConfig = model_lib.ModelConfig()
 
 
 # TrainConfig fields (and config.train keys) that change how a run goes but not what it computes
-RUN_ONLY = ("steps_per_call", "profile")
+RUN_ONLY = ("steps_per_call", "profile", "checkpoint_every_s")
 
 
 class MetricsWriter:
@@ -334,10 +336,14 @@ class MetricsWriter:
 
         self.tb = SummaryWriter(wd.tensorboard)
 
-    def write(self, step: int, record: dict) -> None:
+    def write(self, step: int, record: dict, tensorboard: bool = True,
+              jsonl: bool = True) -> None:
         if not self.active:
             return
-        self.f.write(json.dumps({"step": step, **record}) + "\n")
+        if jsonl:
+            self.f.write(json.dumps({"step": step, **record}) + "\n")
+        if not tensorboard:
+            return
         for k, v in record.items():
             if isinstance(v, (int, float)) and k not in ("epoch",):
                 self.tb.add_scalar(f"{record.get('phase', '')}/{record.get('kind', '')}/{k}",
@@ -353,44 +359,88 @@ def _to_host(metrics) -> dict:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
+@functools.partial(jax.jit, donate_argnums=0)
+def keep_best(best: dict, params, val_loss: jax.Array, step: jax.Array) -> dict:
+    """best {"params", "val_loss": [], "step": [] int32}, replaced on the device by (params,
+    val_loss, step) when val_loss is lower (a NaN never is): the best parameters by validation
+    are tracked without a transfer to the host, and written with the next checkpoint."""
+    better = val_loss < best["val_loss"]
+    new = {"params": params, "val_loss": val_loss, "step": step}
+    return jax.tree.map(lambda b, n: jnp.where(better, n, b), best, new)
+
+
 @dataclasses.dataclass
 class _Call:
     """One device call in flight: the batches it trains and what it will return."""
 
+    phase: str
+    epoch: int  # within its phase
     first: int  # its first batch
     metrics: dict  # {name: [L]} on the device
     n_real: jax.Array  # [L]
 
 
-class _EpochLog:
-    """The host's part of an epoch's calls, once the device is done with each (and the next call
-    is already dispatched): check every step's loss, sum its metrics, log it."""
+class _Ledger:
+    """The host's side of the run, kept one device call behind it: each call's metrics are read
+    (and every step's loss checked) once the next call is dispatched, so the device never waits
+    for the host; an epoch's record is written after its last call and its validation."""
 
-    def __init__(self, phase: str, epoch: int, sums: dict, step: int, writer: MetricsWriter,
-                 last_good):
-        self.phase, self.epoch, self.sums, self.step = phase, epoch, sums, step
-        self.writer, self.last_good = writer, last_good
+    def __init__(self, writer: MetricsWriter, step: int, last_good, bar):
+        self.writer, self.step, self.last_good, self.bar = writer, step, last_good, bar
+        self.sums: dict[int, dict] = {}  # per global epoch: metric sums, "_n" the examples
+        self.queue: list = []  # host work not done yet, oldest first
+        self.summary: dict = {}
+        self.clock = time.time()
 
-    def add(self, call: _Call) -> None:
+    def run(self, keep: int = 0) -> None:
+        """Do the queued host work, all but the newest `keep` items."""
+        while len(self.queue) > keep:
+            self.queue.pop(0)()
+
+    def add(self, g: int, call: _Call) -> None:
         got, n_real = jax.device_get((call.metrics, call.n_real))
+        sums = self.sums.setdefault(g, {})
+        head = {"kind": "step", "phase": call.phase, "epoch": call.epoch}
         for j, n in enumerate(n_real):
             m = {k: float(v[j]) for k, v in got.items()}
             if not math.isfinite(m["loss"]):
                 raise NonFiniteLoss(
-                    f"non-finite loss ({m['loss']}) in {self.phase} epoch {self.epoch} batch "
+                    f"non-finite loss ({m['loss']}) in {call.phase} epoch {call.epoch} batch "
                     f"{call.first + j}; the last good checkpoint is {self.last_good()}. Lower "
                     "train.learning_rate, or look for NaN in the features.")
             for k, v in m.items():
-                self.sums[k] = self.sums.get(k, 0.0) + v * float(n)
-            self.sums["_n"] = self.sums.get("_n", 0.0) + float(n)
+                sums[k] = sums.get(k, 0.0) + v * float(n)
+            sums["_n"] = sums.get("_n", 0.0) + float(n)
             self.step += 1
-            self.writer.write(self.step, {"kind": "step", "phase": self.phase,
-                                          "epoch": self.epoch, **m})
+            self.writer.write(self.step, {**head, **m}, tensorboard=False)
+        # TensorBoard gets the call's means at its last step: a scalar event costs ~0.1 ms of
+        # the host, and a step on an accelerator is under 1 ms
+        w = n_real / max(float(n_real.sum()), 1.0)
+        self.writer.write(self.step, {**head, **{k: float(np.dot(v, w)) for k, v in got.items()}},
+                          jsonl=False)
+
+    def end_epoch(self, g: int, phase: str, epoch: int, val) -> None:
+        sums = self.sums.pop(g)
+        now = time.time()
+        record = {k: v / sums["_n"] for k, v in sums.items() if k != "_n"}
+        record["seconds"] = now - self.clock  # since the last epoch's record (compilation too)
+        record["examples_per_s"] = sums["_n"] / record["seconds"]
+        self.clock = now
+        if val is not None:
+            record.update({f"val_{k}": x for k, x in _to_host(val).items()})
+        self.writer.write(self.step, {"kind": "epoch", "phase": phase, "epoch": epoch, **record})
+        self.summary = {"phase": phase, "epoch": epoch, **record}
+        self.bar.update()
+        self.bar.set_postfix(phase=phase, loss=f"{record['loss']:.4g}")
 
 
 def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool = True) -> dict:
     """Both phases with checkpoints in WORKDIR/checkpoints (resumed automatically) and the best
-    parameters by validation loss in WORKDIR/checkpoints/best. Returns the final summary."""
+    parameters by validation loss in WORKDIR/checkpoints/best. Returns the final summary.
+
+    Checkpoints are written every `tc.checkpoint_every_s` seconds (0: every epoch), at the end of
+    each phase, and on SIGTERM / Ctrl-C; the best parameters are tracked on the device every
+    epoch and written with them."""
     mesh = make_mesh()
     n_dev = mesh.devices.size
     if tc.batch % n_dev:
@@ -423,25 +473,49 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
             log.info("train: resumed from %s/%d (%d epochs done)", ckpt_dir, done, done)
     skip, partial = 0, {}  # batches of epoch `done` already trained, and their metric sums
     position = read_json(wd.checkpoints.preempted_position)
-    if position and position["epoch"] == done:
+    if position and position["epoch"] >= done:
         state = state.replace(**ocp.StandardCheckpointer().restore(
             wd.checkpoints.preempted, _checkpoint(state)))
-        skip, partial = position["batch"], position["sums"]
+        done, skip, partial = position["epoch"], position["batch"], position["sums"]
         log.info("train: resumed mid-epoch from %s (%d epochs and %d batches done)",
                  wd.checkpoints.preempted, done, skip)
-    elif position:  # saved before a later epoch finished: nothing to resume from
+    elif position:  # older than the newest checkpoint: nothing to resume from
         _clear_preempted(wd)
     start = done
     writer = MetricsWriter(wd)
     steps = {ph: make_steps(model, mesh, ph, tc.loss, tc.batch, tc.model.latent)
              for ph in PHASES}
     order_of = make_order(mesh, tc.batch)
-    step = int(state.step)  # the host's count from here on: reading the device's would wait
     calls = dict.fromkeys(PHASES, 0)  # calls made by this process, per phase
     total = tc.pretrain_epochs + tc.epochs
-    summary: dict = {}
     bar = tqdm(total=total, initial=done, desc="epochs", unit="epoch", disable=not progress,
                file=sys.stderr)
+    # the host's count of steps from here on: reading the device's would wait
+    ledger = _Ledger(writer, int(state.step), lambda: f"{ckpt_dir}/{latest.latest_step()}", bar)
+    ledger.sums[start] = dict(partial)
+    tracked = {"params": jax.tree.map(jnp.copy, state.params),
+               "val_loss": put(mesh, np.array(np.inf, np.float32)),
+               "step": put(mesh, np.array(-1, np.int32))}
+    written = {"best": best.latest_step() or 0, "preempted": bool(skip), "at": time.time()}
+
+    def write_best() -> None:
+        step_, loss = (x.item() for x in jax.device_get((tracked["step"], tracked["val_loss"])))
+        if step_ > written["best"]:
+            best.save(step_, args=ocp.args.StandardSave({"params": tracked["params"]}),
+                      metrics={"val_loss": loss})
+            written["best"] = step_
+
+    def save(g: int) -> None:
+        """Everything after epoch g: the host's work done first, so that a non-finite loss
+        stops the run before its state is written."""
+        ledger.run()
+        latest.save(g + 1, args=ocp.args.StandardSave(_checkpoint(state)))
+        write_best()
+        if written["preempted"]:
+            _clear_preempted(wd)
+            written["preempted"] = False
+        written["at"] = time.time()
+
     stop = _StopRequest()
     try:
         stop.__enter__()
@@ -451,12 +525,10 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
             table = tables[phase]
             n_batches = -(-table.shape[0] // tc.batch)
             train_steps, evaluate = steps[phase]
-            log_ = _EpochLog(phase, epoch, dict(partial) if g == start else {}, step,
-                             writer, lambda: f"{ckpt_dir}/{latest.latest_step()}")
-            t0 = time.time()
+            ledger.sums.setdefault(g, {})
             rng = put(mesh, np.array([tc.seed, PHASES.index(phase), epoch], np.int32))
             order = order_of(rng, table.shape[0])
-            pending, end = None, skip if g == start else 0
+            end = skip if g == start else 0
             for lo in range(end, n_batches, tc.steps_per_call):
                 end = min(lo + tc.steps_per_call, n_batches)
                 # the first phase-2 call compiles its step: trace the second (once)
@@ -471,47 +543,43 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
                     jax.profiler.stop_trace()
                     log.info("train: profile of %d steps in %s (tensorboard --logdir %s)",
                              end - lo, wd.profile, wd.profile)
-                if pending is not None:
-                    log_.add(pending)
-                pending = _Call(lo, metrics, n_real)
+                ledger.queue.append(functools.partial(
+                    ledger.add, g, _Call(phase, epoch, lo, metrics, n_real)))
+                ledger.run(keep=1)
                 if stop.signum is not None:
                     break
-            if pending is not None:
-                log_.add(pending)
-            sums, step = log_.sums, log_.step
             if stop.signum is not None and end < n_batches:
+                ledger.run()
                 latest.wait_until_finished()
-                _save_preempted(wd, state, {"epoch": g, "batch": end, "sums": sums})
+                write_best()
+                _save_preempted(wd, state, {"epoch": g, "batch": end, "sums": ledger.sums[g]})
                 raise Preempted(
                     f"stopped by {signal.Signals(stop.signum).name} in {phase} epoch {epoch} "
                     f"after batch {end - 1}; the state is saved in {wd.checkpoints.preempted}: "
                     "run the same command again to resume from there")
-            record = {k_: v / sums["_n"] for k_, v in sums.items() if k_ != "_n"}
-            record["seconds"] = time.time() - t0
-            record["examples_per_s"] = sums["_n"] / record["seconds"]
+            v = None
             if phase == "train":
-                v = _to_host(evaluate(state.params, val, consts))
-                record.update({f"val_{k_}": x for k_, x in v.items()})
-            writer.write(step, {"kind": "epoch", "phase": phase, "epoch": epoch, **record})
-            latest.save(g + 1, args=ocp.args.StandardSave(_checkpoint(state)))
-            if g == start and skip:
-                _clear_preempted(wd)
-            if phase == "train":
-                best.save(g + 1, args=ocp.args.StandardSave({"params": state.params}),
-                          metrics={"val_loss": record["val_loss"]})
-            summary = {"phase": phase, "epoch": epoch, **record}
-            bar.update()
-            bar.set_postfix(phase=phase, loss=f"{record['loss']:.4g}")
+                v = evaluate(state.params, val, consts)
+                tracked = keep_best(tracked, state.params, v["loss"],
+                                    put(mesh, np.array(g + 1, np.int32)))
+            ledger.queue.append(functools.partial(ledger.end_epoch, g, phase, epoch, v))
+            if (g + 1 in (tc.pretrain_epochs, total) or stop.signum is not None
+                    or time.time() - written["at"] >= tc.checkpoint_every_s):
+                save(g)
             if stop.signum is not None:  # it came in the epoch's last call, or after it
                 raise Preempted(f"stopped by {signal.Signals(stop.signum).name} after {phase} "
                                 f"epoch {epoch}; its checkpoint is in {ckpt_dir}: run the same "
                                 "command again to resume")
+    except NonFiniteLoss:
+        write_best()  # what validation chose before the loss went bad
+        raise
     finally:
         stop.__exit__()
         bar.close()
         latest.wait_until_finished()
         best.wait_until_finished()
         writer.close()
+    summary = dict(ledger.summary)
     summary["best_step"] = best.best_step()
     summary["resumed_from"] = start  # epochs already done when this call began
     summary["resumed_batches"] = skip  # and batches of the next one (after a preemption)

@@ -224,33 +224,63 @@ def _assert_same_params(a, b, atol=1e-6):
         np.testing.assert_allclose(y, x, atol=atol)
 
 
-def test_sigterm_mid_epoch_saves_at_the_next_step_and_resumes_there(tmp_path, monkeypatch):
+@pytest.mark.parametrize("every_s", [0, 1e9])
+def test_sigterm_mid_epoch_saves_at_the_next_step_and_resumes_there(tmp_path, monkeypatch,
+                                                                    every_s):
     """Deterministic: SIGTERM arrives while the host logs the first call of train epoch 1 (one
     step per call); the call after it is already on the device, so the state is saved after
-    batch 1, and the rerun trains from batch 2."""
+    batch 1, and the rerun trains from batch 2. With checkpoints every epoch, or (1e9 s) only
+    at the phases' ends: then the newest checkpoint is older than the saved state."""
     data = tiny_data()
-    tc = dataclasses.replace(tiny_config(epochs=3), steps_per_call=1)
+    tc = dataclasses.replace(tiny_config(epochs=3), steps_per_call=1, checkpoint_every_s=every_s)
     full, cut = Workdir(tmp_path / "full"), Workdir(tmp_path / "cut")
     train.train_and_evaluate(data, tc, full, progress=False)
-    real = train._EpochLog.add
+    real = train._Ledger.add
 
-    def sigterm_in_train_epoch_1(self, call):
-        if (self.phase, self.epoch, call.first) == ("train", 1, 0):
+    def sigterm_in_train_epoch_1(self, g, call):
+        if (call.phase, call.epoch, call.first) == ("train", 1, 0):
             os.kill(os.getpid(), signal.SIGTERM)
-        return real(self, call)
+        return real(self, g, call)
 
-    monkeypatch.setattr(train._EpochLog, "add", sigterm_in_train_epoch_1)
+    monkeypatch.setattr(train._Ledger, "add", sigterm_in_train_epoch_1)
     with pytest.raises(train.Preempted, match="stopped by SIGTERM in train epoch 1 after batch "
                                               "1;.*run the same command again"):
         train.train_and_evaluate(data, tc, cut, progress=False)
     monkeypatch.undo()
     assert json.loads(open(cut.checkpoints.preempted_position).read())["batch"] == 2
+    assert sorted(os.listdir(cut.checkpoints.dir)) == (["1", "2", "best", "preempted",
+                                                        "preempted.json"] if every_s == 0 else
+                                                       ["1", "best", "preempted",
+                                                        "preempted.json"])
     summary = train.train_and_evaluate(data, tc, cut, progress=False)
     assert (summary["resumed_from"], summary["resumed_batches"]) == (2, 2)
     assert not os.path.exists(cut.checkpoints.preempted_position)
     _assert_same_params(_final_params(full, tc), _final_params(cut, tc))
     steps = [json.loads(x) for x in open(cut.metrics)]
     assert [r["step"] for r in steps if r["kind"] == "step"] == list(range(1, 1 + 1 + 3 * 3))
+
+
+def test_checkpoints_at_phase_ends_keep_the_same_best_and_latest(tmp_path):
+    """Checkpoints only at the phases' ends (the best parameters tracked on the device every
+    epoch) against checkpoints every epoch: the same best epoch and parameters, the same final
+    state, and only the phases' ends written."""
+    data = tiny_data()
+    runs = {}
+    for every_s in (0, 1e9):
+        tc = dataclasses.replace(tiny_config(epochs=6), checkpoint_every_s=every_s,
+                                 learning_rate=3e-2)
+        wd = Workdir(tmp_path / str(every_s))
+        summary = train.train_and_evaluate(data, tc, wd, progress=False)
+        best = train.load_params(wd, model.create(6, tc.model), data.train.shape[1])
+        runs[every_s] = summary, best, _final_params(wd, tc), sorted(os.listdir(wd.checkpoints.dir))
+    (s0, b0, f0, d0), (s1, b1, f1, d1) = runs[0], runs[1e9]
+    vals = [json.loads(x)["val_loss"] for x in open(tmp_path / "0" / "metrics.jsonl")
+            if '"epoch"' in x and "val_loss" in x]
+    assert s0["best_step"] == s1["best_step"] == 2 + int(np.argmin(vals))
+    assert s0["best_step"] < 7  # this learning rate makes validation worse at the end
+    _assert_same_params(b0, b1, atol=0)
+    _assert_same_params(f0, f1, atol=0)
+    assert d0[:-1] == ["6", "7"] and d1 == ["1", "7", "best"]
 
 
 def test_steps_per_call_changes_nothing_but_speed(tmp_path):

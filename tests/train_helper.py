@@ -31,7 +31,9 @@ def tiny_data(seed: int = 0) -> train.Data:
 
 
 def tiny_config(epochs: int = 2) -> train.TrainConfig:
+    """Checkpoints after every epoch (checkpoint_every_s=0), which the fault tests need."""
     return train.TrainConfig(batch=8, learning_rate=1e-3, pretrain_epochs=1, epochs=epochs,
+                             checkpoint_every_s=0,
                              model=model.ModelConfig(latent=4, encoder_hidden=32,
                                                      decoder_hidden=8))
 

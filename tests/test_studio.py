@@ -135,16 +135,20 @@ def test_sfz_regions_are_the_layers(studio, recipe, tmp_path):
     text = (tmp_path / "layered.sfz").read_text()
     regions = kits.parse_sfz_text(text)
     assert len(regions) == len(layers)
+    # every region at its weight plus one master level (tests/test_sfizz.py plays them)
+    master = float(regions[0]["volume"]) - 20 * np.log10(w[layers[0]])
     for reg, i in zip(regions, layers, strict=True):
-        assert float(reg["volume"]) == pytest.approx(20 * np.log10(w[i]), abs=1e-3)
+        assert float(reg["volume"]) == pytest.approx(20 * np.log10(w[i]) + master, abs=2e-3)
         assert float(reg["delay"]) == pytest.approx(0.0125 if i == layers[0] else 0.0, abs=1e-4)
         x, sr, subtype = read_wav((tmp_path / "samples" / reg["sample"]).read_bytes())
         assert (sr, subtype) == (44100, "PCM_24") and len(x) == 44100
         # the region's sample is source i itself (resampled to 44.1 kHz), not another layer
         want = audio.resample(b.sources[i], 22050, 44100)
         assert np.corrcoef(x, want)[0, 1] > 0.999
+        # the delayed layer holds 12.5 ms less, so that its decay starts with the mix's
         assert (reg["ampeg_attack"], reg["ampeg_hold"], reg["ampeg_decay"]) == (
-            "0.0020", "0.2500", "0.6000")
+            "0.0020", "0.2375" if i == layers[0] else "0.2500",
+            f"{0.6 * engine.SFZ_DECAY_DB / 60:.4f}")
 
 
 def test_corpus_source_and_original(studio):

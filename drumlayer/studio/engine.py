@@ -153,19 +153,26 @@ def stems_zip(parts: dict[int, np.ndarray], names: list[str], env: np.ndarray, g
     return buf.getvalue()
 
 
+# sfizz's ampeg decay is exp(-9 t / ampeg_decay): 180 / ln 10 = 78.2 dB over ampeg_decay (measured
+# in tests/test_sfizz.py); the studio's envelope falls 60 dB over its decay
+SFZ_DECAY_DB = 180.0 / np.log(10.0)
+
+
 def sfz_zip(weights: np.ndarray, sources: np.ndarray, names: list[str],
             offsets: dict[int, int], attack: float, hold: float, decay: float, gain_db: float,
             sample_rate: int, rate: int, recipe: dict) -> bytes:
     """An SFZ instrument whose regions are the layers (each source at its weight as volume, its
     offset as delay; the envelope as ampeg_*), with the samples (24-bit, rate): a zip."""
     idx = [int(i) for i in np.flatnonzero(weights)]
-    dry = render(weights, sources, offsets, np.ones(sources.shape[1], np.float32), 0.0)
-    _, scale = export_scale(dry, sample_rate, sample_rate)
-    master = 20 * np.log10(scale)  # the dry mix at the export peak
+    env = envelope(sources.shape[1], sample_rate, attack, hold, decay)
+    _, scale = export_scale(render(weights, sources, offsets, env, gain_db), sample_rate, rate)
+    master = 20 * np.log10(scale)  # the level of the WAV export (its peak at `rate`)
+    # The master level goes into every region's volume: a region's `volume` replaces the
+    # <global> one rather than adding to it (sfizz plays it so).
     lines = ["// drumlayer: a layered one-shot; every region is one layer of the mix",
              "<control> default_path=samples/", "<global> lokey=0 hikey=127 "
              f"pitch_keycenter=60 ampeg_attack={attack:.4f} ampeg_hold={hold:.4f} "
-             f"ampeg_decay={decay:.4f} ampeg_sustain=0 volume={master + gain_db:.3f}"]
+             f"ampeg_decay={decay * SFZ_DECAY_DB / 60.0:.4f} ampeg_sustain=0"]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for n, i in enumerate(idx):
@@ -174,9 +181,12 @@ def sfz_zip(weights: np.ndarray, sources: np.ndarray, names: list[str],
             x = audio.resample(x, sample_rate, rate) if rate != sample_rate else x
             z.writestr(f"samples/{fname}", wav_bytes(x, rate, "PCM_24"))
             delay = offsets.get(i, 0) / sample_rate
-            volume = max(20 * np.log10(weights[i]), -144.0)  # SFZ's range
+            volume = max(20 * np.log10(weights[i]) + master + gain_db, -144.0)  # SFZ's range
+            # a region's envelope starts with the region: a delayed layer holds that much less,
+            # so that its decay starts when the mix's does
+            held = f" ampeg_hold={max(hold - delay, 0.0):.4f}" if delay > 0 else ""
             lines.append(f"<region> sample={fname} volume={volume:.3f}"
-                         f" delay={delay:.4f} // {names[i]}")
+                         f" delay={delay:.4f}{held} // {names[i]}")
         z.writestr("layered.sfz", "\n".join(lines) + "\n")
         z.writestr("recipe.json", json.dumps(recipe, indent=1))
     return buf.getvalue()

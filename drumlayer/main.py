@@ -2,9 +2,10 @@
 
     python -m drumlayer.main --config=configs/snare.py [--workdir=runs/snare]
 
-Logs the devices, then runs the stages of `drumlayer.pipeline` into the workdir. A config field
-the run cannot use, missing samples or a non-finite loss end it with one line saying what to do
-(exit status 1); anything else keeps its traceback.
+Logs the devices, then runs the stages of `drumlayer.pipeline` into the workdir (or, for a
+config with a `kit` section such as configs/kit.py, those of every category: `drumlayer.kit`).
+A config field the run cannot use, missing samples or a non-finite loss end it with one line
+saying what to do (exit status 1); anything else keeps its traceback.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def main(argv):
     logging.get_absl_handler().addFilter(_QuietLibraries())
     import jax
 
-    from drumlayer import cli, pipeline, train
+    from drumlayer import cli, kit, pipeline, train
     from drumlayer.errors import DrumlayerError
 
     cli.compilation_cache()
@@ -47,7 +48,7 @@ def main(argv):
     logging.info("JAX %s, process %d of %d, devices: %s", jax.__version__, jax.process_index(),
                  jax.process_count(), jax.devices())
     try:
-        pipeline.run(config, workdir)
+        (kit.run if kit.is_kit(config) else pipeline.run)(config, workdir)
     except DrumlayerError as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)

@@ -55,10 +55,9 @@ def cached(name: str, stamp_path: str, stamp: dict, run: Callable[[], object],
 # ----------------------------------------------------------------------------- stages
 
 
-def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
-    """The corpus (or procedural snares) and its augmented training targets; a corpus too small
-    for the config is refused (configs.check_split) before it is augmented. Returns the stamp
-    that later stages are made from."""
+def build_corpus(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
+    """The corpus of config.data (or procedural snares) in WORKDIR/corpus, unless it is up to
+    date. Returns the stamp that later stages are made from."""
     opts = configs.corpus_options(config)
     cd = wd.corpus
     if config.data.synthetic and not config.data.roots:
@@ -69,6 +68,24 @@ def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
         build = lambda: corpus.build(roots, cd.dir, opts)  # noqa: E731
     stamp = {"fingerprint": corpus.fingerprint(roots, opts, cd.dir)}
     cached("corpus", cd.stamp, stamp, build, cd.dir)
+    return stamp
+
+
+def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir,
+                 shared: Workdir | None = None) -> dict:
+    """The corpus and its augmented training targets; a corpus too small for the config is
+    refused (configs.check_split) before it is augmented. With `shared` (the kit job), the
+    corpus is config.data.category's clips of shared's corpus of every category, not a build of
+    its own. Returns the stamp that later stages are made from."""
+    cd = wd.corpus
+    if shared is None:
+        stamp = build_corpus(config, wd)
+    else:
+        whole = read_json(shared.corpus.stamp)["fingerprint"]
+        stamp = {"fingerprint": hashlib.sha1(
+            f"{whole}:{config.data.category}".encode()).hexdigest()}
+        cached("corpus", cd.stamp, stamp, lambda: corpus.subset(
+            shared.corpus.dir, cd.dir, config.data.category), cd.dir)
     # a corpus that cannot train this config is refused before anything is made from it
     configs.check_split(config, read_json(cd.meta)["split"])
     n_aug = int(config.data.augment_per_clip)
@@ -229,15 +246,21 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     # one writer per workdir; in a multi-process run the processes write together, and
     # process 0 holds the lock for them
     with (lock.exclusive(wd) if jax.process_index() == 0 else contextlib.nullcontext()):
-        _run_stages(config, wd)
+        run_stages(config, wd)
 
 
-def _run_stages(config: ml_collections.ConfigDict, wd: Workdir) -> None:
+def write_config(config: ml_collections.ConfigDict, wd: Workdir) -> None:
     os.makedirs(wd.root, exist_ok=True)
     with open(wd.config, "w") as f:
         f.write(config.to_json_best_effort(indent=2))
     log.info("workdir: %s", wd.root)
-    corpus_stamp = stage_corpus(config, wd)
+
+
+def run_stages(config: ml_collections.ConfigDict, wd: Workdir,
+               shared: Workdir | None = None) -> None:
+    """Every stage into wd (no lock: the caller holds one); `shared`: see stage_corpus."""
+    write_config(config, wd)
+    corpus_stamp = stage_corpus(config, wd, shared)
     stage_features(config, wd, corpus_stamp)
     stage_selection(config, wd, corpus_stamp)
     trained = stage_train(config, wd)

@@ -118,6 +118,13 @@ class Workdir:
     profile = property(lambda s: s._p("profile"))  # train.profile: a jax.profiler trace
     bundle = property(lambda s: BundleDir(s._p("bundle")))
     eval = property(lambda s: EvalDir(s._p("eval")))
+    # the kit job (drumlayer.kit): one workdir per category inside, and what each came to
+    kit_summary = property(lambda s: s._p("kit.json"))
+    kit_report = property(lambda s: s._p("kit.md"))
+
+    def category(self, name: str) -> Workdir:
+        """The kit job's workdir of one drum category."""
+        return Workdir(self._p(name))
 
 
 def read_json(path: str):

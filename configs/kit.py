@@ -1,0 +1,26 @@
+"""A whole drum kit: one layering model per category, from one corpus of every category.
+
+    python -m drumlayer.main --config=configs/kit.py            # the open kits, or data.roots
+    python -m drumlayer.main --config=configs/kit.py:smoke      # tiny: CI
+
+Each category gets the recipe of configs/snare.py (40 sources, 16 augmented variants of each
+training clip), with fewer sources where a category has fewer training clips; a category too
+small to train is skipped with what it needs. Outputs: WORKDIR/<category>/ (a main job's
+workdir each) and WORKDIR/kit.md.
+"""
+
+import ml_collections
+
+from drumlayer import configs
+
+snare = configs.sibling(__file__, "snare.py")
+
+CATEGORIES = ("kick", "snare", "closed-hat", "open-hat", "tom", "clap", "rim", "cymbal")
+
+
+def get_config(arg: str | None = None):
+    c = snare.get_config(arg)
+    c.data.category = "all"  # the corpus: every category at once
+    c.kit = ml_collections.ConfigDict()
+    c.kit.categories = CATEGORIES
+    return c

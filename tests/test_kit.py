@@ -1,0 +1,77 @@
+"""The kit job (configs/kit.py): one corpus of every category, one model per category."""
+
+import json
+import logging
+import os
+
+import numpy as np
+import soundfile as sf
+
+from drumlayer import configs, kit
+from drumlayer.dataset import read_manifest
+from drumlayer.workdir import Workdir
+
+from kitgen import hit
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _kits(root, n: int = 20, claps: int = 3) -> None:
+    """n folders (kits), each with a kick and a snare; the first `claps` also a clap."""
+    for k in range(n):
+        d = root / f"kit{k:02d}"
+        d.mkdir(parents=True)
+        sf.write(d / "kick.wav", hit(22050, freq=45 + 4 * k, noise=0.1, seed=100 + k), 22050)
+        sf.write(d / "snare.wav", hit(22050, freq=170 + 9 * k, noise=0.6, seed=200 + k), 22050)
+        if k < claps:
+            sf.write(d / "clap.wav", hit(22050, freq=900 + 60 * k, noise=0.95, seed=300 + k),
+                     22050)
+
+
+def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(tmp_path, caplog):
+    _kits(tmp_path / "samples")
+    config = configs.load(os.path.join(ROOT, "configs", "kit.py:smoke"))
+    with config.unlocked():
+        config.data.roots = (str(tmp_path / "samples"),)
+        config.data.split = (0.7, 0.15, 0.15)  # 3 test kits: each category is evaluated
+    wd = Workdir(tmp_path / "run")
+    with caplog.at_level(logging.INFO):
+        summary = kit.run(config, wd.root)
+    cats = summary["categories"]
+    assert list(cats) == list(config.kit.categories)
+    assert {c for c, e in cats.items() if "skipped" not in e} == {"kick", "snare"}
+    assert cats["clap"]["clips"] == 3 and "add samples" in cats["clap"]["skipped"]
+    assert cats["tom"]["clips"] == 0 and cats["tom"]["skipped"].startswith("no tom clips")
+    assert "kit: clap skipped:" in caplog.text
+
+    # one corpus, built once; each category's corpus is its clips of it, with the same split
+    whole = read_manifest(wd.corpus)
+    assert {r["category"] for r in whole} == {"kick", "snare", "clap"}
+    for cat in ("kick", "snare"):
+        sub = wd.category(cat)
+        rows = read_manifest(sub.corpus)
+        mine = [r for r in whole if r["category"] == cat]
+        assert [(r["file"], r["split"]) for r in rows] == [(r["file"], r["split"]) for r in mine]
+        assert cats[cat]["clips"] == len(rows) == 20
+        clips = np.load(sub.corpus.clips)
+        all_clips = np.load(wd.corpus.clips)
+        np.testing.assert_array_equal(clips, all_clips[[int(r["id"]) for r in mine]])
+        # a whole main job's outputs, and its scores in the summary
+        assert os.path.exists(sub.bundle.params) and os.path.exists(sub.eval.report)
+        assert set(cats[cat]["test"]) == {"model", "matching_pursuit"}
+        assert cats[cat]["sources"] == 8
+    # a kit's snare and kick are on the same side of the split
+    side = {}
+    for r in whole:
+        side.setdefault(r["kit"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in side.values())
+    report = open(wd.kit_report).read()
+    assert "| kick | 20 (" in report and "| clap | 3 (" in report and "skipped:" in report
+    assert json.load(open(wd.kit_summary)) == summary
+
+    # a rerun repeats nothing
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        kit.run(config, wd.root)
+    assert "corpus: up to date" in caplog.text
+    assert "train: done" not in caplog.text and "evaluate: done" not in caplog.text

@@ -297,7 +297,8 @@ def build(
     n_found = len(cands)
     if opts.category != "all":
         cands = [c for c in cands if c.category == opts.category]
-    log.info("corpus: %d candidates found, %d are %s", n_found, len(cands), opts.category)
+    log.info("corpus: %d candidates found, %d are %s", n_found, len(cands),
+             "of any category" if opts.category == "all" else opts.category)
     spec = opts.spec
     tmp_path = cd.clips + ".tmp.npy"
     kept: list[kits.Candidate] = []

@@ -28,6 +28,14 @@ def _kits(root, n: int = 20, claps: int = 3) -> None:
                      22050)
 
 
+def test_a_category_gets_at_most_half_its_training_pool_as_sources():
+    config = configs.load(os.path.join(ROOT, "configs", "kit.py"))
+    for train, want in ((33, 16), (80, 40), (300, 40)):
+        c = kit.category_config(config, "clap", {"train": train, "val": 4, "test": 4})
+        assert (c.data.category, int(c.selection.k)) == ("clap", want)
+        assert "kit" not in c and config.kit.categories  # the original is untouched
+
+
 def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(tmp_path, caplog):
     _kits(tmp_path / "samples")
     config = configs.load(os.path.join(ROOT, "configs", "kit.py:smoke"))
@@ -59,7 +67,7 @@ def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(tmp_pa
         # a whole main job's outputs, and its scores in the summary
         assert os.path.exists(sub.bundle.params) and os.path.exists(sub.eval.report)
         assert set(cats[cat]["test"]) == {"model", "matching_pursuit"}
-        assert cats[cat]["sources"] == 8
+        assert cats[cat]["sources"] == min(8, cats[cat]["split"]["train"] // 2)
     # a kit's snare and kick are on the same side of the split
     side = {}
     for r in whole:

@@ -5,10 +5,12 @@ import logging
 import os
 
 import numpy as np
+import pytest
 import soundfile as sf
 
-from drumlayer import configs, kit
+from drumlayer import configs, kit, kitexport, kits
 from drumlayer.dataset import read_manifest
+from drumlayer.errors import DrumlayerError
 from drumlayer.workdir import Workdir
 
 from kitgen import hit
@@ -36,21 +38,45 @@ def test_a_category_gets_at_most_half_its_training_pool_as_sources():
         assert "kit" not in c and config.kit.categories  # the original is untouched
 
 
-def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(tmp_path, caplog):
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture(scope="module")
+def kit_run(tmp_path_factory):
+    """A kit job on 20 generated kits: (config, workdir, summary, its log lines)."""
+    tmp_path = tmp_path_factory.mktemp("kit")
     _kits(tmp_path / "samples")
     config = configs.load(os.path.join(ROOT, "configs", "kit.py:smoke"))
     with config.unlocked():
         config.data.roots = (str(tmp_path / "samples"),)
         config.data.split = (0.7, 0.15, 0.15)  # 3 test kits: each category is evaluated
     wd = Workdir(tmp_path / "run")
-    with caplog.at_level(logging.INFO):
+    lines, logger = _Lines(), logging.getLogger("drumlayer")
+    level = logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    try:
         summary = kit.run(config, wd.root)
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+    return config, wd, summary, "\n".join(lines.lines)
+
+
+def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_run, caplog):
+    config, wd, summary, log_text = kit_run
     cats = summary["categories"]
     assert list(cats) == list(config.kit.categories)
     assert {c for c, e in cats.items() if "skipped" not in e} == {"kick", "snare"}
     assert cats["clap"]["clips"] == 3 and "add samples" in cats["clap"]["skipped"]
     assert cats["tom"]["clips"] == 0 and cats["tom"]["skipped"].startswith("no tom clips")
-    assert "kit: clap skipped:" in caplog.text
+    assert "kit: clap skipped:" in log_text
 
     # one corpus, built once; each category's corpus is its clips of it, with the same split
     whole = read_manifest(wd.corpus)
@@ -83,3 +109,36 @@ def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(tmp_pa
         kit.run(config, wd.root)
     assert "corpus: up to date" in caplog.text
     assert "train: done" not in caplog.text and "evaluate: done" not in caplog.text
+
+
+def test_the_exported_kit_plays_in_sfizz_and_reads_back_as_a_hydrogen_kit(kit_run, tmp_path):
+    pysfizz = pytest.importorskip("pysfizz", reason="the dev extra installs pysfizz (sfizz)")
+    _, wd, _, _ = kit_run
+    paths = kitexport.write(kitexport.pads(wd.root, variations=3), str(tmp_path / "out"))
+    recipes = json.load(open(paths["recipes"]))
+    assert set(recipes) == {"kick", "snare"}  # the pads with a model; the others stay empty
+    synth = pysfizz.Synth(sample_rate=48000, block_size=256)
+    assert synth.load_sfz_file(paths["sfz"])
+    assert synth.playable_keys == [36, 38]  # kick and snare on the General MIDI map
+    for category, key in (("kick", 36), ("snare", 38)):
+        samples = [sf.read(tmp_path / "out" / "samples" / f"{category}_{i}.wav")[0][:24000]
+                   for i in (1, 2, 3)]
+        assert all(np.corrcoef(a, b)[0, 1] < 0.9999 for a, b in
+                   ((samples[0], samples[1]), (samples[1], samples[2])))  # distinct variants
+        played = []
+        for _ in range(4):  # the round robin: 1, 2, 3, then 1 again
+            y = synth.render_note(key, 127, 0.5, 0.5).mean(axis=0)[1:24000]
+            assert np.sqrt(np.mean(y ** 2)) > 1e-3
+            played.append(1 + int(np.argmax([np.corrcoef(y, x[:23999])[0, 1]
+                                             for x in samples])))
+        assert played == [1, 2, 3, 1]
+        # each variant is the mix of its recipe's weights
+        assert len(recipes[category]["weights"]) == 3
+    found, _ = kits.discover([os.path.dirname(paths["hydrogen"])])
+    assert sorted((c.instrument, c.category, c.source_format) for c in found) == [
+        ("Kick", "kick", "hydrogen"), ("Snare", "snare", "hydrogen")]
+
+
+def test_exporting_a_workdir_that_is_not_a_kit_says_what_to_do(tmp_path):
+    with pytest.raises(DrumlayerError, match="run the kit job first"):
+        kitexport.pads(str(tmp_path))

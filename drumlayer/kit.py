@@ -20,7 +20,7 @@ import time
 import jax
 import ml_collections
 
-from drumlayer import configs, lock, pipeline
+from drumlayer import configs, lock, pipeline, train
 from drumlayer.dataset import SPLITS, read_manifest
 from drumlayer.errors import DrumlayerError
 from drumlayer.workdir import Workdir, read_json, write_json
@@ -95,6 +95,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             t0 = time.time()
             try:
                 pipeline.run_stages(c, sub, shared=wd)
+            except train.Preempted:  # SIGTERM / Ctrl-C stops the whole job (rerun resumes)
+                raise
             except DrumlayerError as e:  # the other categories still train
                 entry["failed"] = str(e)
                 log.error("kit: %s failed: %s", category, e)

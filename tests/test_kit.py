@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from drumlayer import configs, kit, kitexport, kits
+from drumlayer import configs, kit, kitexport, kits, pipeline, train
 from drumlayer.dataset import read_manifest
 from drumlayer.errors import DrumlayerError
 from drumlayer.workdir import Workdir
@@ -32,8 +32,8 @@ def _kits(root, n: int = 20, claps: int = 3) -> None:
 
 def test_a_category_gets_at_most_half_its_training_pool_as_sources():
     config = configs.load(os.path.join(ROOT, "configs", "kit.py"))
-    for train, want in ((33, 16), (80, 40), (300, 40)):
-        c = kit.category_config(config, "clap", {"train": train, "val": 4, "test": 4})
+    for n_train, want in ((33, 16), (80, 40), (300, 40)):
+        c = kit.category_config(config, "clap", {"train": n_train, "val": 4, "test": 4})
         assert (c.data.category, int(c.selection.k)) == ("clap", want)
         assert "kit" not in c and config.kit.categories  # the original is untouched
 
@@ -142,3 +142,28 @@ def test_the_exported_kit_plays_in_sfizz_and_reads_back_as_a_hydrogen_kit(kit_ru
 def test_exporting_a_workdir_that_is_not_a_kit_says_what_to_do(tmp_path):
     with pytest.raises(DrumlayerError, match="run the kit job first"):
         kitexport.pads(str(tmp_path))
+
+
+def test_a_failing_category_lets_the_others_finish_but_a_preemption_stops_the_job(
+        kit_run, monkeypatch):
+    config, wd, _, _ = kit_run
+    real = pipeline.run_stages
+
+    def kick_fails(c, sub, shared=None):
+        if c.data.category == "kick":
+            raise train.NonFiniteLoss("non-finite loss (nan) in train epoch 0 batch 0")
+        return real(c, sub, shared)
+
+    monkeypatch.setattr(pipeline, "run_stages", kick_fails)
+    with pytest.raises(DrumlayerError, match="kit: kick failed .*non-finite loss"):
+        kit.run(config, wd.root)
+    cats = json.load(open(wd.kit_summary))["categories"]
+    assert "failed" in cats["kick"] and "test" in cats["snare"]  # snare still finished
+    assert "| kick | 20 (" in open(wd.kit_report).read()
+
+    def preempted(c, sub, shared=None):
+        raise train.Preempted("stopped by SIGTERM")
+
+    monkeypatch.setattr(pipeline, "run_stages", preempted)
+    with pytest.raises(train.Preempted):
+        kit.run(config, wd.root)

@@ -73,6 +73,11 @@ def _child_main(target, args, q):
            "workers_peak_rss_mb": peak_rss_mb(resource.RUSAGE_CHILDREN)})
 
 
+def duration(seconds: float) -> str:
+    """'42 s' under two minutes, else '3.5 min'."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def print_table(header, rows) -> None:
     widths = [max(len(h), *(len(str(r[h])) for r in rows)) for h in header]
     print(" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))

@@ -122,7 +122,7 @@ def bench_train(args) -> dict:
     harness.print_table(("what", "seconds", "steps_per_s"), rows)
     print(f"loop / scan reference: {loop['loop_vs_scan']:.1%}")
     print(f"paper-scale recipe ({k} sources, {n_targets} targets, {pre_epochs} + {epochs} "
-          f"epochs): about {estimate / 60:.1f} min of training on {jax.device_count()} "
+          f"epochs): about {harness.duration(estimate)} of training on {jax.device_count()} "
           f"{jax.default_backend()} device(s)")
     return {"rows": rows, **loop, "devices": jax.device_count(),
             "backend": jax.default_backend(),

@@ -13,8 +13,9 @@ function, no Python loop per pair or clip).
 - principal directions (4.2): every test clip moved along each of the bundle's PCA directions
   over z +- pca_range * u_j;
 - cardinality (4.3): weights above 0.001 / 0.01 / 0.04 and the largest weight, per test clip;
-- reconstruction (4.4): the model's raw and pruned (< 0.04 removed) mixes and the baselines' mixes
-  of the same sources, measured against the test clips.
+- reconstruction (4.4): the model's raw and pruned (< 0.04 removed) mixes, the recipes refined
+  by analysis by synthesis (`analyze`: the weights, and the latent alone) and the baselines'
+  mixes of the same sources, measured against the test clips, with each method's time per sound.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drumlayer import audio, baselines, metrics, model, spectral
+from drumlayer import analyze, audio, baselines, metrics, model, spectral
+from drumlayer.blocks import in_blocks
 from drumlayer.bundle import Bundle
 from drumlayer.dataset import Dataset
 from drumlayer.errors import DrumlayerError
@@ -149,8 +151,9 @@ class Scores:
 class Fit:
     """One method's mixes of the test clips: its weights [N, k] and their scores."""
 
-    weights: np.ndarray
+    weights: np.ndarray  # times the recipe's gain, where it has one
     scores: Scores
+    seconds_per_sound: float = 0.0  # to find the weights (after compilation)
 
 
 @dataclasses.dataclass
@@ -164,21 +167,8 @@ class Results:
     interpolation: Interpolation
     pca: PrincipalDirections
     cardinality: dict  # metrics.cardinality of the model's weights
-    reconstruction: dict[str, Fit]  # 'model', 'model_pruned', then baselines.BASELINES
+    reconstruction: dict[str, Fit]  # 'model', 'model_pruned', REFINED, baselines.BASELINES
     seconds: dict[str, float]
-
-
-def in_blocks(fn, *arrays, block: int = BLOCK):
-    """fn over the leading axis of arrays [N, ...] in padded blocks of `block` rows (one shape,
-    one compilation); the outputs (a pytree of [block, ...]) are joined and cut back to N."""
-    n = arrays[0].shape[0]
-    outs = []
-    for i in range(0, n, block):
-        part = [np.asarray(a[i:i + block]) for a in arrays]
-        pad = block - part[0].shape[0]
-        part = [np.pad(p, [(0, pad)] + [(0, 0)] * (p.ndim - 1)) for p in part]
-        outs.append(jax.device_get(fn(*part)))
-    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[:n], *outs)
 
 
 @jax.jit
@@ -274,22 +264,43 @@ def principal_directions(b: Bundle, z: np.ndarray, ec: EvalConfig) -> PrincipalD
         active_layers=(w > metrics.ACTIVE).sum(-1).mean(axis=(0, 2)))
 
 
+REFINED = {"refined": "weights", "refined_latent": "latent"}  # method -> analyze mode
+
+
+def _timed(fn, n: int) -> tuple[np.ndarray, float]:
+    """(fn()'s weights, seconds per sound of n): timed on a second call, after compilation."""
+    jax.block_until_ready(fn())
+    t = time.perf_counter()
+    w = np.asarray(fn())
+    return w, (time.perf_counter() - t) / n
+
+
 def reconstruction(b: Bundle, test: TestSet, z: np.ndarray) -> dict[str, Fit]:
-    """Section 4.4 and the baselines: {method: Fit} for the model (raw and pruned) and every
-    baseline, all mixed from the same sources."""
+    """Section 4.4, the recipes refined by analysis by synthesis, and the baselines:
+    {method: Fit}, all mixed from the same sources."""
     f = b.config["features"]
-    w_model = decode(b, z)
+    n = len(test.ids)
     src_feats = np.asarray(b.features(b.sources))[:, :-1]  # spectra only: attack is not additive
-    candidates = {"model": w_model, "model_pruned": np.asarray(metrics.prune(w_model))}
+    fits = {"model": _timed(lambda: decode(b, encode(b, test.features)), n)}
+    fits["model_pruned"] = (np.asarray(metrics.prune(fits["model"][0])), fits["model"][1])
+    for name, mode in REFINED.items():
+        an = analyze.Analyzer.from_bundle(b, analyze.AnalyzeConfig(mode=mode))
+
+        def refined(an=an):
+            r = analyze.refine_all(an, test.audio)
+            return r.weights * r.gain[:, None]  # the gain is part of the recipe
+
+        fits[name] = _timed(refined, n)
     for name in baselines.BASELINES:
-        candidates[name] = np.asarray(baselines.fit(name, src_feats, test.features[:, :-1]))
+        fits[name] = _timed(lambda name=name: baselines.fit(
+            name, src_feats, test.features[:, :-1]), n)
     out, src = {}, jnp.asarray(b.sources)
     tc, tm = in_blocks(jax.jit(metrics.descriptors), test.audio)  # once, not once per method
-    for name, w in candidates.items():
+    for name, (w, seconds) in fits.items():
         m = in_blocks(lambda w_, t, tf, c_, m_: _compare(
             w_, src, t, tf, c_, m_, int(f["n_fft"]), int(f["hop"]), f["compression"]),
             w, test.audio, test.features, tc, tm)
-        out[name] = Fit(weights=w, scores=Scores(**m))
+        out[name] = Fit(weights=w, scores=Scores(**m), seconds_per_sound=seconds)
     return out
 
 
@@ -347,6 +358,8 @@ def summary(res: Results) -> dict:
         "cardinality": {k: _stats(v) for k, v in res.cardinality.items()},
         "reconstruction": {name: {k: _stats(v) for k, v in fit.scores.items()}
                            for name, fit in res.reconstruction.items()},
+        "reconstruction_ms_per_sound": {name: round(1e3 * fit.seconds_per_sound, 3)
+                                        for name, fit in res.reconstruction.items()},
         "seconds": res.seconds,
     }
 
@@ -370,7 +383,7 @@ def write_audio(res: Results, out: str, examples: int) -> list[str]:
     recon = res.reconstruction
     for i in range(min(examples, len(test.ids))):
         put(f"recon{i}_original.wav", test.audio[i])
-        for name in ("model", "model_pruned", "matching_pursuit"):
+        for name in ("model", "model_pruned", "refined", "matching_pursuit"):
             put(f"recon{i}_{name}.wav", np.asarray(b.mix(recon[name].weights[i:i + 1]))[0])
     it = res.interpolation
     steps = np.unique(np.linspace(0, len(it.alpha) - 1, 5).round().astype(int))

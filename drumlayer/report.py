@@ -26,6 +26,7 @@ RECON_COLUMNS = (("log_spectral_distance_db", "LSD (dB)"), ("mfcc_distance", "MF
                  ("multi_resolution_stft", "MR-STFT"), ("feature_mse", "feature MSE"),
                  ("active_layers", "active layers"), ("nonzero_layers", "non-zero layers"))
 METHOD_NAMES = {"model": "VAE (raw)", "model_pruned": "VAE (pruned < 0.04)",
+                "refined": "VAE + refined weights", "refined_latent": "VAE + refined latent",
                 "nnls": "NNLS", "nnls_simplex": "NNLS, sum to 1",
                 "matching_pursuit": "matching pursuit (<= 15)", "nearest": "nearest source",
                 "uniform": "uniform mix"}
@@ -169,6 +170,23 @@ def claims(s: dict) -> list[tuple[str, str, bool]]:
     ]
 
 
+VERDICT = (("feature_mse", "feature MSE"), ("mfcc_distance", "MFCC distance"),
+           ("log_spectral_distance_db", "LSD"), ("centroid_error_hz", "centroid error"))
+
+
+def _refined_verdict(rec: dict) -> list[str]:
+    """A line: do the refined recipes beat matching pursuit on the four medians?"""
+    if "refined" not in rec:
+        return []
+    r, mp = rec["refined"], rec["matching_pursuit"]
+    lost = [name for key, name in VERDICT if r[key]["median"] >= mp[key]["median"]]
+    layers = r["active_layers"]["p90"]
+    return ["Refined recipes against matching pursuit (medians): "
+            + ("better on all four of feature MSE, MFCC distance, LSD and centroid error"
+               if not lost else f"not better on {', '.join(lost)}")
+            + f"; 90% of them use <= {layers:.0f} layers above 1%."]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
@@ -207,9 +225,11 @@ def write(res: Results, s: dict, ed: EvalDir, audio_files: list[str]) -> str:
           "## Reconstruction and baselines (Section 4.4)", "",
           "The same sources for every method; every mix is measured against the test clip. "
           "Lower is better except for the layer counts.", "",
-          _table(["method", *(c[1] for c in RECON_COLUMNS)],
+          _table(["method", *(c[1] for c in RECON_COLUMNS), "ms / sound"],
                  [[METHOD_NAMES[name], *(f"{rec[name][c]['median']:.3g}"
-                                         for c, _ in RECON_COLUMNS)] for name in rec]), "",
+                                         for c, _ in RECON_COLUMNS),
+                   f"{s['reconstruction_ms_per_sound'][name]:.3g}"] for name in rec]), "",
+          *_refined_verdict(rec), "",
           "## Audio", "", "Peak-normalised to -1 dBFS; interpolations are 5 points of 1 s.", "",
           *[f"- [{p}]({p})" for p in audio_files], ""]
     with open(ed.report, "w") as f:

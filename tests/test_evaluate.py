@@ -34,8 +34,11 @@ def test_report_metrics_figures_and_audio(smoke):
     s = json.loads((out / "metrics.json").read_text())
     assert s["test_clips"] == len(test.ids) and s["sources"] == b.k == 8
     assert len(s["interpolation"]["mean_weights"]) == 5  # :smoke has 5 points per path
-    assert set(s["reconstruction"]) == {"model", "model_pruned", "nnls", "nnls_simplex",
-                                        "matching_pursuit", "nearest", "uniform"}
+    assert set(s["reconstruction"]) == {"model", "model_pruned", "refined", "refined_latent",
+                                        "nnls", "nnls_simplex", "matching_pursuit", "nearest",
+                                        "uniform"}
+    assert set(s["reconstruction_ms_per_sound"]) == set(s["reconstruction"])
+    assert all(v > 0 for v in s["reconstruction_ms_per_sound"].values())
     for method in s["reconstruction"].values():
         assert all(np.isfinite(v["median"]) for v in method.values())
     assert len(s["pca"]["explained"]) == 4  # latent 4 in :smoke: at most 4 directions
@@ -46,11 +49,15 @@ def test_report_metrics_figures_and_audio(smoke):
         assert (out / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
     # the report's numbers are this run's: the reconstruction table and the claims' verdicts
     for name, label in report.METHOD_NAMES.items():
-        row = f"| {label} | " + " | ".join(f"{s['reconstruction'][name][c]['median']:.3g}"
-                                           for c, _ in report.RECON_COLUMNS) + " |"
+        row = f"| {label} | " + " | ".join(
+            [f"{s['reconstruction'][name][c]['median']:.3g}" for c, _ in report.RECON_COLUMNS]
+            + [f"{s['reconstruction_ms_per_sound'][name]:.3g}"]) + " |"
         assert row in md, row
     for claim, measured, holds in report.claims(s):
         assert f"| {claim} | {measured} | {'yes' if holds else '**no**'} |" in md
+    assert "Refined recipes against matching pursuit (medians): " in md
+    x, sr = sf.read(out / "audio" / "recon0_refined.wav")
+    assert sr == 22050 and x.shape == (22050,)
     x, sr = sf.read(out / "audio" / "recon0_model.wav")
     assert sr == 22050 and x.shape == (22050,) and np.abs(x).max() == pytest.approx(
         10 ** (-1 / 20), abs=1e-3)

@@ -1,10 +1,11 @@
 """What the studio does to a recipe, in numpy: the same arithmetic the page runs in JavaScript
 (static/app.js), so the page's mix and the server's render agree to float32 rounding.
 
-A recipe (see server.Recipe) holds a latent z and the edits on top of it:
+A recipe (see recipe.Recipe) holds a latent z and the edits on top of it:
 
     decoded = decoder(z)                              [k], non-negative, sums to 1
-    w_i     = lock_i if i is locked else decoded_i    (a hand-set weight is a lock)
+    w_i     = max(decoded_i + residual_i, 0)          (residual: a refined recipe's, else 0)
+    w_i     = lock_i if i is locked else w_i          (a hand-set weight is a lock)
     w_i     = 0 if w_i < prune, or i muted, or (some layer soloed and i is not)
     mix[t]  = sum_i w_i * source_i[t - offset_i]      (offsets >= 0 samples, cut at 1 s)
     out[t]  = mix[t] * envelope[t] * 10^(gain_db / 20)
@@ -31,6 +32,12 @@ EXPORT_RATES = (44100, 48000)
 SILENCE_DB = -120.0  # a mix whose peak is below this is not exported
 
 
+def numpy_decoder(params: dict) -> dict:
+    """The decoder's float32 numpy arrays, from a bundle's params."""
+    return {k: {n: np.asarray(a, np.float32) for n, a in v.items()}
+            for k, v in params["decoder"].items()}
+
+
 def decode(params: dict, z: np.ndarray, normaliser: str) -> np.ndarray:
     """The decoder in float32 numpy: z [..., L] -> weights [..., k] (model.Decoder + normalise).
     params: the flax decoder subtree {'hidden': {'kernel', 'bias'}, 'out': {...}}."""
@@ -54,9 +61,11 @@ def decode(params: dict, z: np.ndarray, normaliser: str) -> np.ndarray:
 
 
 def edit_weights(decoded: np.ndarray, locks: dict[int, float], muted: set[int],
-                 solo: set[int], prune: float) -> np.ndarray:
+                 solo: set[int], prune: float, residual=None) -> np.ndarray:
     """The recipe's edits on decoded weights [k] -> the weights that are mixed [k]."""
     w = np.array(decoded, np.float32)
+    if residual is not None:
+        w = np.maximum(w + np.asarray(residual, np.float32), np.float32(0.0))
     for i, v in locks.items():
         w[i] = v
     w[w < prune] = 0.0

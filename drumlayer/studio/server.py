@@ -19,58 +19,26 @@ import secrets
 import socket
 import sys
 import tempfile
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from drumlayer import audio
 from drumlayer.bundle import Bundle, BundleError
 from drumlayer.dataset import Dataset
 from drumlayer.studio import engine
+from drumlayer.studio.recipe import Recipe
 from drumlayer.workdir import Workdir
 
 log = logging.getLogger(__name__)
 STATIC = os.path.join(os.path.dirname(__file__), "static")
-MAX_LATENT = 1024
-MAX_SOURCES = 4096
 RATES = (22050, 44100, 48000)
 RATE_DOC = "output sample rate: 22050 (the model's), 44100 or 48000 (exports)"
-
-
-class Envelope(BaseModel):
-    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
-    attack: float = Field(0.0, ge=0.0, le=1.0, description="seconds of linear rise")
-    hold: float = Field(1.0, ge=0.0, le=1.0, description="seconds at full level")
-    decay: float = Field(1.0, ge=0.005, le=10.0, description="seconds to fall by 60 dB")
-
-
-class Recipe(BaseModel):
-    """A layered sound: a point of the latent space and the edits on top of its weights.
-    `weights`, `pca` and `name` are filled in by the server and ignored on input."""
-
-    model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
-    version: Literal[1] = 1
-    latent: list[Annotated[float, Field(ge=-1e4, le=1e4)]] = Field(
-        ..., max_length=MAX_LATENT, description="z [latent]")
-    locks: dict[int, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
-        default_factory=dict, description="layer -> weight fixed by hand")
-    muted: list[int] = Field(default_factory=list, max_length=MAX_SOURCES)
-    solo: list[int] = Field(default_factory=list, max_length=MAX_SOURCES)
-    prune: float = Field(0.0, ge=0.0, le=1.0, description="weights below it are removed")
-    offsets_ms: dict[int, Annotated[float, Field(ge=0.0, le=500.0)]] = Field(
-        default_factory=dict, description="layer -> start offset in ms")
-    envelope: Envelope = Field(default_factory=Envelope)
-    gain_db: float = Field(0.0, ge=-60.0, le=24.0)
-    weights: list[float] | None = Field(None, description="(output) the weights mixed [k]")
-    pca: list[float] | None = Field(None, description="(output) PCA coordinates of latent")
-    name: str | None = Field(None, max_length=300, description="(output) where it came from")
-    original: str | None = Field(None, max_length=64,
-                                 description="(output) token of the original audio")
 
 
 class Weights(BaseModel):
@@ -93,8 +61,7 @@ class Studio:
         if self.bundle.pca is None:
             raise BundleError(f"{self.wd.bundle.pca} is missing: rerun the main job on this "
                               "workdir to finish its bundle")
-        self.decoder = {k: {n: np.asarray(a, np.float32) for n, a in v.items()}
-                        for k, v in self.bundle.params["decoder"].items()}
+        self.decoder = engine.numpy_decoder(self.bundle.params)
         self.normaliser = self.bundle.config["model"]["normaliser"]
         try:  # a workdir copied without its corpus still has a studio, without corpus clips
             self.dataset: Dataset | None = Dataset(self.wd.corpus)
@@ -133,6 +100,9 @@ class Studio:
         k, L = self.bundle.k, self.bundle.latent
         if len(r.latent) != L:
             raise HTTPException(422, f"latent has {len(r.latent)} numbers; this model's has {L}")
+        if r.residual is not None and len(r.residual) != k:
+            raise HTTPException(422, f"residual has {len(r.residual)} numbers; this model has "
+                                f"{k} sources")
         for what, idx in (("locks", r.locks), ("muted", r.muted), ("solo", r.solo),
                           ("offsets_ms", r.offsets_ms)):
             bad = [i for i in idx if not 0 <= i < k]
@@ -143,7 +113,7 @@ class Studio:
         self.check(r)
         decoded = engine.decode(self.decoder, np.asarray(r.latent, np.float32), self.normaliser)
         return decoded, engine.edit_weights(decoded, r.locks, set(r.muted), set(r.solo),
-                                            r.prune)
+                                            r.prune, r.residual)
 
     def offsets(self, r: Recipe) -> dict[int, int]:
         return {i: int(round(ms * self.sr / 1000)) for i, ms in r.offsets_ms.items() if ms > 0}

@@ -11,6 +11,7 @@ const S = {               // everything the page knows
   locks: new Map(),       // layer -> weight
   muted: new Set(), solo: new Set(), offsets: new Map(),  // layer -> ms
   prune: 0, env: { attack: 0, hold: 1, decay: 1 }, gain: 0,
+  residual: null,         // Float32Array [k]: a refined recipe's weights minus its decoding
   name: "", original: null,
   slots: { A: null, B: null }, ab: "A",
   selected: -1,
@@ -75,6 +76,7 @@ function normalise(x) {
 
 function editWeights(decoded) {
   const w = Float32Array.from(decoded);
+  if (S.residual) for (let i = 0; i < w.length; i++) w[i] = Math.max(w[i] + S.residual[i], 0);
   for (const [i, v] of S.locks) w[i] = v;
   for (let i = 0; i < w.length; i++) if (w[i] < S.prune) w[i] = 0;
   for (const i of S.muted) w[i] = 0;
@@ -135,7 +137,8 @@ function recipe() {
   const obj = (m) => Object.fromEntries([...m].map(([k, v]) => [String(k), v]));
   return { version: 1, latent: Array.from(latent()), locks: obj(S.locks),
            muted: [...S.muted], solo: [...S.solo], prune: S.prune, offsets_ms: obj(S.offsets),
-           envelope: { ...S.env }, gain_db: S.gain, name: S.name, original: S.original };
+           envelope: { ...S.env }, gain_db: S.gain, name: S.name, original: S.original,
+           residual: S.residual ? Array.from(S.residual) : null };
 }
 
 function loadRecipe(r, { keepUndo = false } = {}) {
@@ -147,6 +150,7 @@ function loadRecipe(r, { keepUndo = false } = {}) {
   S.muted = new Set(r.muted || []); S.solo = new Set(r.solo || []);
   S.prune = r.prune || 0; S.env = { attack: 0, hold: 1, decay: 1, ...(r.envelope || {}) };
   S.gain = r.gain_db || 0; S.name = r.name || ""; S.original = r.original || null;
+  S.residual = r.residual ? Float32Array.from(r.residual) : null;
   syncControls();
   update();
 }

@@ -1,6 +1,6 @@
 """The project's benchmarks: drumlayer against a reference measured in the same process.
 
-    python -m benchmarks [corpus] [features] [selection] [train] [evaluate] [studio]
+    python -m benchmarks [corpus] [features] [selection] [train] [evaluate] [studio] [analyze]
         [--out=bench_results] [--workdir=runs/snare_paper]
 
 Run from the repository root with the dev extra installed (librosa, Playwright; the studio
@@ -17,6 +17,7 @@ import os
 import sys
 
 from benchmarks import (  # noqa: F401 (each module registers its benchmarks)
+    analyze_benchmark,
     corpus_benchmark,
     evaluate_benchmark,
     features_benchmark,
@@ -35,8 +36,8 @@ def _define_flags(fv) -> None:
     flags.DEFINE_integer("batch", 2048, "clips per batch (features)", flag_values=fv)
     flags.DEFINE_integer("select_n", 100000, "large n (selection)", flag_values=fv)
     flags.DEFINE_string("out", "bench_results", "folder for the JSON results", flag_values=fv)
-    flags.DEFINE_string("workdir", "runs/snare_paper", "a trained workdir (evaluate; studio)",
-                        flag_values=fv)
+    flags.DEFINE_string("workdir", "runs/snare_paper",
+                        "a trained workdir (evaluate; studio; analyze)", flag_values=fv)
     flags.DEFINE_integer("moves", 300, "slider input events (studio)", flag_values=fv)
 
 

@@ -330,6 +330,32 @@ def refine_all(an: Analyzer, clips: np.ndarray, block: int = 64) -> Recipes:
     return Recipes(*blocks.in_blocks(lambda x: tuple(an(x)), clips, block=size))
 
 
+def recipe_fields(r: Recipes, i: int) -> dict:
+    """Target i's recipe as the studio's Recipe fields: latent, residual and gain_db (clipped
+    to the studio's range, so the studio mixes what is written)."""
+    from drumlayer.studio.recipe import GAIN_DB
+
+    gain_db = 20.0 * np.log10(max(float(r.gain[i]), 1e-12))
+    return {"latent": np.asarray(r.latent[i]).tolist(),
+            "residual": np.clip(np.asarray(r.residual[i]), -1.0, 1.0).tolist(),
+            "gain_db": float(np.clip(gain_db, *GAIN_DB))}
+
+
+def distances(mixes: np.ndarray, clips: np.ndarray) -> dict:
+    """{'lsd', 'mfcc', 'centroid'} [N] of mixes against clips (both [N, S]): log-spectral
+    distance (dB), MFCC distance, centroid error (Hz)."""
+    from drumlayer import metrics
+
+    @jax.jit
+    def one(x, t):
+        cx, mx = metrics.descriptors(x)
+        ct, mt = metrics.descriptors(t)
+        return {"lsd": metrics.log_spectral_distance(x, t),
+                "mfcc": jnp.linalg.norm(mx - mt, axis=-1), "centroid": jnp.abs(cx - ct)}
+
+    return blocks.in_blocks(one, mixes, clips, block=blocks.block_size(len(clips), 64))
+
+
 # ----------------------------------------------------------------------------- the command
 
 
@@ -374,7 +400,7 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
     from drumlayer import metrics
     from drumlayer.bundle import Bundle
     from drumlayer.studio import engine
-    from drumlayer.studio.recipe import GAIN_DB, Envelope, Recipe
+    from drumlayer.studio.recipe import Envelope, Recipe
 
     b = Bundle.load(workdir)
     clips, cands, names, rejected = _read(paths)
@@ -398,9 +424,7 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
                                 env.decay)
     mixes, rows = [], []
     for i, (c, name) in enumerate(zip(cands, names, strict=True)):
-        gain_db = float(np.clip(20 * np.log10(r.gain[i]), *GAIN_DB))
-        recipe = Recipe(latent=r.latent[i].tolist(), residual=np.clip(r.residual[i], -1, 1)
-                        .tolist(), gain_db=gain_db, name=f"analyze: {c.file}")
+        recipe = Recipe(**recipe_fields(r, i), name=f"analyze: {c.file}")
         z = np.asarray(recipe.latent, np.float32)
         w = engine.edit_weights(engine.decode(decoder, z, normaliser), {}, set(), set(), 0.0,
                                 recipe.residual)
@@ -413,8 +437,8 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
             f.write(engine.wav_bytes(x, audio.SAMPLE_RATE, "FLOAT"))
         rows.append([c.file if not c.spans else f"{c.file}#{c.instrument}", name,
                      int(metrics.active_layers(w)), round(float(w.max() / max(w.sum(), 1e-12)), 4),
-                     round(gain_db, 2)])
-    d = _distances(np.stack(mixes), clips)
+                     round(recipe.gain_db, 2)])
+    d = distances(np.stack(mixes), clips)
     header = ["file", "name", "active_layers", "largest_weight", "gain_db",
               "log_spectral_distance_db", "mfcc_distance", "centroid_error_hz", "seconds"]
     path = os.path.join(out, "summary.csv")
@@ -429,20 +453,6 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
              np.median(d["lsd"]), np.median(d["mfcc"]), np.median(d["centroid"]), len(rejected),
              out)
     return {"written": len(rows), "rejected": len(rejected), "summary": path}
-
-
-def _distances(mixes: np.ndarray, clips: np.ndarray) -> dict:
-    """{'lsd', 'mfcc', 'centroid'} [N] of mixes against clips (both [N, S])."""
-    from drumlayer import metrics
-
-    @jax.jit
-    def one(x, t):
-        cx, mx = metrics.descriptors(x)
-        ct, mt = metrics.descriptors(t)
-        return {"lsd": metrics.log_spectral_distance(x, t),
-                "mfcc": jnp.linalg.norm(mx - mt, axis=-1), "centroid": jnp.abs(cx - ct)}
-
-    return blocks.in_blocks(one, mixes, clips, block=blocks.block_size(len(clips), 64))
 
 
 def _define_flags(fv) -> None:

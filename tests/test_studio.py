@@ -30,6 +30,14 @@ def wav_file(x, rate=22050, subtype="PCM_16"):
     return buf.getvalue()
 
 
+def wav_clip(x, tmp_dir):
+    """x as the server reads it from a 16-bit WAV upload."""
+    path = os.path.join(tmp_dir, "upload.wav")
+    with open(path, "wb") as f:
+        f.write(wav_file(x))
+    return audio.load_clip(path)
+
+
 def read_wav(data):
     x, sr = sf.read(io.BytesIO(data), dtype="float32")
     return x, sr, sf.info(io.BytesIO(data)).subtype
@@ -39,9 +47,40 @@ def read_wav(data):
 def recipe(studio):
     wd, _, c = studio
     clip = npyio.read_rows(str(wd / "corpus" / "clips.npy"), 2, 3)[0]
-    r = c.post("/api/encode", files={"file": ("my snare.wav", wav_file(clip), "audio/wav")})
+    r = c.post("/api/encode?refine=false",
+               files={"file": ("my snare.wav", wav_file(clip), "audio/wav")})
     assert r.status_code == 200, r.text
     return r.json(), clip
+
+
+def test_encode_refines_by_default_and_the_residual_is_mixed(studio, recipe, tmp_path):
+    from drumlayer import analyze
+
+    _, b, c = studio
+    plain, clip = recipe
+    r = c.post("/api/encode", files={"file": ("my snare.wav", wav_file(clip), "audio/wav")})
+    assert r.status_code == 200, r.text
+    r = r.json()
+    assert "residual" not in plain or plain["residual"] is None
+    np.testing.assert_allclose(r["latent"], plain["latent"], atol=1e-5)  # z stays the encoder's
+    want = analyze.Analyzer.from_bundle(b)(wav_clip(clip, tmp_path)[None])
+    np.testing.assert_allclose(r["residual"], want.residual[0], atol=1e-5)
+    np.testing.assert_allclose(r["gain_db"], 20 * np.log10(want.gain[0]), atol=1e-3)
+    np.testing.assert_allclose(r["weights"], want.weights[0], atol=1e-5)
+    x, _, _ = read_wav(c.post("/api/render", json=r).content)
+    np.testing.assert_allclose(x, np.asarray(want.weights[0] * want.gain[0]) @ b.sources,
+                               atol=1e-5)
+    # the refined recipe is closer to the sample than the encoder's
+    m_ref = c.post("/api/match", json=r).json()
+    m_enc = c.post("/api/match", json=plain).json()
+    assert m_ref["log_spectral_distance_db"] < m_enc["log_spectral_distance_db"]
+    assert len(m_ref["hz"]) == len(m_ref["original_db"]) == len(m_ref["mix_db"]) == 256
+    assert m_ref["original_db"] == m_enc["original_db"]
+    # a residual of the wrong length, and a recipe without its original, are refused
+    bad = c.post("/api/weights", json={**r, "residual": r["residual"][:-1]})
+    assert bad.status_code == 422 and "residual has" in bad.json()["detail"]
+    gone = c.post("/api/match", json={**r, "original": "feedbeef"})
+    assert gone.status_code == 404 and "encode the sample again" in gone.json()["detail"]
 
 
 def test_model_and_sources(studio):

@@ -93,10 +93,21 @@ def test_upload_slider_lock_and_export(server, page, tmp_path):
     path = tmp_path / "my_snare.wav"
     sf.write(path, clip, 44100)
     pg.set_input_files("#file", str(path))
-    wait_ready(pg, "encoding my_snare.wav: ready")
+    wait_ready(pg, "encoding and refining my_snare.wav: ready")
     assert "upload: my_snare.wav" in pg.text_content("#sound-name")
     before = weights(pg)
     assert before.sum() == pytest.approx(1.0, abs=1e-5)
+    # refined: the residual is mixed, and the match panel says how close the sound is
+    assert pg.evaluate("studio.S.residual !== null") and pg.text_content("#refined-which") == "on"
+    pg.wait_for_function("!document.getElementById('match').hidden", timeout=10000)
+    assert "LSD" in pg.text_content("#match-text")
+    pg.click("#refined")  # the encoder's recipe: its decoded weights, 0 dB
+    assert pg.evaluate("studio.S.residual") is None and pg.evaluate("studio.S.gain") == 0
+    np.testing.assert_allclose(weights(pg), pg.evaluate("Array.from(studio.S.decoded)"))
+    np.testing.assert_allclose(pg.evaluate("Array.from(studio.S.mix)"), python_mix(server, pg),
+                               atol=1e-4)
+    pg.click("#refined")  # and back
+    np.testing.assert_array_equal(weights(pg), before)
     pg.click("#play-original")  # fetched from the server, decoded and played by the page
     pg.wait_for_function("studio.S.played >= 1", timeout=10000)
     assert "error" not in (pg.get_attribute("#status", "class") or "")
@@ -142,7 +153,7 @@ def test_upload_slider_lock_and_export(server, page, tmp_path):
 def test_mute_solo_prune_envelope_undo(server, page):
     pg = page
     pg.select_option("#corpus", index=2)
-    wait_ready(pg, "encoding the clip: ready")
+    wait_ready(pg, "encoding and refining the clip: ready")
     w = weights(pg)
     top = int(w.argmax())
     pg.click(f"#layer-table tr[data-i='{top}']")
@@ -182,7 +193,7 @@ def test_recipe_download_reloads_exactly(server, page, tmp_path):
         pg.click("#export-recipe")
     dl.value.save_as(tmp_path / "recipe.json")
     pg.select_option("#source", index=1)  # somewhere else
-    wait_ready(pg, "encoding the source: ready")
+    wait_ready(pg, "encoding and refining the source: ready")
     pg.set_input_files("#load-recipe", str(tmp_path / "recipe.json"))
     wait_ready(pg, "recipe loaded")
     np.testing.assert_array_equal(np.array(pg.evaluate("Array.from(studio.S.mix)")), mix)
@@ -203,11 +214,11 @@ def test_drag_and_drop_morph_and_ab(server, page):
         document.getElementById("drop").dispatchEvent(
             new DragEvent("drop", {dataTransfer: dt, bubbles: true, cancelable: true}));
     }""", base64.b64encode(buf.getvalue()).decode())
-    wait_ready(pg, "encoding dropped.wav: ready")
+    wait_ready(pg, "encoding and refining dropped.wav: ready")
     pg.click("#save-a")
     za = np.array(pg.evaluate("Array.from(studio.latent())"))
     pg.select_option("#corpus", index=5)
-    wait_ready(pg, "encoding the clip: ready")
+    wait_ready(pg, "encoding and refining the clip: ready")
     pg.click("#save-b")
     zb = np.array(pg.evaluate("Array.from(studio.latent())"))
     pg.fill("#morph", "0.5")
@@ -223,7 +234,7 @@ def test_first_click_after_loading_selects_a_layer(server, page):
     pg.goto(server[0])
     pg.wait_for_selector("body[data-ready='1']", timeout=30000)
     pg.select_option("#corpus", index=3)
-    wait_ready(pg, "encoding the clip: ready")
+    wait_ready(pg, "encoding and refining the clip: ready")
     pg.click("#layer-table tbody tr:nth-child(2)")
     assert pg.is_visible("#layer-panel")
     i = pg.evaluate("studio.S.selected")

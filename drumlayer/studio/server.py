@@ -28,7 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from drumlayer import audio
+from drumlayer import analyze, audio
 from drumlayer.bundle import Bundle, BundleError
 from drumlayer.dataset import Dataset
 from drumlayer.studio import engine
@@ -38,7 +38,22 @@ from drumlayer.workdir import Workdir
 log = logging.getLogger(__name__)
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 RATES = (22050, 44100, 48000)
+MATCH_BANDS = 256
+REFINE_DOC = ("refine the recipe by analysis by synthesis (weights and gain fitted to the "
+              "sound; ~0.1 s): false gives the encoder's recipe alone")
 RATE_DOC = "output sample rate: 22050 (the model's), 44100 or 48000 (exports)"
+
+
+class Match(BaseModel):
+    """A recipe's sound against its original: distances, and both RMS-weighted spectra (dB, in
+    MATCH_BANDS equal bands) for a plot."""
+
+    log_spectral_distance_db: float
+    mfcc_distance: float
+    centroid_error_hz: float
+    hz: list[float]
+    original_db: list[float]
+    mix_db: list[float]
 
 
 class Weights(BaseModel):
@@ -74,20 +89,50 @@ class Studio:
         self.originals: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self.keep_uploads = keep_uploads
         self._source_features = None
+        self._analyzer = None
+
+    @property
+    def analyzer(self) -> analyze.Analyzer:
+        """The refinement (built, and compiled, at its first use)."""
+        if self._analyzer is None:
+            self._analyzer = analyze.Analyzer.from_bundle(self.bundle)
+        return self._analyzer
 
     @property
     def sr(self) -> int:
         return audio.SAMPLE_RATE
 
-    def recipe_from_clip(self, x: np.ndarray, name: str) -> Recipe:
-        """Encode a canonical clip [S]: its latent mean, weights, PCA coordinates."""
-        feats = np.asarray(self.bundle.features(x[None]))
-        z = np.asarray(self.bundle.encode(feats)[0])[0]
+    def recipe_from_clip(self, x: np.ndarray, name: str, refine: bool = True) -> Recipe:
+        """A canonical clip [S]'s recipe: its latent mean, then (refine) the weights and gain
+        refined by analysis by synthesis (`analyze`); filled with weights and PCA coordinates."""
+        if refine:
+            fields = analyze.recipe_fields(self.analyzer(x[None]), 0)
+        else:
+            feats = np.asarray(self.bundle.features(x[None]))
+            fields = {"latent": np.asarray(self.bundle.encode(feats)[0])[0].tolist()}
         token = secrets.token_hex(8)
         self.originals[token] = x
         while len(self.originals) > self.keep_uploads:
             self.originals.popitem(last=False)
-        return self.filled(Recipe(latent=z.tolist(), name=name, original=token))
+        return self.filled(Recipe(**fields, name=name, original=token))
+
+    def match(self, r: Recipe) -> Match:
+        """How close the recipe's sound is to the original it was encoded from."""
+        x = self.originals.get(r.original or "")
+        if x is None:
+            raise HTTPException(404, "the recipe has no original here (unknown or expired "
+                                "token): encode the sample again")
+        y = self.render(r)
+        d = analyze.distances(y[None], x[None])
+        spec = np.asarray(self.bundle.features(np.stack([x, y])))[:, :-1]
+        parts = np.array_split(np.arange(spec.shape[1]), min(MATCH_BANDS, spec.shape[1]))
+        db = 20 * np.log10(np.maximum(np.stack([spec[:, p].mean(-1) for p in parts], -1), 1e-6))
+        hz = np.array([p.mean() for p in parts]) * self.sr / int(
+            self.bundle.config["features"]["n_fft"])
+        return Match(log_spectral_distance_db=float(d["lsd"][0]),
+                     mfcc_distance=float(d["mfcc"][0]),
+                     centroid_error_hz=float(d["centroid"][0]), hz=hz.tolist(),
+                     original_db=db[0].tolist(), mix_db=db[1].tolist())
 
     def filled(self, r: Recipe) -> Recipe:
         """r with its output fields (weights, PCA coordinates) filled in."""
@@ -202,19 +247,22 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
         return st.dataset.audio([i])[0]
 
     @app.get("/api/corpus/{clip_id}/recipe", summary="Encode a corpus clip")
-    def corpus_recipe(clip_id: int) -> Recipe:
-        return st.recipe_from_clip(_clip(clip_id), f"corpus: {st.clips[clip_id].name}")
+    def corpus_recipe(clip_id: int,
+                      refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
+        return st.recipe_from_clip(_clip(clip_id), f"corpus: {st.clips[clip_id].name}", refine)
 
     @app.get("/api/sources/{index}/recipe", summary="Encode one of the sources")
-    def source_recipe(index: int) -> Recipe:
+    def source_recipe(index: int,
+                      refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
         if not 0 <= index < st.bundle.k:
             raise HTTPException(404, f"no source {index} (0..{st.bundle.k - 1})")
         return st.recipe_from_clip(st.bundle.sources[index],
-                                   f"source: {st.bundle.names[index]}")
+                                   f"source: {st.bundle.names[index]}", refine)
 
     @app.post("/api/encode", summary="Encode an uploaded sample (multipart field `file`)")
     async def encode(file: Annotated[UploadFile, File(description="audio, any format the "
-                                                      "corpus reads")]) -> Recipe:
+                                                      "corpus reads")],
+                     refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
         data = await file.read(limit + 1)
         label = os.path.basename(file.filename or "upload")[:100]
         if len(data) > limit:
@@ -228,7 +276,7 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
                 x = audio.load_clip(path, max_duration=30.0)
             except audio.AudioError as e:
                 raise HTTPException(422, str(e).replace(path, label)) from None
-        return st.recipe_from_clip(x, f"upload: {label}")
+        return st.recipe_from_clip(x, f"upload: {label}", refine)
 
     @app.get("/api/original/{token}", summary="The audio a recipe was encoded from",
              response_class=Response)
@@ -242,6 +290,10 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
     def weights(recipe: Recipe) -> Weights:
         d, w = st.weights(recipe)
         return Weights(decoded=d.tolist(), weights=w.tolist())
+
+    @app.post("/api/match", summary="How close a recipe's sound is to the sample it came from")
+    def match(recipe: Recipe) -> Match:
+        return st.match(recipe)
 
     @app.post("/api/describe", summary="A recipe with its weights and PCA coordinates filled")
     def filled_recipe(recipe: Recipe) -> Recipe:

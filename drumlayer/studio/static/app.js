@@ -12,6 +12,8 @@ const S = {               // everything the page knows
   muted: new Set(), solo: new Set(), offsets: new Map(),  // layer -> ms
   prune: 0, env: { attack: 0, hold: 1, decay: 1 }, gain: 0,
   residual: null,         // Float32Array [k]: a refined recipe's weights minus its decoding
+  refined: null,          // { residual, gain } of the loaded refined recipe (for the switch)
+  match: null,            // /api/match of the current sound against its original
   name: "", original: null,
   slots: { A: null, B: null }, ab: "A",
   selected: -1,
@@ -151,6 +153,7 @@ function loadRecipe(r, { keepUndo = false } = {}) {
   S.prune = r.prune || 0; S.env = { attack: 0, hold: 1, decay: 1, ...(r.envelope || {}) };
   S.gain = r.gain_db || 0; S.name = r.name || ""; S.original = r.original || null;
   S.residual = r.residual ? Float32Array.from(r.residual) : null;
+  if (!keepUndo) S.refined = S.residual ? { residual: S.residual, gain: S.gain } : null;
   syncControls();
   update();
 }
@@ -232,6 +235,7 @@ function update() {
   makeBuffer();
   drawChart(); drawTable(); drawWave();
   if (S.selected >= 0) $("layer-weight").value = S.weights[S.selected].toFixed(4);
+  scheduleMatch();
 }
 
 function makeBuffer() {  // the current mix as a playable buffer, ready before the next frame
@@ -273,6 +277,8 @@ function syncControls() {
   }
   $("sound-name").textContent = S.name;
   $("play-original").disabled = !S.original;
+  $("refined").disabled = !S.refined;
+  $("refined-which").textContent = S.residual ? "on" : "off";
 }
 
 function status(msg, error = false) {
@@ -299,10 +305,47 @@ async function start(promise, label) {
   } catch (e) { status(e.message, true); }
 }
 
+function refineQuery() { return `?refine=${$("refine").checked}`; }
+function encoding(what) { return `${$("refine").checked ? "encoding and refining" : "encoding"} ${what}`; }
+
 function encodeFile(file) {
   const fd = new FormData();
   fd.append("file", file);
-  start(api("/api/encode", { method: "POST", body: fd }), `encoding ${file.name}`);
+  start(api(`/api/encode${refineQuery()}`, { method: "POST", body: fd }), encoding(file.name));
+}
+
+let matchTimer = null, matchSeq = 0;
+function scheduleMatch() {  // how close the current sound is to its original, after edits settle
+  clearTimeout(matchTimer);
+  if (!S.original) { $("match").hidden = true; return; }
+  matchTimer = setTimeout(async () => {
+    const seq = ++matchSeq;
+    try {
+      const m = await (await api("/api/match", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                 body: JSON.stringify(recipe()) })).json();
+      if (seq === matchSeq) { S.match = m; drawMatch(); }
+    } catch (e) { $("match").hidden = true; }
+  }, 250);
+}
+
+function drawMatch() {
+  const m = S.match, c = $("match-plot"), g = c.getContext("2d"), W = c.width, H = c.height;
+  $("match").hidden = false;
+  g.clearRect(0, 0, W, H);
+  const lo = Math.log(Math.max(m.hz[1], 20)), hi = Math.log(m.hz[m.hz.length - 1]);
+  const top = Math.max(...m.original_db, ...m.mix_db), floor = top - 80;
+  const curve = (db, color) => {
+    g.strokeStyle = color; g.beginPath();
+    m.hz.forEach((f, i) => {
+      if (i === 0) return;
+      const x = (Math.log(f) - lo) / (hi - lo) * W, y = (top - Math.max(db[i], floor)) / 80 * H;
+      if (i === 1) g.moveTo(x, y); else g.lineTo(x, y);
+    });
+    g.stroke();
+  };
+  curve(m.original_db, "#9ad"); curve(m.mix_db, "#f0a030");
+  $("match-text").textContent = `original (blue) and mix (orange): LSD ${m.log_spectral_distance_db.toFixed(2)} dB, ` +
+    `MFCC distance ${m.mfcc_distance.toFixed(1)}, centroid error ${m.centroid_error_hz.toFixed(0)} Hz`;
 }
 
 function ctx() {
@@ -355,8 +398,14 @@ function wire() {
     if (e.dataTransfer.files.length) encodeFile(e.dataTransfer.files[0]);
   });
   $("file").addEventListener("change", (e) => { if (e.target.files.length) encodeFile(e.target.files[0]); });
-  $("corpus").addEventListener("change", (e) => { if (e.target.value !== "") start(api(`/api/corpus/${e.target.value}/recipe`), "encoding the clip"); });
-  $("source").addEventListener("change", (e) => { if (e.target.value !== "") start(api(`/api/sources/${e.target.value}/recipe`), "encoding the source"); });
+  $("corpus").addEventListener("change", (e) => { if (e.target.value !== "") start(api(`/api/corpus/${e.target.value}/recipe${refineQuery()}`), encoding("the clip")); });
+  $("source").addEventListener("change", (e) => { if (e.target.value !== "") start(api(`/api/sources/${e.target.value}/recipe${refineQuery()}`), encoding("the source")); });
+  $("refined").addEventListener("click", () => edit(() => {
+    const on = !S.residual;  // back to the refined recipe, or to the encoder's (no residual, 0 dB)
+    S.residual = on ? S.refined.residual : null;
+    S.gain = on ? S.refined.gain : 0;
+    syncControls();
+  }));
   $("random").addEventListener("click", () => {
     const p = S.model.pca, z = Float32Array.from(p.center);
     p.components.forEach((u, j) => {

@@ -71,6 +71,7 @@ MEL_FFT = 2048
 MEL_HOP = 512
 MEL_BANDS = 128
 TOP_DB = 80.0
+CENTROID_HZ = 100.0  # the unit of the centroid term
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +83,7 @@ class AnalyzeConfig:
     exact_steps: int = 6  # Adam steps on the exact features at the end
     learning_rate: float = 0.02
     db_weight: float = 0.05
+    centroid_weight: float = 0.01  # on ((centroid - target's) / 100 Hz)^2
     max_layers: int = 15  # 'weights': the layers kept after the dense rounds
     floor: float = 1e-3  # 'weights': added to every weight at first, so unused layers can return
 
@@ -141,10 +143,13 @@ def db_distance(mel_db: jax.Array, target_db: jax.Array) -> jax.Array:
     return jnp.mean(d * d, axis=(-2, -1))
 
 
-def objective(mix: Features, target: Features, db_weight: float) -> jax.Array:
-    """J per target: [B]."""
-    return (jnp.mean((mix.feats - target.feats) ** 2, axis=-1)
-            + db_weight * db_distance(mix.mel_db, target.mel_db))
+def centroid(feats: jax.Array, compression: str, n_fft: int) -> jax.Array:
+    """The centroid (Hz) of the features' RMS-weighted spectrum: [B, D] -> [B]."""
+    spec = feats[:, :-1]
+    if compression == "log":
+        spec = jnp.expm1(spec)
+    hz = jnp.arange(spec.shape[-1], dtype=spec.dtype) * (spectral.SAMPLE_RATE / n_fft)
+    return spec @ hz / jnp.maximum(jnp.sum(spec, axis=-1), 1e-9)
 
 
 class Analyzer:
@@ -186,6 +191,16 @@ class Analyzer:
         x = v @ self.constants.sources
         feats = spectral.features(x, self.n_fft, self.hop, compression=self.compression)
         return Features(feats, to_db(mel_power(x, self.constants.filterbank)))
+
+    def objective(self, mix: Features, target: Features) -> jax.Array:
+        """J per target: [B]."""
+        cfg = self.config
+        j = (jnp.mean((mix.feats - target.feats) ** 2, axis=-1)
+             + cfg.db_weight * db_distance(mix.mel_db, target.mel_db))
+        if cfg.centroid_weight:
+            c = [centroid(f.feats, self.compression, self.n_fft) for f in (mix, target)]
+            j = j + cfg.centroid_weight * ((c[0] - c[1]) / CENTROID_HZ) ** 2
+        return j
 
     def features(self, v: jax.Array) -> jax.Array:
         """The model's features of the mixes of v [B, k]: [B, D]."""
@@ -260,15 +275,15 @@ def _refine(an: Analyzer, clips: jax.Array) -> Recipes:
     target = an.target(clips)
     z0 = an.encode(target.feats)
     w0 = an.decode(z0)
-    start = objective(an.exact(w0), target, cfg.db_weight)
+    start = an.objective(an.exact(w0), target)
     every = Layers(None, c.spectra, c.mel_power)
 
     def rounds(params, to_v, project, layers, n):
         """n surrogate rounds on params, whose weights over `layers` are to_v(params)."""
         for _ in range(n):
             anchor = make_anchor(an, layers, to_v(params))
-            params = _adam(lambda p, a=anchor: objective(surrogate(an, layers, to_v(p), a),
-                                                         target, cfg.db_weight),
+            params = _adam(lambda p, a=anchor: an.objective(surrogate(an, layers, to_v(p), a),
+                                                            target),
                            params, cfg.inner, cfg.learning_rate, project)
         return params
 
@@ -281,8 +296,8 @@ def _refine(an: Analyzer, clips: jax.Array) -> Recipes:
         def loss(p):
             v = to_v(p)
             feats = an.features(layers.full(v, k))
-            return objective(Features(feats, surrogate(an, layers, v, anchor).mel_db), target,
-                             cfg.db_weight)
+            return an.objective(Features(feats, surrogate(an, layers, v, anchor).mel_db),
+                                target)
 
         return _adam(loss, params, cfg.exact_steps, cfg.learning_rate, project)
 
@@ -315,7 +330,7 @@ def _refine(an: Analyzer, clips: jax.Array) -> Recipes:
         vs = rounds(vs, ident, nonneg, few, cfg.rounds - half)
         v = few.full(exact_steps(vs, ident, nonneg, few), k)
 
-    end = objective(an.exact(v), target, cfg.db_weight)
+    end = an.objective(an.exact(v), target)
     worse = end > start
     v = jnp.where(worse[:, None], w0, v)
     z = jnp.where(worse[:, None], z0, z)

@@ -158,7 +158,7 @@ def test_compare_table(smoke, tmp_path):
     assert "| 0.25 |" in md[3] and "| 12.5 |" in md[3] and "| 777 |" in md[3]
 
 
-@pytest.mark.parametrize("name", ["interpolation", "pca_directions", "sparsity"])
+@pytest.mark.parametrize("name", ["interpolation", "pca_directions", "sparsity", "refinement"])
 def test_notebook_executes(smoke, name, monkeypatch):
     monkeypatch.setenv("DRUMLAYER_WORKDIR", str(smoke[0]))
     nb = nbformat.read(os.path.join(ROOT, "notebooks", f"{name}.ipynb"), as_version=4)

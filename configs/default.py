@@ -34,6 +34,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     s.beta = 1000.0
     s.method = "frank_wolfe"  # or 'random', 'k_medoids' (ablations)
     s.pool = "train"  # 'train+augmented': augmented variants may become sources too
+    s.pool_categories = ()  # kit job: other categories whose training clips may be sources too
 
     # The VAE (Section 3.3).
     c.model = m = ml_collections.ConfigDict()

@@ -75,6 +75,9 @@ def check(config: ml_collections.ConfigDict) -> None:
     _number(config, "selection.beta", 0, low_open=True)
     _one_of(config, "selection.method", selection.METHODS)
     _one_of(config, "selection.pool", POOLS)
+    pool_categories = tuple(_get(config, "selection.pool_categories"))
+    _need(all(c in kits.CATEGORIES for c in pool_categories), "selection.pool_categories",
+          pool_categories, f"must be categories among {', '.join(kits.CATEGORIES)}")
     try:
         model_lib.ModelConfig.from_mapping(_get(config, "model"))
     except ValueError as e:
@@ -98,6 +101,13 @@ def check(config: ml_collections.ConfigDict) -> None:
     _number(config, "evaluate.pca_range", 0, low_open=True)
     _number(config, "evaluate.pca_points", 2, integer=True)
     _number(config, "evaluate.audio_examples", 0, integer=True)
+
+
+def check_single(config: ml_collections.ConfigDict) -> None:
+    """What a main job of one category (not the kit job) cannot use."""
+    pool = tuple(config.selection.pool_categories)
+    _need(not pool, "selection.pool_categories", pool, "needs a corpus of every category: use "
+          "it with the kit job (configs/kit.py)")
 
 
 def roots(config: ml_collections.ConfigDict) -> list[str]:

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from drumlayer import audio as audio_lib
 from drumlayer import augment as augment_lib
 from drumlayer import kits, npyio, synth
-from drumlayer.dataset import MANIFEST_FIELDS, SPLITS, read_manifest
+from drumlayer.dataset import MANIFEST_FIELDS, POOL, SPLITS, read_manifest
 from drumlayer.errors import DrumlayerError
 from drumlayer.workdir import CorpusDir
 
@@ -363,15 +363,20 @@ def build(
     return meta
 
 
-def subset(src_dir: str, out_dir: str, category: str) -> dict:
+def subset(src_dir: str, out_dir: str, category: str, pool: tuple[str, ...] = ()) -> dict:
     """The clips of one category of a corpus built for every category ('all'), as a corpus of
     their own in out_dir: the same clips, kits, groups and split (made over whole kits, so a
-    kit's snare and its kick are on the same side), renumbered from 0. Returns corpus.json's
-    dict."""
+    kit's snare and its kick are on the same side), renumbered from 0. The training clips of
+    the categories in `pool` follow, in split 'pool': candidate sources, never targets (a clap
+    layered into a snare). Returns corpus.json's dict."""
     t0 = time.time()
     src, cd = CorpusDir(src_dir), CorpusDir(out_dir)
     os.makedirs(cd.dir, exist_ok=True)
-    rows = [r for r in read_manifest(src) if r["category"] == category]
+    whole_rows = read_manifest(src)
+    rows = [r for r in whole_rows if r["category"] == category]
+    extra = [{**r, "split": POOL} for r in whole_rows
+             if r["category"] in pool and r["category"] != category and r["split"] == "train"]
+    own, rows = len(rows), rows + extra
     ids = np.array([int(r["id"]) for r in rows], np.int64)
     clips = np.load(src.clips, mmap_mode="r")
     np.save(cd.clips, np.asarray(clips[ids], np.float32))
@@ -380,10 +385,12 @@ def subset(src_dir: str, out_dir: str, category: str) -> dict:
     _write_csv(cd.rejected, ("file", "reason"), [])
     with open(src.meta) as f:
         whole = json.load(f)
-    meta = {**whole, "category": category, "clips": len(rows), "candidates": len(rows),
+    meta = {**whole, "category": category, "clips": own, "candidates": own,
             "rejected": 0, "duplicates": 0, "skipped": 0,
-            "groups": len({r["group"] for r in rows}), "kits": len({r["kit"] for r in rows}),
+            "groups": len({r["group"] for r in rows[:own]}),
+            "kits": len({r["kit"] for r in rows[:own]}),
             "split": {s: sum(r["split"] == s for r in rows) for s in SPLITS},
+            "pool": {"categories": sorted(set(pool) - {category}), "clips": len(extra)},
             "subset_of": src.dir, "seconds": round(time.time() - t0, 2)}
     _finish(cd, meta)
     return meta

@@ -27,6 +27,7 @@ from drumlayer.workdir import Workdir, read_json, write_json
 
 log = logging.getLogger(__name__)
 REPORTED = ("log_spectral_distance_db", "mfcc_distance", "centroid_error_hz", "feature_mse")
+METHODS = ("model", "refined", "matching_pursuit")
 
 
 def category_config(config: ml_collections.ConfigDict, category: str,
@@ -57,11 +58,12 @@ def splits_by_category(wd: Workdir) -> dict[str, dict[str, int]]:
 
 
 def _scores(wd: Workdir) -> dict:
-    """Median test scores of the model and of matching pursuit, from the evaluation."""
+    """Median test scores of the model, its refined recipes and matching pursuit, from the
+    evaluation."""
     m = read_json(wd.eval.metrics) or {}
     rec = m.get("reconstruction", {})
     return {method: {k: round(rec[method][k]["median"], 3) for k in REPORTED}
-            for method in ("model", "matching_pursuit") if method in rec}
+            for method in METHODS if method in rec}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -102,7 +104,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 log.error("kit: %s failed: %s", category, e)
                 continue
             entry.update(sources=int(c.selection.k), seconds=round(time.time() - t0, 1),
-                         workdir=sub.root, test=_scores(sub))
+                         workdir=sub.root, test=_scores(sub),
+                         sources_from=read_json(sub.selection.sources).get("categories", {}))
             write_json(wd.kit_summary, summary)  # what is done so far, if a later one fails
         write_json(wd.kit_summary, summary)
         with open(wd.kit_report, "w") as f:
@@ -122,10 +125,11 @@ def report(summary: dict) -> str:
     """kit.md: per category, clips, sources, time and the median test scores of the model
     against matching pursuit (the same sources), or why it was skipped."""
     lines = ["# Kit: one layering model per category", "",
-             "Median over each category's test clips; lower is better. MP: matching pursuit "
-             "(<= 15 layers) over the same sources. Time: of this run (0 s: up to date).", "",
-             "| category | clips (train/val/test) | sources | time | LSD (dB) model / MP | "
-             "MFCC dist model / MP | centroid err (Hz) model / MP | feature MSE model / MP |",
+             "Median over each category's test clips; lower is better: the model's recipes / "
+             "the refined ones (analysis by synthesis) / matching pursuit (MP, <= 15 layers) "
+             "over the same sources. Time: of this run (0 s: up to date).", "",
+             "| category | clips (train/val/test) | sources | time | LSD (dB) | MFCC dist | "
+             "centroid err (Hz) | feature MSE |",
              "|---|---|---|---|---|---|---|---|"]
     for name, e in summary["categories"].items():
         s = e["split"]
@@ -139,11 +143,14 @@ def report(summary: dict) -> str:
             n = s["test"]
             cells = [f"not evaluated: {n} test clip{'' if n == 1 else 's'}"] + [""] * 3
         else:
-            cells = [" / ".join(f"{t[m][k]:.3g}" for m in ("model", "matching_pursuit"))
+            cells = [" / ".join(f"{t[m][k]:.3g}" for m in METHODS if m in t)
                      for k in REPORTED]
         took = (f"{e['seconds']:.0f} s" if e["seconds"] < 600 else
                 f"{e['seconds'] / 60:.1f} min")
-        lines.append(f"| {name} | {clips} | {e['sources']} | {took} | "
+        other = {c: n for c, n in e.get("sources_from", {}).items() if c != name}
+        sources = f"{e['sources']}" + (f" ({', '.join(f'{n} {c}' for c, n in other.items())})"
+                                       if other else "")
+        lines.append(f"| {name} | {clips} | {sources} | {took} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

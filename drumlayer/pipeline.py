@@ -10,6 +10,7 @@ libraries it calls, the paths in `Workdir`, the config's meaning in `configs`.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -25,7 +26,7 @@ import numpy as np
 from drumlayer import audio, configs, corpus, extract, lock, selection, train
 from drumlayer import bundle as bundle_lib
 from drumlayer import model as model_lib
-from drumlayer.dataset import Dataset
+from drumlayer.dataset import POOL, Dataset
 from drumlayer.workdir import Workdir, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,15 @@ def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir,
     corpus is config.data.category's clips of shared's corpus of every category, not a build of
     its own. Returns the stamp that later stages are made from."""
     cd = wd.corpus
+    pool = tuple(config.selection.pool_categories)
     if shared is None:
         stamp = build_corpus(config, wd)
     else:
         whole = read_json(shared.corpus.stamp)["fingerprint"]
         stamp = {"fingerprint": hashlib.sha1(
-            f"{whole}:{config.data.category}".encode()).hexdigest()}
+            f"{whole}:{config.data.category}:{sorted(pool)}".encode()).hexdigest()}
         cached("corpus", cd.stamp, stamp, lambda: corpus.subset(
-            shared.corpus.dir, cd.dir, config.data.category), cd.dir)
+            shared.corpus.dir, cd.dir, config.data.category, pool), cd.dir)
     # a corpus that cannot train this config is refused before anything is made from it
     configs.check_split(config, read_json(cd.meta)["split"])
     n_aug = int(config.data.augment_per_clip)
@@ -128,14 +130,16 @@ def stage_selection(config: ml_collections.ConfigDict, wd: Workdir, corpus_stamp
         ds = Dataset(wd.corpus, wd.features)
         train_ids = ds.ids("train", augmented=True)
         pool = train_ids if s.pool == "train+augmented" else train_ids[train_ids < ds.n]
+        pool = np.concatenate([pool, ds.ids(POOL)])  # other categories' (kit job), if any
         ids, info = selection.select(ds.features(), pool, int(s.k), s.method, float(s.beta),
                                      int(config.seed))
         order = [int(i) for i in ids]
         os.makedirs(sd.dir, exist_ok=True)
         np.save(sd.audio, ds.audio(order))
+        cats = collections.Counter(ds.rows[ds.corpus_id(i)]["category"] for i in order)
         sources = {"ids": order, "names": [ds.name(i) for i in order],
                    "files": [ds.file(i) for i in order], "method": s.method, "pool": s.pool,
-                   **info}
+                   "categories": dict(cats.most_common()), **info}
         chosen = set(order)
         targets = {"train": [int(i) for i in train_ids if int(i) not in chosen],
                    "val": ds.ids("val").tolist(), "test": ds.ids("test").tolist()}
@@ -242,6 +246,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Every stage into workdir. Raises DrumlayerError (ConfigError, CorpusError, ...) for what a
     person can fix; checks the whole config before any stage runs."""
     configs.check(config)
+    configs.check_single(config)
     wd = Workdir(workdir)
     # one writer per workdir; in a multi-process run the processes write together, and
     # process 0 holds the lock for them

@@ -92,8 +92,9 @@ def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_ru
         np.testing.assert_array_equal(clips, all_clips[[int(r["id"]) for r in mine]])
         # a whole main job's outputs, and its scores in the summary
         assert os.path.exists(sub.bundle.params) and os.path.exists(sub.eval.report)
-        assert set(cats[cat]["test"]) == {"model", "matching_pursuit"}
+        assert set(cats[cat]["test"]) == {"model", "refined", "matching_pursuit"}
         assert cats[cat]["sources"] == min(8, cats[cat]["split"]["train"] // 2)
+        assert cats[cat]["sources_from"] == {cat: cats[cat]["sources"]}  # its own clips only
     # a kit's snare and kick are on the same side of the split
     side = {}
     for r in whole:
@@ -101,6 +102,9 @@ def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_ru
     assert all(len(s) == 1 for s in side.values())
     report = open(wd.kit_report).read()
     assert "| kick | 20 (" in report and "| clap | 3 (" in report and "skipped:" in report
+    t = cats["kick"]["test"]
+    assert (f"| {t['model']['feature_mse']:.3g} / {t['refined']['feature_mse']:.3g} / "
+            f"{t['matching_pursuit']['feature_mse']:.3g} |") in report
     assert json.load(open(wd.kit_summary)) == summary
 
     # a rerun repeats nothing
@@ -167,3 +171,46 @@ def test_a_failing_category_lets_the_others_finish_but_a_preemption_stops_the_jo
     monkeypatch.setattr(pipeline, "run_stages", preempted)
     with pytest.raises(train.Preempted):
         kit.run(config, wd.root)
+
+
+def test_a_cross_category_pool_offers_other_categories_training_clips_as_sources(kit_run,
+                                                                                  tmp_path):
+    from drumlayer import dataset
+    from drumlayer.errors import ConfigError
+
+    config, wd, _, _ = kit_run
+    shared = read_manifest(wd.corpus)
+    c = kit.category_config(config, "snare", kit.splits_by_category(wd)["snare"])
+    with c.unlocked():
+        c.selection.pool_categories = ("kick", "clap")
+        c.selection.method = "random"
+    sub = Workdir(tmp_path / "snare")
+    stamp = pipeline.stage_corpus(c, sub, shared=wd)
+    rows = read_manifest(sub.corpus)
+    own = [r for r in shared if r["category"] == "snare"]
+    extra = [r for r in shared if r["category"] in ("kick", "clap") and r["split"] == "train"]
+    assert [r["file"] for r in rows] == [r["file"] for r in own + extra]
+    assert [r["split"] for r in rows[len(own):]] == ["pool"] * len(extra) and extra
+    meta = json.loads(open(sub.corpus.meta).read())
+    assert meta["clips"] == len(own) and meta["pool"]["clips"] == len(extra)
+    assert sum(meta["split"].values()) == len(own)
+    pipeline.stage_features(c, sub, stamp)
+    pipeline.stage_selection(c, sub, stamp)
+    sources = json.loads(open(sub.selection.sources).read())
+    assert sum(sources["categories"].values()) == int(c.selection.k)
+    assert set(sources["categories"]) - {"snare"}  # the seeded draw took a kick or a clap
+    targets = json.loads(open(sub.selection.targets).read())
+    ds = dataset.Dataset(sub.corpus)
+    for split, ids in targets.items():  # targets and evaluation: snares only
+        assert all(ds.rows[ds.corpus_id(i)]["category"] == "snare" for i in ids), split
+    # without a corpus of every category it cannot work, and says so before any stage
+    single = configs.load(os.path.join(ROOT, "configs", "snare.py:smoke"))
+    with single.unlocked():
+        single.selection.pool_categories = ("clap",)
+    with pytest.raises(ConfigError, match="pool_categories.*kit job"):
+        pipeline.run(single, str(tmp_path / "single"))
+    assert not os.path.exists(tmp_path / "single")
+    with single.unlocked():
+        single.selection.pool_categories = ("claps",)
+    with pytest.raises(ConfigError, match="must be categories among"):
+        configs.check(single)

@@ -38,17 +38,22 @@ NAMES = {"kick": "Kick", "rim": "Rim", "snare": "Snare", "clap": "Clap",
 JITTER = 0.5  # variants: this many standard deviations along each principal direction, at most
 
 
+def jitter(pca: dict, z: np.ndarray, n: int, seed: int, amount: float = JITTER) -> np.ndarray:
+    """n seeded variants of z [L]: z moved by up to `amount` standard deviations along each
+    principal direction of the latent PCA -> [n, L]."""
+    comps = np.asarray(pca["components"], np.float32)
+    spread = np.sqrt(np.asarray(pca["variance"], np.float32))
+    steps = np.random.default_rng(seed).uniform(-amount, amount, (n, len(spread))) * spread
+    return (np.asarray(z, np.float32)[None] + steps @ comps).astype(np.float32)
+
+
 def pad_recipes(b: Bundle, variations: int, seed: int) -> dict:
     """{'latent' [V, L], 'weights' [V, k]}: the centre of the bundle's latent PCA and
     variations - 1 seeded variants around it."""
     if b.pca is None:
         raise DrumlayerError("the bundle has no PCA basis: rerun the main job's bundle stage")
     center = np.asarray(b.pca["center"], np.float32)
-    comps = np.asarray(b.pca["components"], np.float32)
-    spread = np.sqrt(np.asarray(b.pca["variance"], np.float32))
-    rng = np.random.default_rng(seed)
-    steps = rng.uniform(-JITTER, JITTER, (variations - 1, len(spread))) * spread
-    z = np.concatenate([center[None], center + steps @ comps]).astype(np.float32)
+    z = np.concatenate([center[None], jitter(b.pca, center, variations - 1, seed)])
     return {"latent": z, "weights": np.asarray(b.decode(z))}
 
 
@@ -96,8 +101,8 @@ def write(pads_: dict, out: str, name: str = "drumlayer kit", rate: int = 48000)
             f"<midiOutNote>{key}</midiOutNote><instrumentComponent><layer>"
             f"<filename>{engine.safe_name(category)}_1.wav</filename><min>0</min><max>1</max>"
             "</layer></instrumentComponent></instrument>")
-        recipes[category] = {"gm_key": key, "latent": pad["recipes"]["latent"].tolist(),
-                             "weights": pad["recipes"]["weights"].tolist()}
+        recipes[category] = {"gm_key": key, **{k: np.asarray(v).tolist() if isinstance(
+            v, np.ndarray) else v for k, v in pad["recipes"].items()}}
     for fname, data in wavs.items():
         with open(os.path.join(out, "samples", fname), "wb") as f:
             f.write(data)

@@ -1,3 +1,4 @@
+import logging
 import os
 import subprocess
 import sys
@@ -40,3 +41,39 @@ def smoke_run(tmp_path_factory):
     wd = tmp_path_factory.mktemp("smoke") / "run"
     pipeline.run(configs.load(os.path.join(ROOT, "configs", "snare.py:smoke")), str(wd))
     return wd
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture(scope="session")
+def kit_run(tmp_path_factory):
+    """A kit job on 20 generated kits: (config, workdir, summary, its log lines)."""
+    tmp_path = tmp_path_factory.mktemp("kit")
+    from drumlayer import configs, kit
+    from drumlayer.workdir import Workdir
+
+    from kitgen import write_kits
+
+    write_kits(tmp_path / "samples")
+    config = configs.load(os.path.join(ROOT, "configs", "kit.py:smoke"))
+    with config.unlocked():
+        config.data.roots = (str(tmp_path / "samples"),)
+        config.data.split = (0.7, 0.15, 0.15)  # 3 test kits: each category is evaluated
+    wd = Workdir(tmp_path / "run")
+    lines, logger = _Lines(), logging.getLogger("drumlayer")
+    level = logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    try:
+        summary = kit.run(config, wd.root)
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+    return config, wd, summary, "\n".join(lines.lines)

@@ -145,3 +145,15 @@ def write_sf2(path: str, samples: list[tuple[str, np.ndarray, int, int]],
                             _chunk(b"shdr", shdr)])
     with open(path, "wb") as f:
         f.write(_chunk(b"RIFF", body))
+
+
+def write_kits(root, n: int = 20, claps: int = 3) -> None:
+    """n folders (kits), each with a kick and a snare; the first `claps` also a clap."""
+    for k in range(n):
+        d = root / f"kit{k:02d}"
+        d.mkdir(parents=True)
+        sf.write(d / "kick.wav", hit(22050, freq=45 + 4 * k, noise=0.1, seed=100 + k), 22050)
+        sf.write(d / "snare.wav", hit(22050, freq=170 + 9 * k, noise=0.6, seed=200 + k), 22050)
+        if k < claps:
+            sf.write(d / "clap.wav", hit(22050, freq=900 + 60 * k, noise=0.95, seed=300 + k),
+                     22050)

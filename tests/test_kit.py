@@ -13,21 +13,7 @@ from drumlayer.dataset import read_manifest
 from drumlayer.errors import DrumlayerError
 from drumlayer.workdir import Workdir
 
-from kitgen import hit
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _kits(root, n: int = 20, claps: int = 3) -> None:
-    """n folders (kits), each with a kick and a snare; the first `claps` also a clap."""
-    for k in range(n):
-        d = root / f"kit{k:02d}"
-        d.mkdir(parents=True)
-        sf.write(d / "kick.wav", hit(22050, freq=45 + 4 * k, noise=0.1, seed=100 + k), 22050)
-        sf.write(d / "snare.wav", hit(22050, freq=170 + 9 * k, noise=0.6, seed=200 + k), 22050)
-        if k < claps:
-            sf.write(d / "clap.wav", hit(22050, freq=900 + 60 * k, noise=0.95, seed=300 + k),
-                     22050)
 
 
 def test_a_category_gets_at_most_half_its_training_pool_as_sources():
@@ -36,37 +22,6 @@ def test_a_category_gets_at_most_half_its_training_pool_as_sources():
         c = kit.category_config(config, "clap", {"train": n_train, "val": 4, "test": 4})
         assert (c.data.category, int(c.selection.k)) == ("clap", want)
         assert "kit" not in c and config.kit.categories  # the original is untouched
-
-
-class _Lines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture(scope="module")
-def kit_run(tmp_path_factory):
-    """A kit job on 20 generated kits: (config, workdir, summary, its log lines)."""
-    tmp_path = tmp_path_factory.mktemp("kit")
-    _kits(tmp_path / "samples")
-    config = configs.load(os.path.join(ROOT, "configs", "kit.py:smoke"))
-    with config.unlocked():
-        config.data.roots = (str(tmp_path / "samples"),)
-        config.data.split = (0.7, 0.15, 0.15)  # 3 test kits: each category is evaluated
-    wd = Workdir(tmp_path / "run")
-    lines, logger = _Lines(), logging.getLogger("drumlayer")
-    level = logger.level
-    logger.addHandler(lines)
-    logger.setLevel(logging.INFO)
-    try:
-        summary = kit.run(config, wd.root)
-    finally:
-        logger.removeHandler(lines)
-        logger.setLevel(level)
-    return config, wd, summary, "\n".join(lines.lines)
 
 
 def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_run, caplog):
@@ -214,3 +169,56 @@ def test_a_cross_category_pool_offers_other_categories_training_clips_as_sources
         single.selection.pool_categories = ("claps",)
     with pytest.raises(ConfigError, match="must be categories among"):
         configs.check(single)
+
+
+def test_the_studio_of_a_kit_has_a_pad_per_model_and_exports_what_its_pads_hold(kit_run,
+                                                                                  tmp_path):
+    import io
+    import zipfile
+
+    from fastapi.testclient import TestClient
+
+    from drumlayer.studio.server import create_app
+
+    pysfizz = pytest.importorskip("pysfizz", reason="the dev extra installs pysfizz (sfizz)")
+    _, wd, _, _ = kit_run
+    c = TestClient(create_app(wd.root))
+    k = c.get("/api/kit").json()
+    assert [(p["category"], p["gm_key"]) for p in k["pads"]] == [("kick", 36), ("snare", 38)]
+    assert "add samples" in k["skipped"]["clap"] and "tom" in k["skipped"]
+    assert c.get("/").status_code == 200 and c.get("/static/app.js").status_code == 200
+    # each pad is the whole studio of its category's model
+    kick = c.get("/c/kick/api/sources/0/recipe").json()
+    assert len(kick["weights"]) == c.get("/c/kick/api/model").json()["k"]
+    assert c.post("/c/kick/api/render", json=kick).status_code == 200
+    r = c.post("/api/kit/export", json={"pads": {"kick": [kick], "snare": []},
+                                        "round_robin": 3, "amount": 1.0})
+    assert r.status_code == 200, r.text
+    assert r.headers["X-Empty-Pads"] == "snare"  # left out, and said so
+    z = zipfile.ZipFile(io.BytesIO(r.content))
+    z.extractall(tmp_path / "kit")
+    names = set(z.namelist())
+    assert {"kit.sfz", "recipes.json", "samples/kick_1.wav", "samples/kick_3.wav"} <= names
+    assert not any(n.startswith("samples/snare") for n in names)
+    recipes = json.loads(z.read("recipes.json"))
+    assert list(recipes) == ["kick"] and len(recipes["kick"]["recipes"]) == 3
+    assert recipes["kick"]["recipes"][0]["latent"] == kick["latent"]
+    assert recipes["kick"]["recipes"][1]["latent"] != kick["latent"]  # round-robin variants
+    assert recipes["kick"]["recipes"][1]["residual"] == kick["residual"]  # edits kept
+    # the first variant is the pad's sound as the pad's studio exports it
+    one, _ = sf.read(io.BytesIO(c.post("/c/kick/api/render?export=true&sample_rate=48000",
+                                       json=kick).content))
+    first, rate = sf.read(tmp_path / "kit" / "samples" / "kick_1.wav")
+    assert rate == 48000 and np.abs(one - first).max() < 1e-6
+    synth = pysfizz.Synth(sample_rate=48000, block_size=256)
+    assert synth.load_sfz_file(str(tmp_path / "kit" / "kit.sfz"))
+    assert synth.playable_keys == [36]
+    y = synth.render_note(36, 127, 0.5, 0.5).mean(axis=0)
+    assert np.sqrt(np.mean(y ** 2)) > 1e-3
+    found, _ = kits.discover([str(tmp_path / "kit" / "hydrogen")])
+    assert [(c.instrument, c.category) for c in found] == [("Kick", "kick")]
+    # bad requests: nothing to export, a pad the kit does not have
+    bad = c.post("/api/kit/export", json={"pads": {"kick": [], "snare": []}})
+    assert bad.status_code == 422 and "every pad is empty" in bad.json()["detail"]
+    bad = c.post("/api/kit/export", json={"pads": {"tom": [kick]}})
+    assert bad.status_code == 422 and "no pad 'tom'" in bad.json()["detail"]

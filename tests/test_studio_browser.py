@@ -28,9 +28,8 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"{CHROMIUM} missing: apt-get install chromium")
 
 
-@pytest.fixture(scope="module")
-def server(smoke_run):
-    wd = smoke_run
+def serve(wd):
+    """`python -m drumlayer.studio` on wd, any free port: (process, its address)."""
     proc = subprocess.Popen([sys.executable, "-m", "drumlayer.studio", f"--workdir={wd}",
                              "--port=0"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -41,7 +40,13 @@ def server(smoke_run):
             url = m.group(1)
             break
     assert url, "the studio did not say where it listens"
-    yield url, wd
+    return proc, url
+
+
+@pytest.fixture(scope="module")
+def server(smoke_run):
+    proc, url = serve(smoke_run)
+    yield url, smoke_run
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -240,3 +245,47 @@ def test_first_click_after_loading_selects_a_layer(server, page):
     i = pg.evaluate("studio.S.selected")
     assert i >= 0 and pg.text_content("#layer-name").startswith(f"{i}: ")
     pg.close()
+
+
+def test_a_kit_has_pads_that_switch_play_keep_their_recipes_and_export(kit_run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    wd = kit_run[1].root
+    proc, url = serve(wd)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+            pg = browser.new_page(accept_downloads=True, viewport={"width": 1300, "height": 1000})
+            errors = []
+            pg.on("pageerror", lambda e: errors.append(str(e)))
+            pg.goto(url)
+            pg.wait_for_selector("body[data-ready='1']", timeout=30000)
+            assert pg.is_visible("#kit") and pg.locator("button.pad").count() == 2
+            assert "clap" in pg.text_content("#kit-note")  # the skipped categories, and why
+            assert pg.evaluate("studio.S.prefix") == "/c/kick"
+            drag_slider(pg, 0)  # the kick pad's recipe, edited
+            kick_mix = pg.evaluate("Array.from(studio.S.mix)")
+            pg.click("button.pad[data-c='snare']")
+            pg.wait_for_function("studio.S.kit.current === 'snare' && studio.S.played >= 1")
+            assert "snare" in pg.evaluate("studio.S.model.workdir")
+            snare_mix = pg.evaluate("Array.from(studio.S.mix)")
+            np.testing.assert_allclose(snare_mix, python_mix((url + "c/snare/", wd), pg),
+                                       atol=1e-4)  # the page mixes the snare model's sources
+            pg.keyboard.press("1")  # back to the kick: its edited recipe, played
+            pg.wait_for_function("studio.S.kit.current === 'kick' && studio.S.played >= 2")
+            np.testing.assert_array_equal(pg.evaluate("Array.from(studio.S.mix)"), kick_mix)
+            assert len(pg.evaluate("studio.S.padLatencies")) == 2
+            pg.fill("#round-robin", "2")
+            with pg.expect_download() as dl:
+                pg.click("#export-kit")
+            dl.value.save_as(tmp_path / "kit.zip")
+            names = zipfile.ZipFile(tmp_path / "kit.zip").namelist()
+            for f in ("kit.sfz", "samples/kick_2.wav", "samples/snare_2.wav", "recipes.json"):
+                assert f in names, names
+            pg.wait_for_function("document.getElementById('status').textContent"
+                                 ".includes('exported the kit')")
+            assert not errors, errors
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -184,7 +184,12 @@ def _rate(rate: int, export: bool = False) -> None:
 
 
 def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
-    """The studio's ASGI app over a trained workdir."""
+    """The studio's ASGI app over a trained workdir (a kit job's workdir: the kit studio, see
+    studio/kit.py)."""
+    from drumlayer.studio import kit
+
+    if kit.is_kit(workdir):
+        return kit.create_kit_app(workdir, lambda w: create_app(w, max_upload_mb), STATIC)
     st = Studio(workdir)
     limit = int(max_upload_mb * 1024 * 1024)
     app = FastAPI(title="drumlayer studio", version="1",
@@ -359,7 +364,11 @@ def _serve(a, _) -> int:
     if a.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("studio: listening on %s: anyone who can reach this machine can use it",
                     a.host)
-    st = app.state.studio
+    if hasattr(app.state, "kit"):
+        what = f"a kit of {len(app.state.kit)} pads ({', '.join(app.state.kit)}) from {a.workdir}"
+    else:
+        st = app.state.studio
+        what = f"{st.bundle.k} sources, latent {st.bundle.latent}, from {st.wd.root}"
     family = socket.AF_INET6 if ":" in a.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -371,7 +380,7 @@ def _serve(a, _) -> int:
         return 1
     port = sock.getsockname()[1]
     host = f"[{a.host}]" if family == socket.AF_INET6 else a.host
-    print(f"studio: {st.bundle.k} sources, latent {st.bundle.latent}, from {st.wd.root}\n"
+    print(f"studio: {what}\n"
           f"studio: open http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])

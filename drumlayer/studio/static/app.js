@@ -14,6 +14,9 @@ const S = {               // everything the page knows
   residual: null,         // Float32Array [k]: a refined recipe's weights minus its decoding
   refined: null,          // { residual, gain } of the loaded refined recipe (for the switch)
   match: null,            // /api/match of the current sound against its original
+  prefix: "",             // the selected pad's studio (/c/<category>) in a kit, else ""
+  kit: null,              // { pads: [...], current, saved: {category: recipe}, models: {...} }
+  padLatencies: [],       // ms from a pad's click to its sound starting (for the bench)
   name: "", original: null,
   slots: { A: null, B: null }, ab: "A",
   selected: -1,
@@ -286,8 +289,8 @@ function status(msg, error = false) {
   $("status").classList.toggle("error", error);
 }
 
-async function api(path, opts = {}) {
-  const r = await fetch(path, opts);
+async function api(path, opts = {}, root = false) {
+  const r = await fetch((root ? "" : S.prefix) + path, opts);
   if (!r.ok) {
     let detail = r.statusText;
     try { const j = await r.json(); detail = typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail); } catch (e) { /* not JSON */ }
@@ -508,23 +511,85 @@ function gauss() {
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
 }
 
+async function loadModel() {  // the selected studio's model, sources and clips (cached per pad)
+  const cache = S.kit && S.kit.models[S.prefix];
+  const m = cache || {
+    model: await (await api("/api/model")).json(),
+    sources: new Float32Array(await (await api("/api/sources")).arrayBuffer()),
+    clips: await (await api("/api/corpus")).json(),
+  };
+  if (S.kit) S.kit.models[S.prefix] = m;
+  S.model = m.model; S.sources = m.sources;
+  const opt = (v, t) => `<option value="${v}">${escapeHtml(t)}</option>`;
+  $("corpus").innerHTML = opt("", "—") + m.clips.slice().sort((a, b) => (a.split === "test" ? 0 : 1) - (b.split === "test" ? 0 : 1))
+    .map((c) => opt(c.id, `${c.name} (${c.split})`)).join("");
+  $("source").innerHTML = opt("", "—") + S.model.names.map((n, i) => opt(i, `${i}: ${n}`)).join("");
+  $("model-info").textContent = `${S.model.workdir}: ${S.model.k} sources, latent ${S.model.latent}, ${S.model.normaliser}`;
+  buildSliders();
+}
+
+function centre() { return { latent: S.model.pca.center, name: "the centre of the corpus" }; }
+
+// ------------------------------------------------------------------ the kit: one pad per category
+
+async function initKit() {
+  const r = await fetch("/api/kit");
+  if (!r.ok) return;  // a single model's studio
+  const k = await r.json();
+  S.kit = { pads: k.pads, current: k.pads[0].category, saved: {}, models: {} };
+  S.prefix = `/c/${S.kit.current}`;
+  $("kit").hidden = false;
+  $("pads").innerHTML = k.pads.map((p, i) => `<button class="pad" data-c="${p.category}" title="GM key ${p.gm_key}">` +
+    `${i + 1}: ${escapeHtml(p.name)}</button>`).join("");
+  const skipped = Object.entries(k.skipped);
+  $("kit-note").textContent = skipped.length ? `no pad for: ${skipped.map(([c, why]) => `${c} (${why})`).join("; ")}` : "";
+  for (const b of document.querySelectorAll("button.pad")) b.addEventListener("click", (ev) => selectPad(b.dataset.c, ev.timeStamp));
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || /^(INPUT|SELECT|TEXTAREA)$/.test(e.target.tagName)) return;
+    const p = S.kit.pads[Number(e.key) - 1];
+    if (p) selectPad(p.category, e.timeStamp);
+  });
+  $("export-kit").addEventListener("click", exportKit);
+}
+
+async function selectPad(category, t0 = performance.now()) {
+  if (category !== S.kit.current) {
+    S.kit.saved[S.kit.current] = recipe();
+    S.kit.current = category; S.prefix = `/c/${category}`;
+    await loadModel();
+    loadRecipe(S.kit.saved[category] || centre(), { keepUndo: true });
+    S.undo = []; S.redo = []; S.slots = { A: null, B: null };
+  }
+  for (const b of document.querySelectorAll("button.pad")) b.classList.toggle("on", b.dataset.c === category);
+  play(S.mix);
+  S.padLatencies.push(performance.now() - t0);
+}
+
+async function exportKit() {
+  S.kit.saved[S.kit.current] = recipe();
+  const pads = {};
+  for (const p of S.kit.pads) if (S.kit.saved[p.category]) pads[p.category] = [S.kit.saved[p.category]];
+  status("exporting the kit…");
+  try {
+    const r = await api("/api/kit/export", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ pads, round_robin: +$("round-robin").value, amount: +$("jitter").value, sample_rate: +$("rate").value }) }, true);
+    download(await r.blob(), "drumlayer_kit.zip");
+    const empty = r.headers.get("X-Empty-Pads");
+    status(`exported the kit${empty ? ` (empty pads, left out: ${empty.split(",").join(", ")})` : ""}`);
+  } catch (e) { status(e.message, true); }
+}
+
 async function init() {
   try {
-    S.model = await (await api("/api/model")).json();
-    S.sources = new Float32Array(await (await api("/api/sources")).arrayBuffer());
-    const clips = await (await api("/api/corpus")).json();
-    const opt = (v, t) => `<option value="${v}">${escapeHtml(t)}</option>`;
-    $("corpus").innerHTML = opt("", "—") + clips.sort((a, b) => (a.split === "test" ? 0 : 1) - (b.split === "test" ? 0 : 1))
-      .map((c) => opt(c.id, `${c.name} (${c.split})`)).join("");
-    $("source").innerHTML = opt("", "—") + S.model.names.map((n, i) => opt(i, `${i}: ${n}`)).join("");
-    $("model-info").textContent = `${S.model.workdir}: ${S.model.k} sources, latent ${S.model.latent}, ${S.model.normaliser}`;
-    buildSliders(); wire();
-    loadRecipe({ latent: S.model.pca.center, name: "the centre of the corpus" }, { keepUndo: true });
+    await initKit();
+    await loadModel(); wire();
+    loadRecipe(centre(), { keepUndo: true });
+    if (S.kit) for (const b of document.querySelectorAll("button.pad")) b.classList.toggle("on", b.dataset.c === S.kit.current);
     S.undo = [];
     document.body.dataset.ready = "1";
     status("ready: upload a sample, pick a clip, or move a slider");
   } catch (e) { status(`cannot load the model: ${e.message}`, true); }
 }
 
-window.studio = { S, recipe, loadRecipe, decode, editWeights, mixOf, latent, update };
+window.studio = { S, recipe, loadRecipe, decode, editWeights, mixOf, latent, update, selectPad };
 init();

@@ -1,6 +1,7 @@
 """The project's benchmarks: drumlayer against a reference measured in the same process.
 
     python -m benchmarks [corpus] [features] [selection] [train] [evaluate] [studio] [analyze]
+        [kit_studio]
         [--out=bench_results] [--workdir=runs/snare_paper]
 
 Run from the repository root with the dev extra installed (librosa, Playwright; the studio
@@ -39,6 +40,8 @@ def _define_flags(fv) -> None:
     flags.DEFINE_string("workdir", "runs/snare_paper",
                         "a trained workdir (evaluate; studio; analyze)", flag_values=fv)
     flags.DEFINE_integer("moves", 300, "slider input events (studio)", flag_values=fv)
+    flags.DEFINE_string("kit_workdir", "runs/kit", "a trained kit workdir (kit_studio)",
+                        flag_values=fv)
 
 
 def _command(args, names: list[str]) -> int:

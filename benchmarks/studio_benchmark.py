@@ -121,3 +121,75 @@ def bench_studio(args) -> dict:
                                   "p95": float(np.percentile(lat, 95)), "n": len(lat)},
             "server_decode_mix_ms": t_np * 1e3, "jax_decode_mix_ms": t_jax * 1e3}
 
+
+
+def _pad_latency(url: str, switches: int) -> dict:
+    """In headless Chromium: each pad's first visit (its model fetched), then `switches` pad
+    changes by number key, and as many presses of the current pad's own key (no switch)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=harness.chromium(), headless=True)
+        pg = browser.new_page(viewport={"width": 1300, "height": 1000})
+        pg.goto(url)
+        pg.wait_for_selector("body[data-ready='1']", timeout=60000)
+        pg.mouse.click(5, 5)  # a user gesture: the page creates its AudioContext
+        n = pg.locator("button.pad").count()
+
+        def press(key, count):
+            pg.keyboard.press(key)
+            pg.wait_for_function(f"studio.S.padLatencies.length >= {count}", timeout=60000)
+
+        for i in range(n):  # first visits
+            press(str(i + 1), i + 1)
+        first = pg.evaluate("studio.S.padLatencies.slice()")
+        done = len(first)
+        for s in range(switches):
+            done += 1
+            press(str(s % n + 1) if n > 1 else "1", done)
+        switch = pg.evaluate(f"studio.S.padLatencies.slice({len(first)})")
+        for _ in range(switches):
+            done += 1
+            press(str((switches - 1) % n + 1), done)
+        same = pg.evaluate(f"studio.S.padLatencies.slice({len(first) + switches})")
+        browser.close()
+    return {"pads": n, "first_ms": first, "switch_ms": switch, "same_pad_ms": same}
+
+
+@harness.benchmark
+def bench_kit_studio(args) -> dict:
+    """The studio of a kit workdir in headless Chromium: the time from a pad's key to its sound
+    starting (the recipe restored, its mix made and played), switching pads, against pressing
+    the current pad again (the same playing, no switch); and each pad's first visit, which
+    fetches its model and sources."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "drumlayer.studio",
+                             f"--workdir={args.kit_workdir}", "--port=0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = None
+        for line in proc.stdout:
+            if "open http" in line:
+                url = line.split("open ")[1].split()[0]
+                break
+        if url is None:
+            raise SystemExit("bench kit_studio: the studio did not start (is --kit_workdir "
+                             "a trained kit?)")
+        r = _pad_latency(url, 100)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    rows = [{"what": f"switch pad and play ({len(r['switch_ms'])} switches, {r['pads']} pads)",
+             "median_ms": round(float(np.median(r["switch_ms"])), 2),
+             "p95_ms": round(float(np.percentile(r["switch_ms"], 95)), 2)},
+            {"what": "reference: play the current pad again",
+             "median_ms": round(float(np.median(r["same_pad_ms"])), 2),
+             "p95_ms": round(float(np.percentile(r["same_pad_ms"], 95)), 2)},
+            {"what": "first visit of a pad (fetches its model and sources)",
+             "median_ms": round(float(np.median(r["first_ms"])), 2),
+             "p95_ms": round(float(np.percentile(r["first_ms"], 95)), 2)}]
+    harness.print_table(("what", "median_ms", "p95_ms"), rows)
+    ok = np.percentile(r["switch_ms"], 95) < 50
+    print(f"target: switching pads and playing p95 < 50 ms: {'met' if ok else 'NOT met'}")
+    return {"rows": rows, **r, "workdir": os.path.abspath(args.kit_workdir)}

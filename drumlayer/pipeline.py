@@ -40,7 +40,7 @@ def cached(name: str, stamp_path: str, stamp: dict, run: Callable[[], object],
            where: str) -> bool:
     """Run a stage unless stamp_path already holds `stamp`. The old stamp goes first and the new
     one is written last, so a stage that crashes is rerun. Returns whether it ran."""
-    if read_json(stamp_path) == stamp:
+    if read_json(stamp_path) == json.loads(json.dumps(stamp)):  # as JSON: tuples are lists
         log.info("%s: up to date in %s (skipped)", name, where)
         return False
     if os.path.exists(stamp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -9,6 +10,28 @@ import sys
 import numpy as np
 
 from benchmarks import harness
+
+
+@contextlib.contextmanager
+def _studio(workdir: str, bench: str):
+    """`python -m drumlayer.studio` on workdir (any free port), stopped after: its address."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "drumlayer.studio", f"--workdir={workdir}",
+                             "--port=0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        url = None
+        for line in proc.stdout:
+            if "open http" in line:
+                url = line.split("open ")[1].split()[0]
+                break
+        if url is None:
+            raise SystemExit(f"bench {bench}: the studio did not start on {workdir}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def _browser_latency(url: str, moves: int) -> dict:
@@ -58,7 +81,6 @@ def bench_studio(args) -> dict:
     /api/render arithmetic) against the jit-compiled JAX model in the same process; and in
     headless Chromium the latency from a slider's input event to the frame after the weights,
     chart and playable mix are updated, with the page's own decode + mix."""
-    import subprocess
 
     import jax
     import jax.numpy as jnp
@@ -84,21 +106,8 @@ def bench_studio(args) -> dict:
 
     t_np = harness.median_time(server_mix, repeats=200, warmup=5)
     t_jax = harness.median_time(jax_mix, repeats=200, warmup=5)
-    proc = subprocess.Popen([sys.executable, "-m", "drumlayer.studio",
-                             f"--workdir={args.workdir}", "--port=0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        url = None
-        for line in proc.stdout:
-            if "open http" in line:
-                url = line.split("open ")[1].split()[0]
-                break
-        if url is None:
-            raise SystemExit("bench studio: the studio did not start")
+    with _studio(args.workdir, "studio") as url:
         b = _browser_latency(url, args.moves)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
     lat = np.array(b["latencies_ms"])
     pm = np.array(b["page_decode_mix_ms"])
     rows = [{"what": f"server: decode + edit + mix + envelope ({st.bundle.k} sources, numpy)",
@@ -162,24 +171,8 @@ def bench_kit_studio(args) -> dict:
     starting (the recipe restored, its mix made and played), switching pads, against pressing
     the current pad again (the same playing, no switch); and each pad's first visit, which
     fetches its model and sources."""
-    import subprocess
-
-    proc = subprocess.Popen([sys.executable, "-m", "drumlayer.studio",
-                             f"--workdir={args.kit_workdir}", "--port=0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        url = None
-        for line in proc.stdout:
-            if "open http" in line:
-                url = line.split("open ")[1].split()[0]
-                break
-        if url is None:
-            raise SystemExit("bench kit_studio: the studio did not start (is --kit_workdir "
-                             "a trained kit?)")
+    with _studio(args.kit_workdir, "kit_studio") as url:
         r = _pad_latency(url, 100)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
     rows = [{"what": f"switch pad and play ({len(r['switch_ms'])} switches, {r['pads']} pads)",
              "median_ms": round(float(np.median(r["switch_ms"])), 2),
              "p95_ms": round(float(np.percentile(r["switch_ms"], 95)), 2)},

@@ -20,8 +20,7 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, HTTPException
-from fastapi.responses import FileResponse, Response
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from drumlayer import kitexport
@@ -52,8 +51,9 @@ def is_kit(workdir: str) -> bool:
     return os.path.exists(wd.kit_summary) and not os.path.exists(wd.bundle.meta)
 
 
-def create_kit_app(workdir: str, make_app, static: str) -> FastAPI:
-    """The kit studio; make_app(category_workdir) builds each pad's single-sound app."""
+def create_kit_app(workdir: str, make_app, add_page) -> FastAPI:
+    """The kit studio; make_app(category_workdir) builds each pad's single-sound app,
+    add_page(app) serves the page."""
     summary = read_json(Workdir(workdir).kit_summary) or {"categories": {}}
     trained = {c: e["workdir"] for c, e in summary["categories"].items() if "workdir" in e}
     skipped = {c: e.get("skipped") or e.get("failed") or "not trained"
@@ -70,11 +70,7 @@ def create_kit_app(workdir: str, make_app, static: str) -> FastAPI:
                               "is at /c/<category>/ (see its /docs).")
     app.state.kit = {c: a.state.studio for c, a in apps.items()}
 
-    @app.get("/", include_in_schema=False)
-    def index():
-        return FileResponse(os.path.join(static, "index.html"))
-
-    app.mount("/static", StaticFiles(directory=static), name="static")
+    add_page(app)
 
     @app.get("/api/kit", summary="The pads: trained categories, their GM keys; the skipped")
     def kit() -> dict:

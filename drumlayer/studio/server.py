@@ -183,13 +183,23 @@ def _rate(rate: int, export: bool = False) -> None:
         raise HTTPException(422, f"sample_rate must be one of {allowed}, got {rate}")
 
 
+def add_page(app: FastAPI) -> None:
+    """The page at / and its files at /static/."""
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(os.path.join(STATIC, "index.html"))
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
 def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
     """The studio's ASGI app over a trained workdir (a kit job's workdir: the kit studio, see
     studio/kit.py)."""
     from drumlayer.studio import kit
 
     if kit.is_kit(workdir):
-        return kit.create_kit_app(workdir, lambda w: create_app(w, max_upload_mb), STATIC)
+        return kit.create_kit_app(workdir, lambda w: create_app(w, max_upload_mb), add_page)
     st = Studio(workdir)
     limit = int(max_upload_mb * 1024 * 1024)
     app = FastAPI(title="drumlayer studio", version="1",
@@ -218,11 +228,7 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
     async def silent(request: Request, exc: engine.SilentError):
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
-    @app.get("/", include_in_schema=False)
-    def index():
-        return FileResponse(os.path.join(STATIC, "index.html"))
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    add_page(app)
 
     @app.get("/api/model", summary="What the page needs to decode and mix by itself")
     def model_info() -> dict:

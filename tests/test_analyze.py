@@ -163,12 +163,17 @@ def test_cli_refuses_a_folder_with_nothing_readable(trained, tmp_path, capsys):
     assert (tmp_path / "out" / "rejected.csv").exists()
 
 
-def test_cli_recipe_reloads_in_the_studio_to_the_identical_mix(cli_run):
-    wd, _, out = cli_run
+def test_cli_recipe_reloads_in_the_studio_to_the_identical_mix(cli_run, trained):
+    wd, folder, out = cli_run
     client = TestClient(create_app(str(wd)))
-    for name in ("hit_0", "hit_1", "hit_2"):
+    # the recipes hold the refinement of the files, as the command batched them
+    want = analyze.refine_all(analyze.Analyzer.from_bundle(trained[1]), np.stack(
+        [audio.load_clip(folder / f"hit {i}.wav") for i in range(3)]))
+    for i, name in enumerate(("hit_0", "hit_1", "hit_2")):
         recipe = json.loads((out / f"{name}.recipe.json").read_text())
-        assert recipe["residual"] and recipe["gain_db"] != 0
+        assert np.abs(recipe["residual"]).max() > 1e-3 and recipe["gain_db"] != 0
+        np.testing.assert_allclose(recipe["weights"], want.weights[i], atol=1e-5)
+        assert recipe["gain_db"] == pytest.approx(20 * np.log10(want.gain[i]), abs=1e-3)
         r = client.post("/api/render", json=recipe)
         assert r.status_code == 200, r.text
         studio, sr = sf.read(io.BytesIO(r.content), dtype="float32")

@@ -63,6 +63,7 @@ from tqdm import tqdm
 
 from drumlayer import audio, blocks, spectral
 from drumlayer.errors import DrumlayerError
+from drumlayer.workdir import AnalyzeDir
 
 log = logging.getLogger(__name__)
 
@@ -419,14 +420,14 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
 
     b = Bundle.load(workdir)
     clips, cands, names, rejected = _read(paths)
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "rejected.csv"), "w", newline="") as f:
+    od = AnalyzeDir(out)
+    os.makedirs(od.dir, exist_ok=True)
+    with open(od.rejected, "w", newline="") as f:
         csv.writer(f).writerows([("file", "reason"), *rejected])
     for reason, n in collections.Counter(r for _, r in rejected).most_common():
         log.warning("analyze: %d file(s) skipped: %s", n, reason)
     if not len(clips):
-        raise DrumlayerError(f"no readable sound under {', '.join(paths)}: see "
-                             f"{os.path.join(out, 'rejected.csv')}")
+        raise DrumlayerError(f"no readable sound under {', '.join(paths)}: see {od.rejected}")
     an = Analyzer.from_bundle(b, config)
     log.info("analyze: %d sounds, mode %s, %d sources", len(clips), config.mode, b.k)
     t0 = time.perf_counter()
@@ -445,10 +446,10 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
                                 recipe.residual)
         x = engine.render(w, b.sources, {}, env_curve, recipe.gain_db)
         mixes.append(x)
-        with open(os.path.join(out, f"{name}.recipe.json"), "w") as f:
+        with open(od.recipe(name), "w") as f:
             f.write(recipe.model_copy(update={"weights": w.tolist()})
                     .model_dump_json(indent=1, exclude_none=True))
-        with open(os.path.join(out, f"{name}.wav"), "wb") as f:
+        with open(od.mix(name), "wb") as f:
             f.write(engine.wav_bytes(x, audio.SAMPLE_RATE, "FLOAT"))
         rows.append([c.file if not c.spans else f"{c.file}#{c.instrument}", name,
                      int(metrics.active_layers(w)), round(float(w.max() / max(w.sum(), 1e-12)), 4),
@@ -456,7 +457,7 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
     d = distances(np.stack(mixes), clips)
     header = ["file", "name", "active_layers", "largest_weight", "gain_db",
               "log_spectral_distance_db", "mfcc_distance", "centroid_error_hz", "seconds"]
-    path = os.path.join(out, "summary.csv")
+    path = od.summary
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
@@ -488,7 +489,7 @@ def _command(f, paths: list[str]) -> int:
     cli.compilation_cache()
     res = run(f.workdir, paths, f.out, AnalyzeConfig(mode=f.mode), f.block)
     print(f"wrote {res['written']} recipes to {f.out} ({res['rejected']} files skipped: "
-          f"{os.path.join(f.out, 'rejected.csv')}); summary: {res['summary']}")
+          f"{AnalyzeDir(f.out).rejected}); summary: {res['summary']}")
     return 0
 
 

@@ -15,6 +15,7 @@
     WORKDIR/bundle/             params.msgpack, sources.npy, standardisation.npz, pca.npz,
                                 bundle.json, stamp.json
     WORKDIR/eval/               metrics.json, report.md, figures, audio/, evaluate.json
+    (analyze --out=DIR)         <name>.recipe.json, <name>.wav, summary.csv, rejected.csv
 
 Every module that reads or writes one of these asks a `Workdir` (or a `CorpusDir`, for a corpus
 built on its own with `python -m drumlayer.corpus --out=DIR`) for its path; `read_json` and
@@ -93,6 +94,20 @@ class EvalDir(_Folder):
 
     def figure(self, name: str) -> str:
         return self._p(name)
+
+
+class AnalyzeDir(_Folder):
+    """What `python -m drumlayer.analyze --out=DIR` writes: a recipe and a mix per sound, the
+    summary and the files it could not read."""
+
+    summary = property(lambda s: s._p("summary.csv"))
+    rejected = property(lambda s: s._p("rejected.csv"))
+
+    def recipe(self, name: str) -> str:
+        return self._p(f"{name}.recipe.json")
+
+    def mix(self, name: str) -> str:
+        return self._p(f"{name}.wav")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -104,8 +104,12 @@ def test_exporting_a_workdir_that_is_not_a_kit_says_what_to_do(tmp_path):
 
 
 def test_a_failing_category_lets_the_others_finish_but_a_preemption_stops_the_job(
-        kit_run, monkeypatch):
-    config, wd, _, _ = kit_run
+        kit_run, monkeypatch, tmp_path):
+    import shutil
+
+    config, shared_wd, _, _ = kit_run
+    wd = Workdir(tmp_path / "run")  # a copy: the shared kit stays as it was for the others
+    shutil.copytree(shared_wd.root, wd.root)
     real = pipeline.run_stages
 
     def kick_fails(c, sub, shared=None):

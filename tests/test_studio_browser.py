@@ -52,19 +52,26 @@ def server(smoke_run):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
+    """One Chromium for the module (Playwright's sync API allows one running instance)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        pg = browser.new_page(accept_downloads=True, viewport={"width": 1300, "height": 1000})
-        errors = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto(server[0])
-        pg.wait_for_selector("body[data-ready='1']", timeout=30000)
-        yield pg
-        assert not errors, errors
-        browser.close()
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    pg = browser.new_page(accept_downloads=True, viewport={"width": 1300, "height": 1000})
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(server[0])
+    pg.wait_for_selector("body[data-ready='1']", timeout=30000)
+    yield pg
+    assert not errors, errors
+    pg.close()
 
 
 def wait_ready(pg, what):
@@ -77,6 +84,7 @@ def weights(pg):
 
 
 def drag_slider(pg, j, steps=12):
+    pg.locator("input.pc").nth(j).scroll_into_view_if_needed()  # a click may have scrolled
     box = pg.locator("input.pc").nth(j).bounding_box()
     y = box["y"] + box["height"] / 2
     pg.mouse.move(box["x"] + box["width"] / 2, y)
@@ -117,22 +125,30 @@ def test_upload_slider_lock_and_export(server, page, tmp_path):
     pg.wait_for_function("studio.S.played >= 1", timeout=10000)
     assert "error" not in (pg.get_attribute("#status", "class") or "")
 
-    drag_slider(pg, 0)  # move u_0: the weights change, on screen too
+    # on the refined recipe a slider moves the decoded part; the residual stays (clipped to
+    # [0, 1]): the page's weights and mix are the server's for the same recipe
+    drag_slider(pg, 0)
+    r = httpx.post(server[0] + "api/weights", json=pg.evaluate("studio.recipe()"), timeout=30)
+    np.testing.assert_allclose(weights(pg), r.json()["weights"], atol=1e-6)
+    np.testing.assert_allclose(pg.evaluate("Array.from(studio.S.mix)"),
+                               python_mix(server, pg), atol=1e-4)
+
+    pg.click("#refined")  # the encoder's recipe: u_1 moves its weights, on screen too
+    before = weights(pg)
+    drag_slider(pg, 1)
     after = weights(pg)
     assert np.abs(after - before).max() > 1e-4
     top = int(after.argmax())
     cell = pg.locator(f"#layer-table tr[data-i='{top}'] td.w").text_content()
     assert float(cell) == pytest.approx(after[top], abs=1e-3)
-    assert len(pg.evaluate("studio.S.latencies")) >= 5
-
-    # the page's mix is the server's render of the same recipe
+    assert len(pg.evaluate("studio.S.latencies")) >= 10
     np.testing.assert_allclose(pg.evaluate("Array.from(studio.S.mix)"),
                                python_mix(server, pg), atol=1e-4)
 
     pg.click(f"#layer-table tr[data-i='{top}']")  # lock the strongest layer
     pg.click("#layer-lock")
     locked = weights(pg)[top]
-    drag_slider(pg, 1)
+    drag_slider(pg, 2)
     moved = weights(pg)
     assert moved[top] == pytest.approx(locked, abs=1e-7)  # it stays
     assert np.abs(np.delete(moved, top) - np.delete(after, top)).max() > 1e-4  # others move
@@ -247,45 +263,42 @@ def test_first_click_after_loading_selects_a_layer(server, page):
     pg.close()
 
 
-def test_a_kit_has_pads_that_switch_play_keep_their_recipes_and_export(kit_run, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_a_kit_has_pads_that_switch_play_keep_their_recipes_and_export(kit_run, browser,
+                                                                       tmp_path):
     wd = kit_run[1].root
     proc, url = serve(wd)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-            pg = browser.new_page(accept_downloads=True, viewport={"width": 1300, "height": 1000})
-            errors = []
-            pg.on("pageerror", lambda e: errors.append(str(e)))
-            pg.goto(url)
-            pg.wait_for_selector("body[data-ready='1']", timeout=30000)
-            assert pg.is_visible("#kit") and pg.locator("button.pad").count() == 2
-            assert "clap" in pg.text_content("#kit-note")  # the skipped categories, and why
-            assert pg.evaluate("studio.S.prefix") == "/c/kick"
-            drag_slider(pg, 0)  # the kick pad's recipe, edited
-            kick_mix = pg.evaluate("Array.from(studio.S.mix)")
-            pg.click("button.pad[data-c='snare']")
-            pg.wait_for_function("studio.S.kit.current === 'snare' && studio.S.played >= 1")
-            assert "snare" in pg.evaluate("studio.S.model.workdir")
-            snare_mix = pg.evaluate("Array.from(studio.S.mix)")
-            np.testing.assert_allclose(snare_mix, python_mix((url + "c/snare/", wd), pg),
-                                       atol=1e-4)  # the page mixes the snare model's sources
-            pg.keyboard.press("1")  # back to the kick: its edited recipe, played
-            pg.wait_for_function("studio.S.kit.current === 'kick' && studio.S.played >= 2")
-            np.testing.assert_array_equal(pg.evaluate("Array.from(studio.S.mix)"), kick_mix)
-            assert len(pg.evaluate("studio.S.padLatencies")) == 2
-            pg.fill("#round-robin", "2")
-            with pg.expect_download() as dl:
-                pg.click("#export-kit")
-            dl.value.save_as(tmp_path / "kit.zip")
-            names = zipfile.ZipFile(tmp_path / "kit.zip").namelist()
-            for f in ("kit.sfz", "samples/kick_2.wav", "samples/snare_2.wav", "recipes.json"):
-                assert f in names, names
-            pg.wait_for_function("document.getElementById('status').textContent"
-                                 ".includes('exported the kit')")
-            assert not errors, errors
-            browser.close()
+        pg = browser.new_page(accept_downloads=True, viewport={"width": 1300, "height": 1000})
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(url)
+        pg.wait_for_selector("body[data-ready='1']", timeout=30000)
+        assert pg.is_visible("#kit") and pg.locator("button.pad").count() == 2
+        assert "clap" in pg.text_content("#kit-note")  # the skipped categories, and why
+        assert pg.evaluate("studio.S.prefix") == "/c/kick"
+        drag_slider(pg, 0)  # the kick pad's recipe, edited
+        kick_mix = pg.evaluate("Array.from(studio.S.mix)")
+        pg.click("button.pad[data-c='snare']")
+        pg.wait_for_function("studio.S.kit.current === 'snare' && studio.S.played >= 1")
+        assert "snare" in pg.evaluate("studio.S.model.workdir")
+        snare_mix = pg.evaluate("Array.from(studio.S.mix)")
+        np.testing.assert_allclose(snare_mix, python_mix((url + "c/snare/", wd), pg),
+                                   atol=1e-4)  # the page mixes the snare model's sources
+        pg.keyboard.press("1")  # back to the kick: its edited recipe, played
+        pg.wait_for_function("studio.S.kit.current === 'kick' && studio.S.played >= 2")
+        np.testing.assert_array_equal(pg.evaluate("Array.from(studio.S.mix)"), kick_mix)
+        assert len(pg.evaluate("studio.S.padLatencies")) == 2
+        pg.fill("#round-robin", "2")
+        with pg.expect_download() as dl:
+            pg.click("#export-kit")
+        dl.value.save_as(tmp_path / "kit.zip")
+        names = zipfile.ZipFile(tmp_path / "kit.zip").namelist()
+        for f in ("kit.sfz", "samples/kick_2.wav", "samples/snare_2.wav", "recipes.json"):
+            assert f in names, names
+        pg.wait_for_function("document.getElementById('status').textContent"
+                             ".includes('exported the kit')")
+        assert not errors, errors
+        pg.close()
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -4,7 +4,7 @@
 A recipe (see recipe.Recipe) holds a latent z and the edits on top of it:
 
     decoded = decoder(z)                              [k], non-negative, sums to 1
-    w_i     = max(decoded_i + residual_i, 0)          (residual: a refined recipe's, else 0)
+    w_i     = clip(decoded_i + residual_i, 0, 1)      (residual: a refined recipe's, else 0)
     w_i     = lock_i if i is locked else w_i          (a hand-set weight is a lock)
     w_i     = 0 if w_i < prune, or i muted, or (some layer soloed and i is not)
     mix[t]  = sum_i w_i * source_i[t - offset_i]      (offsets >= 0 samples, cut at 1 s)
@@ -65,7 +65,7 @@ def edit_weights(decoded: np.ndarray, locks: dict[int, float], muted: set[int],
     """The recipe's edits on decoded weights [k] -> the weights that are mixed [k]."""
     w = np.array(decoded, np.float32)
     if residual is not None:
-        w = np.maximum(w + np.asarray(residual, np.float32), np.float32(0.0))
+        w = np.clip(w + np.asarray(residual, np.float32), np.float32(0.0), np.float32(1.0))
     for i, v in locks.items():
         w[i] = v
     w[w < prune] = 0.0

@@ -38,8 +38,8 @@ class Recipe(BaseModel):
     gain_db: float = Field(0.0, ge=GAIN_DB[0], le=GAIN_DB[1])
     residual: list[Annotated[float, Field(ge=-1.0, le=1.0)]] | None = Field(
         None, max_length=MAX_SOURCES,
-        description="[k] added to the decoded weights before the edits (negatives clip to 0): "
-                    "what a refined recipe's weights differ from its latent's")
+        description="[k] added to the decoded weights before the edits (the sums clipped to "
+                    "[0, 1]): what a refined recipe's weights differ from its latent's")
     weights: list[float] | None = Field(None, description="(output) the weights mixed [k]")
     pca: list[float] | None = Field(None, description="(output) PCA coordinates of latent")
     name: str | None = Field(None, max_length=300, description="(output) where it came from")

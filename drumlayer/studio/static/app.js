@@ -81,7 +81,7 @@ function normalise(x) {
 
 function editWeights(decoded) {
   const w = Float32Array.from(decoded);
-  if (S.residual) for (let i = 0; i < w.length; i++) w[i] = Math.max(w[i] + S.residual[i], 0);
+  if (S.residual) for (let i = 0; i < w.length; i++) w[i] = Math.min(Math.max(w[i] + S.residual[i], 0), 1);
   for (const [i, v] of S.locks) w[i] = v;
   for (let i = 0; i < w.length; i++) if (w[i] < S.prune) w[i] = 0;
   for (const i of S.muted) w[i] = 0;

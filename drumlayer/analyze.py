@@ -7,9 +7,11 @@ peak), which the linear features alone neglect. Per target [S]:
 
     J(v) = mean_d (features(v @ sources)_d - features(target)_d)^2
            + db_weight * mean_{t,m} (max(L(v @ sources), fl) - max(L(target), fl))^2
+           + centroid_weight * ((c(v @ sources) - c(target)) / 100 Hz)^2
 
 with v >= 0 the mix's weights times its gain, L the 2048-point log-mel power spectrogram
-(128 bands) and fl the target's loudest band minus 80 dB.
+(128 bands), fl the target's loudest band minus 80 dB and c the centroid of the feature
+spectrum. Chosen by measurement on both snare configs (README, "Analysis by synthesis").
 
 Modes:
 - 'none': the encoder's recipe, as it is;
@@ -23,7 +25,8 @@ The exact objective costs two STFTs per step and its gradient as much again. Mos
 surrogate that costs a matrix product: the weighted sum of the sources' feature spectra (the
 matching-pursuit model) and of their mel power spectrograms (mixed incoherently), re-anchored
 every round to the exact values at the current weights (the surrogate plus the exact-minus-
-surrogate difference there); the last `exact_steps` steps use the exact features.
+surrogate difference there); the last `exact_steps` steps use the exact features (the mel
+term stays the anchored surrogate's).
 The result is never worse than the start in J: a refined recipe whose exact J exceeds the
 encoder's is replaced by the encoder's.
 

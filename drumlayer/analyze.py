@@ -40,10 +40,11 @@ The command, a batch latent-space evaluation of a person's own sounds:
 
 reads every sound under the files and folders given (whatever the corpus reads: audio files,
 SFZ, SF2 and Hydrogen kits), and writes for each OUT/<name>.recipe.json (the studio's recipe:
-"load recipe" there), OUT/<name>.wav (the mix, 22.05 kHz float, at the level the recipe's gain
-gives it) and one OUT/summary.csv (per sound: active layers, largest weight, gain, LSD, MFCC
-distance and centroid error against the sound, seconds); files that cannot be read are listed in
-OUT/rejected.csv with the reason, and the rest go on.
+"load recipe" there), OUT/<name>.wav (the mix of the full-band sources at the bundle's rate,
+float, at the level the recipe's gain gives it) and one OUT/summary.csv (per sound: active
+layers, largest weight, gain, LSD, MFCC distance and centroid error against the sound, measured
+at 22.05 kHz, seconds); files that cannot be read are listed in OUT/rejected.csv with the
+reason, and the rest go on.
 """
 
 from __future__ import annotations
@@ -439,21 +440,21 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
     decoder = engine.numpy_decoder(b.params)
     normaliser = b.config["model"]["normaliser"]
     env = Envelope()
-    env_curve = engine.envelope(clips.shape[1], audio.SAMPLE_RATE, env.attack, env.hold,
-                                env.decay)
+    heard = [engine.envelope(s.shape[1], rate, env.attack, env.hold, env.decay)
+             for s, rate in ((b.sources, audio.SAMPLE_RATE), (b.full_sources, b.full_rate))]
     mixes, rows = [], []
     for i, (c, name) in enumerate(zip(cands, names, strict=True)):
         recipe = Recipe(**recipe_fields(r, i), name=f"analyze: {c.file}")
         z = np.asarray(recipe.latent, np.float32)
         w = engine.edit_weights(engine.decode(decoder, z, normaliser), {}, set(), set(), 0.0,
                                 recipe.residual)
-        x = engine.render(w, b.sources, {}, env_curve, recipe.gain_db)
-        mixes.append(x)
+        mixes.append(engine.render(w, b.sources, {}, heard[0], recipe.gain_db))
+        x = engine.render(w, b.full_sources, {}, heard[1], recipe.gain_db)
         with open(od.recipe(name), "w") as f:
             f.write(recipe.model_copy(update={"weights": w.tolist()})
                     .model_dump_json(indent=1, exclude_none=True))
         with open(od.mix(name), "wb") as f:
-            f.write(engine.wav_bytes(x, audio.SAMPLE_RATE, "FLOAT"))
+            f.write(engine.wav_bytes(x, b.full_rate, "FLOAT"))
         rows.append([c.file if not c.spans else f"{c.file}#{c.instrument}", name,
                      int(metrics.active_layers(w)), round(float(w.max() / max(w.sum(), 1e-12)), 4),
                      round(recipe.gain_db, 2)])

@@ -1,10 +1,12 @@
 """A trained model as the evaluation, the notebooks and the studio use it: WORKDIR/bundle/.
 
     params.msgpack       the best parameters (flax serialisation)
-    sources.npy          [k, S] the source library's audio
+    sources.npy          [k, S] the source library's audio at 22.05 kHz: what the model mixes
+    full_sources.npy     [k, R] the same sources at full band (drumlayer.fullband): what a
+                         person hears and exports; absent in bundles made before it
     standardisation.npz  mean [D], std [D] of the encoder's input
     pca.npz              center [L], components [n, L], variance [n], explained [n]
-    bundle.json          config, source names, sample rate (written last)
+    bundle.json          config, source names, sample rates (written last)
 
 `save` writes one (the main job's bundle stage), `Bundle.load(workdir)` reads it back with
 jit-compiled encode / decode / mix over those arrays, and `latent_pca` computes its principal
@@ -17,6 +19,7 @@ import dataclasses
 import functools
 import json
 import os
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +30,9 @@ from drumlayer import model as model_lib
 from drumlayer.errors import DrumlayerError
 from drumlayer.workdir import Workdir
 
+if TYPE_CHECKING:
+    from drumlayer.fullband import FullBand
+
 
 class BundleError(DrumlayerError, FileNotFoundError):
     """The workdir has no (complete) bundle: the main job has not finished training there."""
@@ -36,12 +42,14 @@ class BundleError(DrumlayerError, FileNotFoundError):
 class Bundle:
     model: model_lib.LayeringVAE
     params: dict
-    sources: np.ndarray  # [k, S]
+    sources: np.ndarray  # [k, S] at 22.05 kHz
     mean: np.ndarray  # [D]
     std: np.ndarray  # [D]
     names: list[str]
     config: dict
     pca: dict | None  # see metrics.pca; None until the bundle stage wrote it
+    full_sources: np.ndarray  # [k, full_rate * seconds]: the sources as heard
+    full_rate: int
 
     @classmethod
     def load(cls, workdir: str) -> Bundle:
@@ -59,6 +67,10 @@ class Bundle:
             path = d.params
             with open(path, "rb") as f:
                 raw = serialization.msgpack_restore(f.read())
+            full, full_rate = sources, int(meta.get("sample_rate", spectral.SAMPLE_RATE))
+            if "full_band" in meta:
+                path = d.full_sources
+                full, full_rate = np.load(path, mmap_mode="r"), int(meta["full_band"]["rate"])
         except FileNotFoundError as e:
             raise BundleError(f"{d} is incomplete ({e.filename} missing): run the main job "
                               f"(python -m drumlayer.main --config=... --workdir={workdir}) "
@@ -72,7 +84,7 @@ class Bundle:
         pca = dict(np.load(d.pca)) if os.path.exists(d.pca) else None
         params = jax.tree_util.tree_map(jnp.asarray, raw)
         return cls(model, params, sources, std["mean"], std["std"], meta["source_names"],
-                   meta["config"], pca)
+                   meta["config"], pca, full, full_rate)
 
     @property
     def k(self) -> int:
@@ -107,12 +119,16 @@ class Bundle:
         return self._decode(self.params, jnp.asarray(z, jnp.float32))
 
     def mix(self, weights: jax.Array) -> jax.Array:
-        """weights [B, k] -> audio [B, S]."""
+        """weights [B, k] -> audio [B, S] at 22.05 kHz: the mix the model hears."""
         return model_lib.mix(jnp.asarray(weights, jnp.float32), jnp.asarray(self.sources))
+
+    def mix_full(self, weights: np.ndarray) -> np.ndarray:
+        """weights [B, k] -> audio [B, full_rate * seconds]: the same mix at full band."""
+        return np.asarray(weights, np.float32) @ self.full_sources
 
 
 def save(wd: Workdir, params: dict, sources: np.ndarray, mean: np.ndarray, std: np.ndarray,
-         names: list[str], config: dict, sample_rate: int) -> None:
+         names: list[str], config: dict, sample_rate: int, full: FullBand) -> None:
     """Write WORKDIR/bundle/ (all but pca.npz); bundle.json last, so a crash leaves no bundle
     that looks complete."""
     from flax import serialization
@@ -124,10 +140,11 @@ def save(wd: Workdir, params: dict, sources: np.ndarray, mean: np.ndarray, std: 
     with open(d.params, "wb") as f:
         f.write(serialization.to_bytes(params))
     np.save(d.sources, sources)
+    np.save(d.full_sources, full.audio)
     np.savez(d.standardisation, mean=mean, std=std)
     with open(d.meta + ".tmp", "w") as f:
-        json.dump({"config": config, "source_names": names, "sample_rate": sample_rate}, f,
-                  indent=2)
+        json.dump({"config": config, "source_names": names, "sample_rate": sample_rate,
+                   "full_band": full.summary()}, f, indent=2)
     os.replace(d.meta + ".tmp", d.meta)
 
 

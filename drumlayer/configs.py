@@ -92,6 +92,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     _number(config, "train.epochs", 1, integer=True)
     _number(config, "train.beta", 0)
     _number(config, "train.free_bits", 0)
+    _number(config, "train.db_weight", 0)
     _number(config, "train.steps_per_call", 1, integer=True)
     _one_of(config, "train.profile", (False, True))
     _number(config, "train.checkpoint_every_s", 0)
@@ -137,7 +138,8 @@ def train_config(config: ml_collections.ConfigDict) -> train.TrainConfig:
         steps_per_call=int(t.steps_per_call), profile=bool(t.profile),
         checkpoint_every_s=float(t.checkpoint_every_s),
         loss=train.LossConfig(beta=float(t.beta), free_bits=float(t.free_bits),
-                              n_fft=int(f.n_fft), hop=int(f.hop), compression=f.compression),
+                              db_weight=float(t.db_weight), n_fft=int(f.n_fft), hop=int(f.hop),
+                              compression=f.compression),
         model=model_config(config))
 
 

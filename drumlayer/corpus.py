@@ -446,10 +446,9 @@ def write_augmented(out_dir: str, per_clip: int, seed: int = 0, split: str = "tr
     with npyio.RowWriter(path + ".tmp.npy", (npyio.read_rows(cd.clips, 0, 1).shape[1],),
                          np.float32, len(parents) * per_clip) as out:
         for p in tqdm(parents, desc="augmenting", unit="clip", file=sys.stderr, mininterval=1.0):
-            variants, _ = augment_lib.augment(npyio.read_rows(cd.clips, p, p + 1), per_clip,
-                                              seed=seed * 1_000_003 + int(p))
-            for v in variants:
-                out.append(v)
+            clip = npyio.read_rows(cd.clips, p, p + 1)[0]
+            for j in range(per_clip):
+                out.append(augment_lib.variant(clip, seed, int(p), j))
     os.replace(path + ".tmp.npy", path)
     _write_csv(cd.augmented_index, ("id", "parent"),
                [(i, int(p)) for i, p in enumerate(np.repeat(parents, per_clip))])

@@ -53,6 +53,14 @@ class Dataset:
         """The corpus clip that id i is (or is a variant of)."""
         return int(i) if i < self.n else int(self.parents[i - self.n])
 
+    def variant(self, i: int) -> tuple[int, int] | None:
+        """(parent corpus id, j) when id i is the j-th variant of its parent, else None."""
+        if i < self.n:
+            return None
+        a = int(i) - self.n
+        parent = int(self.parents[a])
+        return parent, a - int(np.argmax(self.parents == parent))
+
     def split(self) -> np.ndarray:
         """Split name [N] of each corpus clip."""
         return np.array([r["split"] for r in self.rows])

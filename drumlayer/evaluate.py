@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from drumlayer import analyze, audio, baselines, metrics, model, spectral
+from drumlayer import analyze, audio, baselines, fullband, metrics, model, spectral
 from drumlayer.blocks import in_blocks
 from drumlayer.bundle import Bundle
 from drumlayer.dataset import Dataset
@@ -65,6 +65,7 @@ class TestSet:
     names: list[str]  # [N] "kit / instrument"
     audio: np.ndarray  # [N, S]
     features: np.ndarray  # [N, D]
+    rows: list[dict]  # [N] their manifest rows (to hear their recordings at full band)
 
 
 class TooFewTestClips(DrumlayerError):
@@ -81,7 +82,8 @@ def load_test(workdir: str) -> TestSet:
                               "evaluation needs at least 2: add samples or widen data.split")
     ds = Dataset(wd.corpus)
     feats = np.load(wd.features.clips, mmap_mode="r")
-    return TestSet(ids, [ds.name(i) for i in ids], ds.audio(ids), np.asarray(feats[ids]))
+    return TestSet(ids, [ds.name(i) for i in ids], ds.audio(ids), np.asarray(feats[ids]),
+                   [ds.rows[i] for i in ids])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -369,26 +371,33 @@ def _peak_normalised(x: np.ndarray) -> np.ndarray:
 
 
 def write_audio(res: Results, out: str, examples: int) -> list[str]:
-    """A few reconstructions (original, model, pruned, matching pursuit) and interpolations
-    (5 points, 1 s each) as 24-bit WAV at 22.05 kHz, each peak-normalised to -1 dBFS."""
+    """A few reconstructions (original, model, pruned, refined, matching pursuit) and
+    interpolations (5 points, 1 s each) as 24-bit WAV, each peak-normalised to -1 dBFS, at
+    the bundle's full-band rate: the mixes of the full-band sources, and the test clips read
+    again from their recordings (band-limited where that fails)."""
     b, test = res.bundle, res.test
     os.makedirs(out, exist_ok=True)
     written = []
 
     def put(name, x):
         path = os.path.join(out, name)
-        audio.write_wav(path, _peak_normalised(np.asarray(x)))
+        audio.write_wav(path, _peak_normalised(np.asarray(x)), b.full_rate)
         written.append(path)
 
     recon = res.reconstruction
     for i in range(min(examples, len(test.ids))):
-        put(f"recon{i}_original.wav", test.audio[i])
+        try:
+            original = fullband.clip(test.rows[i], b.full_rate)
+        except audio.AudioError as e:
+            log.info("evaluate: test clip %d is heard band-limited: %s", i, e)
+            original = fullband.band_limited(test.audio[i], b.full_rate, b.full_sources.shape[1])
+        put(f"recon{i}_original.wav", original)
         for name in ("model", "model_pruned", "refined", "matching_pursuit"):
-            put(f"recon{i}_{name}.wav", np.asarray(b.mix(recon[name].weights[i:i + 1]))[0])
+            put(f"recon{i}_{name}.wav", b.mix_full(recon[name].weights[i:i + 1])[0])
     it = res.interpolation
     steps = np.unique(np.linspace(0, len(it.alpha) - 1, 5).round().astype(int))
     for p in range(min(examples, len(it.pairs))):
-        clips = np.asarray(b.mix(it.weights[p, steps]))
+        clips = b.mix_full(it.weights[p, steps])
         put(f"interp{p}.wav", np.concatenate(list(clips)))
     return written
 

@@ -24,7 +24,6 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from drumlayer.audio import ClipSpec
 from drumlayer.bundle import Bundle
 from drumlayer.errors import DrumlayerError
 from drumlayer.studio import engine
@@ -58,8 +57,8 @@ def pad_recipes(b: Bundle, variations: int, seed: int) -> dict:
 
 
 def pads(workdir: str, variations: int = 4, seed: int = 0) -> dict:
-    """{category: {'recipes', 'audio' [V, S], 'sample_rate'}} of every trained category of a
-    kit workdir, in kit.json's order."""
+    """{category: {'recipes', 'audio' [V, n] (full band), 'sample_rate'}} of every trained
+    category of a kit workdir, in kit.json's order."""
     wd = Workdir(workdir)
     summary = read_json(wd.kit_summary)
     if summary is None:
@@ -74,8 +73,8 @@ def pads(workdir: str, variations: int = 4, seed: int = 0) -> dict:
             continue
         b = Bundle.load(entry["workdir"])
         recipes = pad_recipes(b, variations, seed + len(out))
-        out[category] = {"recipes": recipes, "audio": np.asarray(b.mix(recipes["weights"])),
-                         "sample_rate": ClipSpec().sample_rate}
+        out[category] = {"recipes": recipes, "audio": b.mix_full(recipes["weights"]),
+                         "sample_rate": b.full_rate}
     if not out:
         raise DrumlayerError(f"no category of {workdir} has a trained model: nothing to export")
     return out

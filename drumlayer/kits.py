@@ -149,13 +149,14 @@ class Candidate:
     spans: tuple[Sf2Span, ...] = ()  # SF2 only: one span per channel (stereo pairs mix)
 
 
-def load_candidate(
-    cand: Candidate, spec: audio_lib.ClipSpec = audio_lib.ClipSpec(), max_seconds: float = 10.0,
-    max_duration: float | None = None,
-) -> np.ndarray:
-    """Candidate -> canonical clip [spec.samples]. Raises audio.AudioError naming the file."""
+def read_candidate(cand: Candidate, max_seconds: float = 10.0,
+                   max_duration: float | None = None) -> tuple[np.ndarray, float]:
+    """Candidate -> (its recording [frames, channels] float32, its rate in Hz), as decoded: the
+    file (at most max_seconds of it), or an SF2 zone's 16-bit data at the key's playback rate.
+    Raises audio.AudioError naming the file."""
     if not cand.spans:
-        return audio_lib.load_clip(cand.file, spec, max_seconds, max_duration)
+        return audio_lib.read_audio(cand.file, max_seconds=max_seconds,
+                                    max_duration=max_duration)
     where = f"{cand.file}#{cand.instrument}"
     chans = []
     try:
@@ -173,11 +174,19 @@ def load_candidate(
             x = audio_lib.resample(x, s.rate, rate)
         chans.append(x)
     length = max(c.size for c in chans)
-    stacked = np.stack([np.pad(c, (0, length - c.size)) for c in chans], axis=1)
+    return np.stack([np.pad(c, (0, length - c.size)) for c in chans], axis=1), rate
+
+
+def load_candidate(
+    cand: Candidate, spec: audio_lib.ClipSpec = audio_lib.ClipSpec(), max_seconds: float = 10.0,
+    max_duration: float | None = None,
+) -> np.ndarray:
+    """Candidate -> canonical clip [spec.samples]. Raises audio.AudioError naming the file."""
+    recording, rate = read_candidate(cand, max_seconds, max_duration)
     try:
-        return audio_lib.canonical(stacked, rate, spec)
+        return audio_lib.canonical(recording, rate, spec)
     except audio_lib.AudioError as e:
-        raise e.with_path(where) from None
+        raise e.with_path(f"{cand.file}#{cand.instrument}" if cand.spans else cand.file) from None
 
 
 # ----------------------------------------------------------------------------- walking

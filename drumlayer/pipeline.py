@@ -23,7 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from drumlayer import audio, configs, corpus, extract, lock, selection, train
+from drumlayer import audio, configs, corpus, extract, fullband, lock, selection, train
 from drumlayer import bundle as bundle_lib
 from drumlayer import model as model_lib
 from drumlayer.dataset import POOL, Dataset
@@ -174,6 +174,8 @@ def train_stamp(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     made_of = [read_json(sd.sources)["ids"], read_json(sd.targets),
                read_json(sd.stamp)["corpus"]]
     how = {k: v for k, v in config.train.to_dict().items() if k not in train.RUN_ONLY}
+    if not how.get("db_weight"):  # the paper's loss: runs from before the field stay current
+        how.pop("db_weight", None)
     return {"data": digest(made_of), "features": config.features.to_dict(),
             "train": how, "model": config.model.to_dict()}
 
@@ -213,8 +215,12 @@ def stage_bundle(config: ml_collections.ConfigDict, wd: Workdir, trained: dict) 
         data, names = load_data(wd)
         model = model_lib.create(len(data.sources), configs.model_config(config))
         params = train.load_params(wd, model, data.train.shape[1], which="best")
+        ds = Dataset(wd.corpus)
+        ids = read_json(wd.selection.sources)["ids"]
+        full = fullband.clips([ds.rows[ds.corpus_id(i)] for i in ids], data.sources,
+                              [ds.variant(i) for i in ids], int(config.seed))
         bundle_lib.save(wd, params, data.sources, data.mean, data.std, names,
-                        json.loads(config.to_json_best_effort()), audio.SAMPLE_RATE)
+                        json.loads(config.to_json_best_effort()), audio.SAMPLE_RATE, full)
         b = bundle_lib.Bundle.load(wd.root)
         p = bundle_lib.latent_pca(b, np.load(wd.features.clips, mmap_mode="r"),
                                   int(config.evaluate.components))
@@ -222,7 +228,8 @@ def stage_bundle(config: ml_collections.ConfigDict, wd: Workdir, trained: dict) 
         log.info("bundle: PCA of the corpus's latent means: %s of the variance in %d "
                  "components", f"{p['explained'].sum():.0%}", len(p["explained"]))
 
-    stamp = {"train": trained, "config": json.loads(config.to_json_best_effort())}
+    stamp = {"train": trained, "config": json.loads(config.to_json_best_effort()),
+             "full_band": fullband.VERSION}
     cached("bundle", wd.bundle.stamp, stamp, run, wd.bundle.dir)
 
 
@@ -237,7 +244,8 @@ def stage_evaluate(config: ml_collections.ConfigDict, wd: Workdir) -> None:
         return
     with open(wd.bundle.params, "rb") as f:
         params = hashlib.sha1(f.read()).hexdigest()[:16]
-    stamp = {"params": params, "evaluate": config.evaluate.to_dict()}
+    stamp = {"params": params, "evaluate": config.evaluate.to_dict(),
+             "full_band": fullband.VERSION}  # its WAVs are of the full-band sources
     cached("evaluate", wd.eval.stamp, stamp, lambda: evaluate.evaluate_workdir(wd.root),
            wd.eval.dir)
 

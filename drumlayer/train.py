@@ -5,7 +5,11 @@ logits are trained to name each one (cross-entropy against its one-hot index). P
 VAE reconstructs target features through the mix and the differentiable feature extractor:
 
     loss = MSE(features(weights @ sources), features(target))
+           + db_weight * MSE(dB(spectrum of the mix), dB(spectrum of the target))
            + beta * mean_over_examples(max(KL - free_bits * ln 2, 0))
+
+where the dB spectra are the features' RMS-weighted spectra in dB, both floored DB_RANGE below
+the target's loudest bin (db_weight 0: the paper's loss).
 
 The step is data-parallel over a 1-D mesh of every device (axis 'data'): each device takes its
 slice of the global batch, parameters are replicated, and per-shard gradient sums are all-reduced
@@ -94,6 +98,7 @@ class _StopRequest:
 class LossConfig:
     beta: float = 0.02
     free_bits: float = 1000.0
+    db_weight: float = 0.0
     n_fft: int = 4096
     hop: int = 512
     compression: str = "linear"
@@ -182,8 +187,27 @@ def per_example(params, model, phase: str, lc: LossConfig, feats, labels, eps, c
     recon = jnp.mean((f - feats) ** 2, axis=-1)
     kl = model_lib.kl_nats(out["mean"], out["scale"])
     kl_term = lc.beta * jnp.maximum(kl - lc.free_bits * math.log(2.0), 0.0)
-    return recon + kl_term, {**m, "reconstruction": recon, "kl_bits": kl / math.log(2.0),
-                             "kl_active": (kl_term > 0).astype(jnp.float32)}
+    m = {**m, "reconstruction": recon, "kl_bits": kl / math.log(2.0),
+         "kl_active": (kl_term > 0).astype(jnp.float32)}
+    if lc.db_weight:
+        m["spectrum_db"] = spectrum_db_distance(f, feats, lc.compression)
+        recon = recon + lc.db_weight * m["spectrum_db"]
+    return recon + kl_term, m
+
+
+DB_RANGE = 80.0  # dB below the target's loudest bin where the dB term stops counting
+
+
+def spectrum_db_distance(f: jax.Array, target: jax.Array, compression: str) -> jax.Array:
+    """Mean squared dB difference of the RMS-weighted spectra of features f and target [B, D]
+    (the attack time, last, left out), both floored DB_RANGE below the target's loudest bin:
+    -> [B]."""
+    spec = [x[..., :-1] if compression == "linear" else jnp.expm1(x[..., :-1])
+            for x in (f, target)]
+    db = [20.0 * jnp.log10(jnp.maximum(s, 1e-9)) for s in spec]
+    floor = jnp.max(db[1], axis=-1, keepdims=True) - DB_RANGE
+    d = jnp.maximum(db[0], floor) - jnp.maximum(db[1], floor)
+    return jnp.mean(d * d, axis=-1)
 
 
 def _masked_sums(loss, metrics, mask, count):

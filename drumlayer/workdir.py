@@ -12,8 +12,8 @@
     WORKDIR/train.json          stamp of a finished training; train_summary.json its numbers
     WORKDIR/metrics.jsonl       per step and per epoch; WORKDIR/tensorboard/ the same as events
     WORKDIR/profile/            a jax.profiler trace of a few training steps (train.profile)
-    WORKDIR/bundle/             params.msgpack, sources.npy, standardisation.npz, pca.npz,
-                                bundle.json, stamp.json
+    WORKDIR/bundle/             params.msgpack, sources.npy, full_sources.npy, standardisation.npz,
+                                pca.npz, bundle.json, stamp.json
     WORKDIR/eval/               metrics.json, report.md, figures, audio/, evaluate.json
     (analyze --out=DIR)         <name>.recipe.json, <name>.wav, summary.csv, rejected.csv
 
@@ -79,7 +79,8 @@ class CheckpointsDir(_Folder):
 
 class BundleDir(_Folder):
     params = property(lambda s: s._p("params.msgpack"))
-    sources = property(lambda s: s._p("sources.npy"))
+    sources = property(lambda s: s._p("sources.npy"))  # [k, S] at 22.05 kHz: the model's
+    full_sources = property(lambda s: s._p("full_sources.npy"))  # [k, R]: what is heard
     standardisation = property(lambda s: s._p("standardisation.npz"))
     pca = property(lambda s: s._p("pca.npz"))
     meta = property(lambda s: s._p("bundle.json"))  # config, source names, sample rate

@@ -54,7 +54,8 @@ class _Lines(logging.Handler):
 
 @pytest.fixture(scope="session")
 def kit_run(tmp_path_factory):
-    """A kit job on 20 generated kits: (config, workdir, summary, its log lines)."""
+    """A kit job on 20 generated kits (44.1 kHz files), sources chosen among the training clips
+    and their variants: (config, workdir, summary, its log lines)."""
     tmp_path = tmp_path_factory.mktemp("kit")
     from drumlayer import configs, kit
     from drumlayer.workdir import Workdir
@@ -66,6 +67,7 @@ def kit_run(tmp_path_factory):
     with config.unlocked():
         config.data.roots = (str(tmp_path / "samples"),)
         config.data.split = (0.7, 0.15, 0.15)  # 3 test kits: each category is evaluated
+        config.selection.pool = "train+augmented"  # variants become sources (full band)
     wd = Workdir(tmp_path / "run")
     lines, logger = _Lines(), logging.getLogger("drumlayer")
     level = logger.level

@@ -147,13 +147,14 @@ def write_sf2(path: str, samples: list[tuple[str, np.ndarray, int, int]],
         f.write(_chunk(b"RIFF", body))
 
 
-def write_kits(root, n: int = 20, claps: int = 3) -> None:
-    """n folders (kits), each with a kick and a snare; the first `claps` also a clap."""
+def write_kits(root, n: int = 20, claps: int = 3, rate: int = 44100) -> None:
+    """n folders (kits), each with a kick and a snare; the first `claps` also a clap. At `rate`:
+    their noise reaches up to rate / 2, above the band the model hears."""
     for k in range(n):
         d = root / f"kit{k:02d}"
         d.mkdir(parents=True)
-        sf.write(d / "kick.wav", hit(22050, freq=45 + 4 * k, noise=0.1, seed=100 + k), 22050)
-        sf.write(d / "snare.wav", hit(22050, freq=170 + 9 * k, noise=0.6, seed=200 + k), 22050)
+        sf.write(d / "kick.wav", hit(rate, freq=45 + 4 * k, noise=0.1, seed=100 + k), rate)
+        sf.write(d / "snare.wav", hit(rate, freq=170 + 9 * k, noise=0.6, seed=200 + k), rate)
         if k < claps:
-            sf.write(d / "clap.wav", hit(22050, freq=900 + 60 * k, noise=0.95, seed=300 + k),
-                     22050)
+            sf.write(d / "clap.wav", hit(rate, freq=900 + 60 * k, noise=0.95, seed=300 + k),
+                     rate)

@@ -8,15 +8,20 @@ import jax
 import numpy as np
 import pytest
 
-from drumlayer import bundle, metrics
+from drumlayer import bundle, fullband, metrics
 from drumlayer.workdir import Workdir
 
 
 def test_save_then_load_gives_back_every_array(smoke_run, tmp_path):
     b = bundle.Bundle.load(str(smoke_run))
     wd = Workdir(str(tmp_path / "copy"))
-    bundle.save(wd, b.params, b.sources, b.mean, b.std, b.names, b.config, 22050)
+    full = fullband.FullBand(np.asarray(b.full_sources) * 0.5, 44100, {"why": 1},
+                             np.zeros(b.k))
+    bundle.save(wd, b.params, b.sources, b.mean, b.std, b.names, b.config, 22050, full)
     c = bundle.Bundle.load(wd.root)
+    np.testing.assert_array_equal(c.full_sources, full.audio)
+    assert c.full_rate == 44100
+    np.testing.assert_allclose(c.mix_full(np.eye(b.k)[:2]), full.audio[:2])
     for x, y in zip(jax.tree_util.tree_leaves(b.params), jax.tree_util.tree_leaves(c.params),
                     strict=True):
         np.testing.assert_array_equal(x, y)
@@ -48,8 +53,8 @@ def test_the_bundle_builds_the_model_its_config_names(smoke_run):
     np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["params.msgpack", "sources.npy", "standardisation.npz",
-                                  "bundle.json"])
+@pytest.mark.parametrize("name", ["params.msgpack", "sources.npy", "full_sources.npy",
+                                  "standardisation.npz", "bundle.json"])
 def test_a_damaged_file_is_one_line_naming_it(smoke_run, tmp_path, name):
     shutil.copytree(smoke_run / "bundle", tmp_path / "bundle")
     path = tmp_path / "bundle" / name
@@ -59,3 +64,15 @@ def test_a_damaged_file_is_one_line_naming_it(smoke_run, tmp_path, name):
     msg = str(e.value)
     assert msg.startswith(f"{path} is damaged (") and "\n" not in msg
     assert "rerun the main job" in msg
+
+
+def test_a_bundle_from_before_full_band_plays_its_22khz_sources(smoke_run, tmp_path):
+    shutil.copytree(smoke_run / "bundle", tmp_path / "bundle")
+    meta = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+    assert meta["full_band"]["band_limited"] == {
+        "procedural: synthesised at 22.05 kHz, no recording": 8}
+    del meta["full_band"]
+    (tmp_path / "bundle" / "bundle.json").write_text(json.dumps(meta))
+    os.remove(tmp_path / "bundle" / "full_sources.npy")
+    b = bundle.Bundle.load(str(tmp_path))
+    assert b.full_rate == 22050 and b.full_sources is b.sources

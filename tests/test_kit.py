@@ -48,7 +48,9 @@ def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_ru
         # a whole main job's outputs, and its scores in the summary
         assert os.path.exists(sub.bundle.params) and os.path.exists(sub.eval.report)
         assert set(cats[cat]["test"]) == {"model", "refined", "matching_pursuit"}
-        assert cats[cat]["sources"] == min(8, cats[cat]["split"]["train"] // 2)
+        per_clip = 1 + (int(config.data.augment_per_clip)
+                        if config.selection.pool == "train+augmented" else 0)
+        assert cats[cat]["sources"] == min(8, cats[cat]["split"]["train"] * per_clip // 2)
         assert cats[cat]["sources_from"] == {cat: cats[cat]["sources"]}  # its own clips only
     # a kit's snare and kick are on the same side of the split
     side = {}

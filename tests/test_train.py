@@ -172,6 +172,18 @@ def test_the_loss_is_the_papers_formula_by_hand():
     np.testing.assert_allclose(loss, want, rtol=1e-5)
     np.testing.assert_array_equal(metrics["kl_active"], kl > free_bits * np.log(2))
     assert 0 < metrics["kl_active"].sum() < 8
+    # with the dB term: + db_weight * the mean squared difference of the spectra in dB, both
+    # floored 80 dB below the target's loudest bin (here by hand, in float64)
+    lc = train.LossConfig(beta=0.3, free_bits=free_bits, db_weight=0.05)
+    loss_db, m_db = jax.device_get(train.per_example(params, m, "train", lc, feats,
+                                                     np.zeros(8, np.int32), eps, consts))
+    mix_db = 20 * np.log10(np.maximum(np.float64(spectral.features(mix))[:, :-1], 1e-9))
+    target_db = 20 * np.log10(np.maximum(np.float64(feats)[:, :-1], 1e-9))
+    floor = target_db.max(-1, keepdims=True) - 80
+    db = np.mean((np.maximum(mix_db, floor) - np.maximum(target_db, floor)) ** 2, axis=-1)
+    assert np.all((target_db < floor).sum(-1) > 0)  # the floor is reached: it matters here
+    np.testing.assert_allclose(m_db["spectrum_db"], db, rtol=1e-4)
+    np.testing.assert_allclose(loss_db, want + 0.05 * db, rtol=1e-5)
 
 
 def test_training_learns(tmp_path):

@@ -28,7 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from drumlayer import analyze, audio
+from drumlayer import analyze, audio, fullband
 from drumlayer.bundle import Bundle, BundleError
 from drumlayer.dataset import Dataset
 from drumlayer.studio import engine
@@ -41,7 +41,8 @@ RATES = (22050, 44100, 48000)
 MATCH_BANDS = 256
 REFINE_DOC = ("refine the recipe by analysis by synthesis (weights and gain fitted to the "
               "sound; ~0.1 s): false gives the encoder's recipe alone")
-RATE_DOC = "output sample rate: 22050 (the model's), 44100 or 48000 (exports)"
+RATE_DOC = ("output sample rate: 22050, 44100 or 48000 (exports: 44100 or 48000); default: "
+            "the bundle's full-band rate")
 
 
 class Match(BaseModel):
@@ -86,7 +87,9 @@ class Studio:
         rows = self.dataset.rows if self.dataset else []
         self.clips = [Clip(id=int(r["id"]), name=f"{r['kit']} / {r['instrument']}",
                            split=r["split"]) for r in rows]
-        self.originals: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
+        # token -> (the clip at 22.05 kHz, as the model hears it; the same at self.sr)
+        self.originals: collections.OrderedDict[str, tuple[np.ndarray, np.ndarray]] = (
+            collections.OrderedDict())
         self.keep_uploads = keep_uploads
         self._source_features = None
         self._analyzer = None
@@ -100,34 +103,39 @@ class Studio:
 
     @property
     def sr(self) -> int:
-        return audio.SAMPLE_RATE
+        """The rate of everything the studio plays and exports: the bundle's full band."""
+        return self.bundle.full_rate
 
-    def recipe_from_clip(self, x: np.ndarray, name: str, refine: bool = True) -> Recipe:
+    def recipe_from_clip(self, x: np.ndarray, name: str, refine: bool = True,
+                         heard: np.ndarray | None = None) -> Recipe:
         """A canonical clip [S]'s recipe: its latent mean, then (refine) the weights and gain
-        refined by analysis by synthesis (`analyze`); filled with weights and PCA coordinates."""
+        refined by analysis by synthesis (`analyze`); filled with weights and PCA coordinates.
+        heard: the clip at full band (self.sr), for 'play original'; None: x resampled."""
         if refine:
             fields = analyze.recipe_fields(self.analyzer(x[None]), 0)
         else:
             feats = np.asarray(self.bundle.features(x[None]))
             fields = {"latent": np.asarray(self.bundle.encode(feats)[0])[0].tolist()}
         token = secrets.token_hex(8)
-        self.originals[token] = x
+        if heard is None:
+            heard = fullband.band_limited(x, self.sr, self.samples)
+        self.originals[token] = (x, heard)
         while len(self.originals) > self.keep_uploads:
             self.originals.popitem(last=False)
         return self.filled(Recipe(**fields, name=name, original=token))
 
     def match(self, r: Recipe) -> Match:
         """How close the recipe's sound is to the original it was encoded from."""
-        x = self.originals.get(r.original or "")
-        if x is None:
+        pair = self.originals.get(r.original or "")
+        if pair is None:
             raise HTTPException(404, "the recipe has no original here (unknown or expired "
                                 "token): encode the sample again")
-        y = self.render(r)
+        x, y = pair[0], self.render(r, full=False)
         d = analyze.distances(y[None], x[None])
         spec = np.asarray(self.bundle.features(np.stack([x, y])))[:, :-1]
         parts = np.array_split(np.arange(spec.shape[1]), min(MATCH_BANDS, spec.shape[1]))
         db = 20 * np.log10(np.maximum(np.stack([spec[:, p].mean(-1) for p in parts], -1), 1e-6))
-        hz = np.array([p.mean() for p in parts]) * self.sr / int(
+        hz = np.array([p.mean() for p in parts]) * audio.SAMPLE_RATE / int(
             self.bundle.config["features"]["n_fft"])
         return Match(log_spectral_distance_db=float(d["lsd"][0]),
                      mfcc_distance=float(d["mfcc"][0]),
@@ -160,16 +168,28 @@ class Studio:
         return decoded, engine.edit_weights(decoded, r.locks, set(r.muted), set(r.solo),
                                             r.prune, r.residual)
 
-    def offsets(self, r: Recipe) -> dict[int, int]:
-        return {i: int(round(ms * self.sr / 1000)) for i, ms in r.offsets_ms.items() if ms > 0}
+    @property
+    def samples(self) -> int:
+        return int(self.bundle.full_sources.shape[1])
 
-    def env(self, r: Recipe) -> np.ndarray:
-        e = r.envelope
-        return engine.envelope(self.bundle.sources.shape[1], self.sr, e.attack, e.hold, e.decay)
+    def voice(self, full: bool = True) -> tuple[np.ndarray, int]:
+        """(sources [k, n], their rate): full band (what is heard), or the model's 22.05 kHz."""
+        b = self.bundle
+        return (b.full_sources, b.full_rate) if full else (b.sources, audio.SAMPLE_RATE)
 
-    def render(self, r: Recipe) -> np.ndarray:
+    def offsets(self, r: Recipe, rate: int | None = None) -> dict[int, int]:
+        rate = rate or self.sr
+        return {i: int(round(ms * rate / 1000)) for i, ms in r.offsets_ms.items() if ms > 0}
+
+    def env(self, r: Recipe, full: bool = True) -> np.ndarray:
+        e, (src, rate) = r.envelope, self.voice(full)
+        return engine.envelope(src.shape[1], rate, e.attack, e.hold, e.decay)
+
+    def render(self, r: Recipe, full: bool = True) -> np.ndarray:
+        """The recipe's sound [n] at full band (self.sr), or (full=False) at 22.05 kHz."""
         _, w = self.weights(r)
-        return engine.render(w, self.bundle.sources, self.offsets(r), self.env(r), r.gain_db)
+        src, rate = self.voice(full)
+        return engine.render(w, src, self.offsets(r, rate), self.env(r, full), r.gain_db)
 
 
 def _wav(data: bytes, filename: str | None = None) -> Response:
@@ -234,7 +254,7 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
     def model_info() -> dict:
         p = st.bundle.pca
         return {"k": st.bundle.k, "latent": st.bundle.latent, "sample_rate": st.sr,
-                "samples": int(st.bundle.sources.shape[1]), "normaliser": st.normaliser,
+                "samples": st.samples, "normaliser": st.normaliser,
                 "names": st.bundle.names, "workdir": os.path.basename(st.wd.root),
                 "decoder": {k: {n: a.tolist() for n, a in v.items()}
                             for k, v in st.decoder.items()},
@@ -242,10 +262,10 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
                         "variance": np.asarray(p["variance"]).tolist(),
                         "explained": np.asarray(p["explained"]).tolist()}}
 
-    @app.get("/api/sources", summary="The sources' audio: float32 little-endian [k, samples]",
-             response_class=Response)
+    @app.get("/api/sources", summary="The sources' audio at full band (the model's "
+             "sample_rate): float32 little-endian [k, samples]", response_class=Response)
     def sources():
-        return Response(np.ascontiguousarray(st.bundle.sources, "<f4").tobytes(),
+        return Response(np.ascontiguousarray(st.bundle.full_sources, "<f4").tobytes(),
                         media_type="application/octet-stream")
 
     @app.get("/api/corpus", summary="The corpus clips that can be a starting point")
@@ -260,7 +280,13 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
     @app.get("/api/corpus/{clip_id}/recipe", summary="Encode a corpus clip")
     def corpus_recipe(clip_id: int,
                       refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
-        return st.recipe_from_clip(_clip(clip_id), f"corpus: {st.clips[clip_id].name}", refine)
+        x = _clip(clip_id)
+        try:
+            heard = fullband.clip(st.dataset.rows[clip_id], st.sr)
+        except audio.AudioError as e:
+            log.info("studio: corpus clip %d is heard band-limited: %s", clip_id, e)
+            heard = None
+        return st.recipe_from_clip(x, f"corpus: {st.clips[clip_id].name}", refine, heard)
 
     @app.get("/api/sources/{index}/recipe", summary="Encode one of the sources")
     def source_recipe(index: int,
@@ -268,7 +294,8 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
         if not 0 <= index < st.bundle.k:
             raise HTTPException(404, f"no source {index} (0..{st.bundle.k - 1})")
         return st.recipe_from_clip(st.bundle.sources[index],
-                                   f"source: {st.bundle.names[index]}", refine)
+                                   f"source: {st.bundle.names[index]}", refine,
+                                   np.asarray(st.bundle.full_sources[index]))
 
     @app.post("/api/encode", summary="Encode an uploaded sample (multipart field `file`)")
     async def encode(file: Annotated[UploadFile, File(description="audio, any format the "
@@ -284,18 +311,20 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
             with open(path, "wb") as f:
                 f.write(data)
             try:
-                x = audio.load_clip(path, max_duration=30.0)
+                recording, rate = audio.read_audio(path, max_seconds=10.0, max_duration=30.0)
+                x = audio.canonical(recording, rate)
+                heard = audio.canonical(recording, rate, audio.ClipSpec(sample_rate=st.sr))
             except audio.AudioError as e:
                 raise HTTPException(422, str(e).replace(path, label)) from None
-        return st.recipe_from_clip(x, f"upload: {label}", refine)
+        return st.recipe_from_clip(x, f"upload: {label}", refine, heard)
 
     @app.get("/api/original/{token}", summary="The audio a recipe was encoded from",
              response_class=Response)
     def original(token: str):
-        x = st.originals.get(token)
-        if x is None:
+        pair = st.originals.get(token)
+        if pair is None:
             raise HTTPException(404, "unknown or expired token: encode the sample again")
-        return _wav(engine.wav_bytes(x, st.sr, "FLOAT"))
+        return _wav(engine.wav_bytes(pair[1], st.sr, "FLOAT"))
 
     @app.post("/api/weights", summary="A recipe's decoded and edited weights")
     def weights(recipe: Recipe) -> Weights:
@@ -312,8 +341,9 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
 
     @app.post("/api/render", summary="A recipe's sound as WAV", response_class=Response)
     def render(recipe: Recipe,
-               sample_rate: Annotated[int, Query(description=RATE_DOC)] = 22050,
+               sample_rate: Annotated[int | None, Query(description=RATE_DOC)] = None,
                export: Annotated[bool, Query(description="24-bit, peak at -1.05 dBFS")] = False):
+        sample_rate = sample_rate or st.sr
         _rate(sample_rate)
         x = st.render(recipe)
         if export:
@@ -329,7 +359,7 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
               sample_rate: Annotated[int, Query(description=RATE_DOC)] = 48000):
         _rate(sample_rate, export=True)
         _, w = st.weights(recipe)
-        parts = engine.layers(w, st.bundle.sources, st.offsets(recipe))
+        parts = engine.layers(w, st.bundle.full_sources, st.offsets(recipe))
         data = engine.stems_zip(parts, st.bundle.names, st.env(recipe), recipe.gain_db, st.sr,
                                 sample_rate, st.filled(recipe).model_dump())
         return Response(data, media_type="application/zip", headers={
@@ -341,7 +371,7 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
         _rate(sample_rate, export=True)
         _, w = st.weights(recipe)
         e = recipe.envelope
-        data = engine.sfz_zip(w, st.bundle.sources, st.bundle.names, st.offsets(recipe),
+        data = engine.sfz_zip(w, st.bundle.full_sources, st.bundle.names, st.offsets(recipe),
                               e.attack, e.hold, e.decay, recipe.gain_db, st.sr, sample_rate,
                               st.filled(recipe).model_dump())
         return Response(data, media_type="application/zip", headers={

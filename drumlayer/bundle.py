@@ -140,7 +140,9 @@ def save(wd: Workdir, params: dict, sources: np.ndarray, mean: np.ndarray, std: 
     with open(d.params, "wb") as f:
         f.write(serialization.to_bytes(params))
     np.save(d.sources, sources)
-    np.save(d.full_sources, full.audio)
+    # by a new file, not over the old one: a studio may have the old one memory-mapped
+    np.save(d.full_sources + ".tmp.npy", full.audio)
+    os.replace(d.full_sources + ".tmp.npy", d.full_sources)
     np.savez(d.standardisation, mean=mean, std=std)
     with open(d.meta + ".tmp", "w") as f:
         json.dump({"config": config, "source_names": names, "sample_rate": sample_rate,

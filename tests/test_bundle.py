@@ -22,6 +22,12 @@ def test_save_then_load_gives_back_every_array(smoke_run, tmp_path):
     np.testing.assert_array_equal(c.full_sources, full.audio)
     assert c.full_rate == 44100
     np.testing.assert_allclose(c.mix_full(np.eye(b.k)[:2]), full.audio[:2])
+    # saved again while c is open (a studio on a workdir whose main job is rerun): c keeps
+    # what it loaded, the next load gets the new
+    again = fullband.FullBand(full.audio * 2, 44100, {}, np.zeros(b.k))
+    bundle.save(wd, b.params, b.sources, b.mean, b.std, b.names, b.config, 22050, again)
+    np.testing.assert_array_equal(c.full_sources, full.audio)
+    np.testing.assert_array_equal(bundle.Bundle.load(wd.root).full_sources, again.audio)
     for x, y in zip(jax.tree_util.tree_leaves(b.params), jax.tree_util.tree_leaves(c.params),
                     strict=True):
         np.testing.assert_array_equal(x, y)

@@ -70,6 +70,23 @@ def test_an_augmented_variant_is_made_again_at_full_band(tmp_path):
     assert max(errs) < fullband.MATCH_TOLERANCE and min(errs) < 0.012
 
 
+@pytest.mark.parametrize("edit, tolerance", [
+    (lambda x, r: augment.pitch(x, 2.0, r), 0.005),
+    (lambda x, r: augment.decay(x, 0.1, r), 0.001),
+    (lambda x, r: augment.tilt(x, 6.0, r), 0.015),  # the bilinear transform warps near 11 kHz
+    (lambda x, r: augment.transient(x, 1.0, rate=r), 0.005),
+    (lambda x, r: augment.room(x, np.random.default_rng(1), 0.3, 0.3, r), 0.01),
+    (lambda x, r: augment.saturate(x, 3.0), 0.15),  # its harmonics alias at 22.05 kHz only
+], ids=["pitch", "decay", "tilt", "transient", "room", "saturate"])
+def test_each_edit_at_48khz_is_the_same_edit_at_22khz(tmp_path, edit, tolerance):
+    path = tmp_path / "snare.wav"
+    sf.write(path, hit(48000, freq=190, noise=0.6, seed=4), 48000)
+    clip22, full = audio.load_clip(path), fullband.clip(row_of(path), 48000)
+    want = edit(clip22.astype(np.float64), 22050).astype(np.float32)
+    got = edit(full.astype(np.float64), 48000).astype(np.float32)
+    assert fullband.match(got, 48000, want)[1] < tolerance
+
+
 def test_a_clip_that_cannot_be_heard_again_is_band_limited_and_counted(tmp_path, caplog):
     paths = []
     for i in range(4):

@@ -42,34 +42,53 @@ def bench_train(args) -> dict:
 
     k, batch, n_batches = 200, 64, 32  # 2,048 targets: the epoch of configs/snare_paper.py
     data = _paper_scale_data(k, n_batches * batch)
-    tc = train.TrainConfig(batch=batch)
+    tc = train.TrainConfig(batch=batch, loss=train.LossConfig(spectrum="auto"))
     mesh = train.make_mesh()
     m = model_lib.create(k, tc.model)
-    consts = tuple(train.put(mesh, a) for a in (data.sources, data.mean, data.std))
+    tc = dataclasses.replace(tc, loss=dataclasses.replace(
+        tc.loss, spectrum=train.resolve_spectrum(tc.loss.spectrum, k)))
+    consts = train.make_consts(mesh, data.sources, data.mean, data.std, tc.loss)
     order_of = train.make_order(mesh, batch)
 
-    def fresh_state():
+    def fresh_state(m=m, data=data):
         state = train.create_state(m, data.train.shape[1], train.make_optimizer(1e-3, 1.0), 0)
         return jax.device_put(state, train.NamedSharding(mesh, train.P()))
 
-    rows = []
-    for phase, feats in (("train", data.train), ("pretrain", data.source_features)):
-        train_steps, _ = train.make_steps(m, mesh, phase, tc.loss, batch, tc.model.latent)
+    def step_time(phase, m, data, lc, consts) -> float:
+        """Median seconds of one step per call."""
+        train_steps, _ = train.make_steps(m, mesh, phase, lc, batch, tc.model.latent)
+        feats = data.train if phase == "train" else data.source_features
         table = train.put(mesh, feats)
         rng = train.put(mesh, np.array([0, train.PHASES.index(phase), 0], np.int32))
         order = order_of(rng, len(feats))
         one = train.put(mesh, np.zeros(1, np.int32))
-        holder = {"state": fresh_state()}
+        holder = {"state": fresh_state(m, data)}
 
-        def run(train_steps=train_steps, table=table, rng=rng, order=order, one=one,
-                holder=holder):
+        def run():
             holder["state"], met, _ = train_steps(holder["state"], order, one, rng, table,
                                                   consts)
             jax.block_until_ready(met)
 
-        t = harness.median_time(run, repeats=10, warmup=2)
+        return harness.median_time(run, repeats=10, warmup=2)
+
+    rows = []
+    for phase in ("train", "pretrain"):
+        t = step_time(phase, m, data, tc.loss, consts)
         rows.append({"what": f"{phase} step (batch {batch}), one per call", "seconds": round(t, 4),
                      "steps_per_s": round(1 / t, 2)})
+
+    # The spectrum of the mix by the FFT and by the sources' STFTs (train.spectrum), at the
+    # paper's 200 sources and at the 40 of configs/snare.py and each category of configs/kit.py.
+    for k_small in (k, 40):
+        d = data if k_small == k else _paper_scale_data(k_small, n_batches * batch)
+        m_k = model_lib.create(k_small, tc.model)
+        for kind in ("fft", "linear"):
+            lc = dataclasses.replace(tc.loss, spectrum=kind)
+            t = step_time("train", m_k, d, lc,
+                          train.make_consts(mesh, d.sources, d.mean, d.std, lc))
+            rows.append({"what": f"train step, {k_small} sources, the mix's spectrum by "
+                                 + ("its FFT" if kind == "fft" else "the sources' STFTs"),
+                         "seconds": round(t, 4), "steps_per_s": round(1 / t, 2)})
 
     # The loop: train_and_evaluate for 1 and for 1 + `extra` epochs in fresh workdirs; the
     # difference is `extra` epochs of the loop with everything it does, but no compilation (a

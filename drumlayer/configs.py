@@ -94,6 +94,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     _number(config, "train.free_bits", 0)
     _number(config, "train.db_weight", 0)
     _number(config, "train.steps_per_call", 1, integer=True)
+    _one_of(config, "train.spectrum", train.SPECTRA)
     _one_of(config, "train.profile", (False, True))
     _number(config, "train.checkpoint_every_s", 0)
     _number(config, "evaluate.components", 1, integer=True)
@@ -139,7 +140,8 @@ def train_config(config: ml_collections.ConfigDict) -> train.TrainConfig:
         checkpoint_every_s=float(t.checkpoint_every_s),
         loss=train.LossConfig(beta=float(t.beta), free_bits=float(t.free_bits),
                               db_weight=float(t.db_weight), n_fft=int(f.n_fft), hop=int(f.hop),
-                              compression=f.compression),
+                              compression=f.compression,
+                              spectrum=str(t.get("spectrum", "auto"))),
         model=model_config(config))
 
 

@@ -8,7 +8,9 @@ periodic Hann, and a 1 s clip at 22,050 Hz with hop 512 gives 44 frames.
 - `log_attack_time` (Peeters' 20%-90% definition on a fine energy envelope) and its smooth twin
   `soft_log_attack_time` for the loss,
 - `mfcc` and `spectral_centroid` (librosa's defaults) with their RMS-weighted means,
-- `features`: the one place that defines what the model sees and what its loss compares.
+- `features`: the one place that defines what the model sees and what its loss compares,
+- `source_spectra`, `mix_spectrum`, `mix_features`: the same of a mix of fixed sources, by the
+  STFT's linearity (what training uses when the sources are few).
 
 Everything here takes arrays and plain parameters: no config, no I/O, nothing about models.
 """
@@ -220,6 +222,87 @@ def weighted_spectrum(clips: jax.Array, n_fft: int = N_FFT, hop: int = HOP,
     return _chunked_spectrum(clips, n_fft, hop, default_chunk() if chunk == -1 else chunk)
 
 
+# ------------------------------------------------------- the spectrum of a mix, by linearity
+
+
+@functools.partial(jax.jit, static_argnames=("n_fft", "hop"))
+def source_spectra(sources: jax.Array, n_fft: int = N_FFT, hop: int = HOP) -> jax.Array:
+    """What `mix_spectrum` mixes: the STFT of each source, Nyquist dropped, frame-major, the
+    real parts then the imaginary parts: sources [k, S] -> [1 + S // hop, k, n_fft]."""
+    y = jnp.moveaxis(stft(sources, n_fft, hop)[..., :-1], -2, 0)  # [T, k, n_fft // 2]
+    return jnp.concatenate([jnp.real(y), jnp.imag(y)], axis=-1)
+
+
+def _mix_frame(w: jax.Array, spectra_t: jax.Array):
+    """Frame t of the mix's STFT: w [B, k] @ spectra_t [k, 2F] -> (real, imag, |.|) [B, F]."""
+    y = w @ spectra_t
+    f = spectra_t.shape[-1] // 2
+    yr, yi = y[:, :f], y[:, f:]
+    return yr, yi, jnp.sqrt(yr * yr + yi * yi)
+
+
+@jax.custom_vjp
+def _mix_weighted_magnitude(w: jax.Array, a: jax.Array, spectra: jax.Array) -> jax.Array:
+    """sum_t a_t |w @ spectra_t|: w [B, k], a [B, T], spectra [T, k, 2F] -> [B, F]. One frame
+    at a time, forward and backward (which recomputes the frame), so no [B, T, F] array is
+    ever kept. Differentiable in w and a; spectra are constants (their cotangent would need
+    a psum over the devices that share them, under shard_map)."""
+
+    def frame(acc, xs):
+        spectra_t, a_t = xs
+        return acc + a_t[:, None] * _mix_frame(w, spectra_t)[2], None
+
+    return jax.lax.scan(frame, _zeros(w, a, spectra), (spectra, a.T))[0]
+
+
+def _zeros(w: jax.Array, a: jax.Array, spectra: jax.Array) -> jax.Array:
+    """Zeros [B, F] for a scan's carry that varies, under shard_map, wherever w, a or spectra
+    vary (zeros_like keeps that; the values are never read)."""
+    like = jnp.zeros_like(w[:, :1] * a[:, :1] * spectra[0, 0, 0])
+    return like + jnp.zeros(spectra.shape[-1] // 2, w.dtype)
+
+
+def _mix_weighted_magnitude_fwd(w, a, spectra):
+    return _mix_weighted_magnitude(w, a, spectra), (w, a, spectra)
+
+
+def _mix_weighted_magnitude_bwd(res, g):
+    """d |Y| / d Y = Y / |Y| (0 where Y = 0), Y = w @ spectra_t is linear in w, and
+    d out / d a_t = sum_f g_f |Y_tf|. The spectra are constants: no gradient."""
+    w, a, spectra = res
+
+    def frame(g_w, xs):
+        spectra_t, a_t = xs
+        yr, yi, mag = _mix_frame(w, spectra_t)
+        c = a_t[:, None] * g / jnp.where(mag > 0, mag, jnp.inf)
+        g_y = jnp.concatenate([c * yr, c * yi], axis=-1)  # [B, 2F]
+        g_w = g_w + jax.lax.dot_general(g_y, spectra_t, (((1,), (1,)), ((), ())))
+        return g_w, jnp.sum(mag * g, axis=-1)
+
+    g_w0 = jnp.zeros_like(w * a[:, :1] * spectra[0, 0, 0] * g[:, :1])
+    g_w, g_a = jax.lax.scan(frame, g_w0, (spectra, a.T))
+    return g_w, g_a.T, None
+
+
+_mix_weighted_magnitude.defvjp(_mix_weighted_magnitude_fwd, _mix_weighted_magnitude_bwd)
+
+
+@functools.partial(jax.jit, static_argnames=("n_fft", "hop"))
+def mix_spectrum(weights: jax.Array, mix: jax.Array, spectra: jax.Array, n_fft: int = N_FFT,
+                 hop: int = HOP) -> jax.Array:
+    """`weighted_spectrum(mix)` for mix = weights @ sources, from the sources' STFTs
+    (`source_spectra`): the STFT is linear, so the mix's frame t is weights @ spectra[t], and
+    only the frames' RMS needs the mix itself. Equal to `weighted_spectrum` up to float
+    rounding, forward and backward in weights; cheaper on a CPU when k is small (B k T F
+    multiply-adds against B T FFTs of n_fft points: `python -m benchmarks train`). No gradient
+    reaches the sources through `spectra` (only through `mix`): for that, differentiate
+    `weighted_spectrum(weights @ sources)`.
+    weights [B, k], mix [B, S], spectra [T, k, n_fft] -> [B, n_fft // 2]."""
+    rms = frame_rms(mix, n_fft, hop)
+    a = rms / jnp.maximum(rms.sum(-1, keepdims=True), 1e-12)
+    return _mix_weighted_magnitude(weights, a, spectra)
+
+
 # ----------------------------------------------------------------------------- attack time
 
 
@@ -398,6 +481,22 @@ def features(clips: jax.Array, n_fft: int = N_FFT, hop: int = HOP,
     The RMS-weighted spectrum (n_fft // 2 bins, compressed; computed in chunks of `chunk`
     clips) followed by the smooth log-attack time (differentiable, so the same function serves
     the encoder's input and the loss)."""
-    spec = compress(weighted_spectrum(clips, n_fft, hop, chunk=chunk), compression)
+    spec = weighted_spectrum(clips, n_fft, hop, chunk=chunk)
+    return _with_attack(spec, clips, sample_rate, compression)
+
+
+def _with_attack(spectrum: jax.Array, clips: jax.Array, sample_rate: int,
+                 compression: str) -> jax.Array:
+    """[compress(spectrum [B, F]), soft_log_attack_time(clips [B, S])] -> [B, F + 1]."""
     lat = soft_log_attack_time(clips, sample_rate)
-    return jnp.concatenate([spec, lat[:, None]], axis=-1)
+    return jnp.concatenate([compress(spectrum, compression), lat[:, None]], axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("n_fft", "hop", "sample_rate", "compression"))
+def mix_features(weights: jax.Array, mix: jax.Array, spectra: jax.Array, n_fft: int = N_FFT,
+                 hop: int = HOP, sample_rate: int = SAMPLE_RATE,
+                 compression: str = "linear") -> jax.Array:
+    """`features(mix)` for mix = weights @ sources, its spectrum by `mix_spectrum`.
+    weights [B, k], mix [B, S], spectra [T, k, n_fft] -> [B, n_fft // 2 + 1]."""
+    spec = mix_spectrum(weights, mix, spectra, n_fft, hop)
+    return _with_attack(spec, mix, sample_rate, compression)

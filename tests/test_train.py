@@ -20,19 +20,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def run_helper(workdir, out, devices=1, epochs=2):
+def run_helper(workdir, out, devices=1, epochs=2, spectrum="fft"):
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
            "PYTHONPATH": os.pathsep.join([ROOT, HERE])}
     r = subprocess.run([sys.executable, os.path.join(HERE, "train_helper.py"), str(workdir),
-                        str(out), str(epochs)], env=env, capture_output=True, text=True,
-                       timeout=600)
+                        str(out), str(epochs), spectrum], env=env, capture_output=True,
+                       text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return dict(np.load(out))
 
 
-def test_eight_devices_equal_one(tmp_path):
-    one = run_helper(tmp_path / "w1", tmp_path / "one.npz", devices=1)
-    eight = run_helper(tmp_path / "w8", tmp_path / "eight.npz", devices=8)
+@pytest.mark.parametrize("spectrum", ["fft", "linear"])
+def test_eight_devices_equal_one(tmp_path, spectrum):
+    one = run_helper(tmp_path / "w1", tmp_path / "one.npz", devices=1, spectrum=spectrum)
+    eight = run_helper(tmp_path / "w8", tmp_path / "eight.npz", devices=8, spectrum=spectrum)
     assert int(one["devices"]) == 1 and int(eight["devices"]) == 8
     assert len(one["step_grad_norm"]) == 1 + 2 * 3  # 1 + 2 epochs: 6 sources, 22 targets
     for k in one:
@@ -102,7 +103,7 @@ def test_evaluation_covers_an_uneven_last_batch(tmp_path):
     mesh = train.make_mesh()
     m = model.create(6, tc.model)
     state = train.create_state(m, data.train.shape[1], train.make_optimizer(1e-3, 1.0), 0)
-    consts = tuple(train.put(mesh, a) for a in (data.sources, data.mean, data.std))
+    consts = train.make_consts(mesh, data.sources, data.mean, data.std, tc.loss)
     _, evaluate = train.make_steps(m, mesh, "train", tc.loss, tc.batch, tc.model.latent)
     feats = data.train[:11]  # batch 8: one full batch and one of 3
     got = train.validate(evaluate, state.params, mesh, feats, consts)
@@ -156,7 +157,7 @@ def test_the_loss_is_the_papers_formula_by_hand():
     params = model.init_params(m, data.train.shape[1], seed=1)
     feats = data.train[:8]
     eps = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
-    consts = (jnp.asarray(data.sources), jnp.asarray(data.mean), jnp.asarray(data.std))
+    consts = (jnp.asarray(data.sources), jnp.asarray(data.mean), jnp.asarray(data.std), None)
     out = jax.device_get(m.apply({"params": params}, (feats - data.mean) / data.std, eps))
     mean, scale = np.float64(out["mean"]), np.float64(out["scale"])
     kl = 0.5 * np.sum(mean**2 + scale**2 - 1 - 2 * np.log(scale), axis=-1)  # nats
@@ -324,3 +325,26 @@ def test_profile_writes_a_trace_of_a_training_call(tmp_path):
     train.train_and_evaluate(tiny_data(), tc, wd, progress=False)
     traces = [p for p in (tmp_path / "profile").rglob("*") if p.is_file()]
     assert any(p.name.endswith((".xplane.pb", ".trace.json.gz")) for p in traces), traces
+
+
+def test_the_spectrum_by_linearity_trains_like_the_fft(tmp_path, caplog):
+    """train.spectrum 'linear' (the mix's STFT from the sources') and 'fft' (the STFT of the
+    mix) compute the same loss up to rounding: the same run, the same parameters; 'auto' picks
+    by backend and source count, and the log says which ran."""
+    data, runs = tiny_data(), []
+    for kind in ("fft", "linear"):
+        tc = tiny_config(epochs=2)
+        tc = dataclasses.replace(tc, loss=dataclasses.replace(tc.loss, spectrum=kind))
+        with caplog.at_level("INFO", logger="drumlayer.train"):
+            s = train.train_and_evaluate(data, tc, Workdir(tmp_path / kind), progress=False)
+        runs.append((s, _final_params(Workdir(tmp_path / kind), tc)))
+    assert "the mix's spectrum by the sources' STFTs (train.spectrum = linear" in caplog.text
+    assert "the mix's spectrum by the FFT of the mix (train.spectrum = fft" in caplog.text
+    assert runs[0][0]["val_loss"] == pytest.approx(runs[1][0]["val_loss"], rel=1e-4)
+    _assert_same_params(runs[0][1], runs[1][1], atol=1e-5)
+    assert train.resolve_spectrum("auto", 40, "cpu") == "linear"
+    assert train.resolve_spectrum("auto", train.LINEAR_MAX_SOURCES + 1, "cpu") == "fft"
+    assert train.resolve_spectrum("auto", 40, "gpu") == "fft"
+    assert train.resolve_spectrum("linear", 200, "gpu") == "linear"
+    with pytest.raises(ValueError, match="train.spectrum must be one of"):
+        train.resolve_spectrum("dft", 40)

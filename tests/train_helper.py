@@ -1,9 +1,10 @@
 """Run a tiny training in this process and save its final parameters: a subprocess helper for
 tests that need another device count (XLA_FLAGS) or another process.
 
-    python tests/train_helper.py WORKDIR OUT.npz [epochs]
+    python tests/train_helper.py WORKDIR OUT.npz [epochs [spectrum]]
 """
 
+import dataclasses
 import json
 import sys
 
@@ -43,6 +44,8 @@ if __name__ == "__main__":
     wd, out = Workdir(sys.argv[1]), sys.argv[2]
     epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     data, tc = tiny_data(), tiny_config(epochs)
+    if len(sys.argv) > 4:  # train.spectrum
+        tc = dataclasses.replace(tc, loss=dataclasses.replace(tc.loss, spectrum=sys.argv[4]))
     summary = train.train_and_evaluate(data, tc, wd, progress=False)
     params = train.load_params(wd, model.create(len(data.sources), tc.model),
                                data.train.shape[1], which="latest", tc=tc)

@@ -233,31 +233,26 @@ def source_spectra(sources: jax.Array, n_fft: int = N_FFT, hop: int = HOP) -> ja
     return jnp.concatenate([jnp.real(y), jnp.imag(y)], axis=-1)
 
 
+def _mix_frame(w: jax.Array, spectra_t: jax.Array):
+    """Frame t of the mix's STFT: w [B, k] @ spectra_t [k, 2F] -> (real, imag, |.|) [B, F]."""
+    y = w @ spectra_t
+    f = spectra_t.shape[-1] // 2
+    yr, yi = y[:, :f], y[:, f:]
+    return yr, yi, jnp.sqrt(yr * yr + yi * yi)
+
+
 @jax.custom_vjp
 def _mix_weighted_magnitude(w: jax.Array, a: jax.Array, spectra: jax.Array) -> jax.Array:
     """sum_t a_t |w @ spectra_t|: w [B, k], a [B, T], spectra [T, k, 2F] -> [B, F]. One frame
-    at a time; a forward pass for the gradient keeps each frame's w @ spectra_t ([T, B, 2F]:
-    46 MB at batch 64, what recomputing them in the backward pass would cost in matmuls).
-    Differentiable in w and a; spectra are constants (their cotangent would need a psum over
-    the devices that share them, under shard_map)."""
-    return _scan_frames(w, a, spectra, keep=False)[0]
-
-
-def _scan_frames(w: jax.Array, a: jax.Array, spectra: jax.Array, keep: bool):
-    """(sum_t a_t |w @ spectra_t| [B, F], the frames w @ spectra_t [T, B, 2F] if keep)."""
+    at a time, forward and backward (which recomputes the frame), so no [B, T, F] array is
+    ever kept. Differentiable in w and a; spectra are constants (their cotangent would need
+    a psum over the devices that share them, under shard_map)."""
 
     def frame(acc, xs):
         spectra_t, a_t = xs
-        y = w @ spectra_t
-        return acc + a_t[:, None] * _magnitude(y), y if keep else None
+        return acc + a_t[:, None] * _mix_frame(w, spectra_t)[2], None
 
-    return jax.lax.scan(frame, _zeros(w, a, spectra), (spectra, a.T))
-
-
-def _magnitude(y: jax.Array) -> jax.Array:
-    """|y| of y [..., 2F] (the real parts, then the imaginary ones) -> [..., F]."""
-    f = y.shape[-1] // 2
-    return jnp.sqrt(y[..., :f] ** 2 + y[..., f:] ** 2)
+    return jax.lax.scan(frame, _zeros(w, a, spectra), (spectra, a.T))[0]
 
 
 def _zeros(w: jax.Array, a: jax.Array, spectra: jax.Array) -> jax.Array:
@@ -268,25 +263,24 @@ def _zeros(w: jax.Array, a: jax.Array, spectra: jax.Array) -> jax.Array:
 
 
 def _mix_weighted_magnitude_fwd(w, a, spectra):
-    out, frames_ = _scan_frames(w, a, spectra, keep=True)
-    return out, (w, a, spectra, frames_)
+    return _mix_weighted_magnitude(w, a, spectra), (w, a, spectra)
 
 
 def _mix_weighted_magnitude_bwd(res, g):
     """d |Y| / d Y = Y / |Y| (0 where Y = 0), Y = w @ spectra_t is linear in w, and
     d out / d a_t = sum_f g_f |Y_tf|. The spectra are constants: no gradient."""
-    w, a, spectra, frames_ = res
+    w, a, spectra = res
 
     def frame(g_w, xs):
-        spectra_t, a_t, y = xs
-        mag = _magnitude(y)
+        spectra_t, a_t = xs
+        yr, yi, mag = _mix_frame(w, spectra_t)
         c = a_t[:, None] * g / jnp.where(mag > 0, mag, jnp.inf)
-        g_y = y * jnp.concatenate([c, c], axis=-1)  # [B, 2F]
+        g_y = jnp.concatenate([c * yr, c * yi], axis=-1)  # [B, 2F]
         g_w = g_w + jax.lax.dot_general(g_y, spectra_t, (((1,), (1,)), ((), ())))
         return g_w, jnp.sum(mag * g, axis=-1)
 
     g_w0 = jnp.zeros_like(w * a[:, :1] * spectra[0, 0, 0] * g[:, :1])
-    g_w, g_a = jax.lax.scan(frame, g_w0, (spectra, a.T, frames_))
+    g_w, g_a = jax.lax.scan(frame, g_w0, (spectra, a.T))
     return g_w, g_a.T, None
 
 
@@ -316,55 +310,12 @@ def mix_spectrum(weights: jax.Array, mix: jax.Array, spectra: jax.Array, n_fft: 
 def energy_envelope(clips: jax.Array, win: int = ENV_WIN, hop: int = ENV_HOP) -> jax.Array:
     """RMS over `win` samples every `hop` samples (win a multiple of hop), not centred:
     clips [..., S] -> [..., (S - win) // hop + 1]; frame k covers samples [k*hop, k*hop + win)."""
-    return _envelope(clips, win, hop)
-
-
-def _block_energy(clips: jax.Array, hop: int) -> jax.Array:
-    """Sum of squares of each whole block of hop samples: clips [B, S] -> [B, S // hop]."""
     b, s = clips.shape
-    n = s // hop
-    return (clips[:, : n * hop] ** 2).reshape(b, n, hop).sum(-1)
-
-
-def _envelope_of_blocks(blocks: jax.Array, win: int, hop: int) -> jax.Array:
-    """blocks [B, n] (`_block_energy`) -> the envelope [B, n - win // hop + 1]."""
     k = win // hop
-    t = blocks.shape[1] - k + 1
+    n_blocks = s // hop
+    blocks = (clips[:, : n_blocks * hop] ** 2).reshape(b, n_blocks, hop).sum(-1)
+    t = n_blocks - k + 1
     return _safe_sqrt(sum(blocks[:, j : j + t] for j in range(k)) / win)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _envelope(clips: jax.Array, win: int, hop: int) -> jax.Array:
-    """`energy_envelope` of clips [B, S], with a hand-written gradient: autodiff's is right,
-    but XLA fuses the whole chain of the envelope's gradient (and the attack time's before
-    it) into the loop over samples that broadcasts it back, so each block's gradient is
-    recomputed for every one of its hop samples: ~12 ms of a ~170 ms training step on a
-    CPU, against ~1 ms here."""
-    return _envelope_of_blocks(_block_energy(clips, hop), win, hop)
-
-
-def _envelope_fwd(clips, win, hop):
-    env = _envelope(clips, win, hop)
-    return env, (clips, env)
-
-
-def _envelope_bwd(win, hop, res, g):
-    """env = sqrt(E / win + eps) with E frame k's energy, the sum of blocks k .. k + win/hop - 1;
-    d env / d E = 1 / (2 win env); a block's gradient is the sum over the frames it is in;
-    d E / d x_n = 2 x_n for each sample n of the block."""
-    clips, env = res
-    b, s = clips.shape
-    k = win // hop
-    n = s // hop
-    g_energy = g / (2.0 * win * env)
-    g_blocks = sum(jnp.pad(g_energy, ((0, 0), (j, k - 1 - j))) for j in range(k))  # [B, n]
-    # Materialise the blocks' gradient before it is spread over the samples (see _envelope).
-    g_blocks = jax.lax.optimization_barrier(g_blocks)
-    g_x = 2.0 * clips[:, : n * hop].reshape(b, n, hop) * g_blocks[:, :, None]
-    return (jnp.pad(g_x.reshape(b, n * hop), ((0, 0), (0, s - n * hop))),)
-
-
-_envelope.defvjp(_envelope_fwd, _envelope_bwd)
 
 
 def _first_crossing(env: jax.Array, level: jax.Array) -> jax.Array:

@@ -168,6 +168,15 @@ def load(spec: str) -> ml_collections.ConfigDict:
     return load_module(path).get_config(arg or None)
 
 
+def check_kit(config: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError for the first field of config.kit the kit job cannot use."""
+    cats = tuple(_get(config, "kit.categories"))
+    _need(bool(cats) and all(c in kits.CATEGORIES for c in cats), "kit.categories", cats,
+          f"must be categories among {', '.join(kits.CATEGORIES)}")
+    if "max_targets" in config.kit:
+        _number(config, "kit.max_targets", 0, integer=True)
+
+
 def check_split(config: ml_collections.ConfigDict, split: dict[str, int]) -> None:
     """Right after the corpus, before any stage that needs its split: raise a DrumlayerError
     when the corpus cannot train this config (no validation clip, or not more training clips

@@ -32,13 +32,21 @@ METHODS = ("model", "refined", "matching_pursuit")
 
 def category_config(config: ml_collections.ConfigDict, category: str,
                     split: dict[str, int]) -> ml_collections.ConfigDict:
-    """config for one category: data.category set, and selection.k lowered to at most half of
-    the category's training pool (Frank-Wolfe needs room to choose: 32 sources of 33 claps
-    failed)."""
+    """config for one category: data.category set, data.augment_per_clip lowered so that the
+    training clips and their variants number at most `kit.max_targets` (0: no cap), and
+    selection.k lowered to at most half of the category's training pool (Frank-Wolfe needs
+    room to choose: 32 sources of 33 claps failed)."""
     c = copy.deepcopy(config)
+    cap = int(config.kit.get("max_targets", 0))
     with c.unlocked():
         del c["kit"]
         c.data.category = category
+        n_aug = int(c.data.augment_per_clip)
+        if cap and split["train"] and split["train"] * (1 + n_aug) > cap:
+            fewer = max(0, cap // split["train"] - 1)
+            log.info("kit: %s: %d variants of each of its %d training clips instead of %d "
+                     "(kit.max_targets = %d)", category, fewer, split["train"], n_aug, cap)
+            c.data.augment_per_clip = fewer
         per_clip = 1 + (int(c.data.augment_per_clip) if c.selection.pool == "train+augmented"
                         else 0)
         room = split["train"] * per_clip // 2
@@ -68,6 +76,7 @@ def _scores(wd: Workdir) -> dict:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """The corpus once, then one model per category; returns kit.json's dict."""
+    configs.check_kit(config)
     base = category_config(config, "all", dict.fromkeys(SPLITS, 0))
     configs.check(base)
     for category in config.kit.categories:
@@ -103,7 +112,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 entry["failed"] = str(e)
                 log.error("kit: %s failed: %s", category, e)
                 continue
-            entry.update(sources=int(c.selection.k), seconds=round(time.time() - t0, 1),
+            entry.update(sources=int(c.selection.k), variants=int(c.data.augment_per_clip),
+                         seconds=round(time.time() - t0, 1),
                          workdir=sub.root, test=_scores(sub),
                          sources_from=read_json(sub.selection.sources).get("categories", {}))
             write_json(wd.kit_summary, summary)  # what is done so far, if a later one fails

@@ -24,6 +24,23 @@ def test_a_category_gets_at_most_half_its_training_pool_as_sources():
         assert "kit" not in c and config.kit.categories  # the original is untouched
 
 
+def test_a_large_category_gets_fewer_variants_to_stay_within_max_targets():
+    config = configs.load(os.path.join(ROOT, "configs", "kit.py"))
+    assert (int(config.data.augment_per_clip), int(config.kit.max_targets)) == (16, 2000)
+    split = {"val": 4, "test": 4}
+    for n_train, want in ((116, 16), (117, 16), (118, 15), (192, 9), (1000, 1), (2500, 0)):
+        c = kit.category_config(config, "kick", {"train": n_train, **split})
+        assert int(c.data.augment_per_clip) == want
+        assert n_train * (1 + want) <= 2000 or want == 0
+    with config.unlocked():
+        config.kit.max_targets = 0  # no cap
+    assert int(kit.category_config(config, "kick", {"train": 192, **split})
+               .data.augment_per_clip) == 16
+    config.kit.max_targets = -5
+    with pytest.raises(configs.ConfigError, match="kit.max_targets = -5: must be an integer"):
+        kit.run(config, "/nonexistent/never-written")
+
+
 def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_run, caplog):
     config, wd, summary, log_text = kit_run
     cats = summary["categories"]

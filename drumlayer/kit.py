@@ -132,21 +132,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def report(summary: dict) -> str:
-    """kit.md: per category, clips, sources, time and the median test scores of the model
-    against matching pursuit (the same sources), or why it was skipped."""
+    """kit.md: per category, clips, sources, augmented variants of each training clip, time and
+    the median test scores of the model against matching pursuit (the same sources), or why it
+    was skipped."""
     lines = ["# Kit: one layering model per category", "",
              "Median over each category's test clips; lower is better: the model's recipes / "
              "the refined ones (analysis by synthesis) / matching pursuit (MP, <= 15 layers) "
              "over the same sources. Time: of this run (0 s: up to date).", "",
-             "| category | clips (train/val/test) | sources | time | LSD (dB) | MFCC dist | "
-             "centroid err (Hz) | feature MSE |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| category | clips (train/val/test) | sources | variants | time | LSD (dB) | "
+             "MFCC dist | centroid err (Hz) | feature MSE |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, e in summary["categories"].items():
         s = e["split"]
         clips = f"{e['clips']} ({s['train']}/{s['val']}/{s['test']})"
         if "skipped" in e or "failed" in e:
             why = f"skipped: {e['skipped']}" if "skipped" in e else f"failed: {e['failed']}"
-            lines.append(f"| {name} | {clips} | {why} | | | | | |")
+            lines.append(f"| {name} | {clips} | {why} | | | | | | |")
             continue
         t = e.get("test", {})
         if not t:  # the evaluation needs 2 test clips
@@ -160,7 +161,7 @@ def report(summary: dict) -> str:
         other = {c: n for c, n in e.get("sources_from", {}).items() if c != name}
         sources = f"{e['sources']}" + (f" ({', '.join(f'{n} {c}' for c, n in other.items())})"
                                        if other else "")
-        lines.append(f"| {name} | {clips} | {sources} | {took} | "
+        lines.append(f"| {name} | {clips} | {sources} | {e.get('variants', '')} | {took} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -68,6 +68,7 @@ def kit_run(tmp_path_factory):
         config.data.roots = (str(tmp_path / "samples"),)
         config.data.split = (0.7, 0.15, 0.15)  # 3 test kits: each category is evaluated
         config.selection.pool = "train+augmented"  # variants become sources (full band)
+        config.kit.max_targets = 30  # 14 training clips x (1 + 2 variants) is over: 1 variant
     wd = Workdir(tmp_path / "run")
     lines, logger = _Lines(), logging.getLogger("drumlayer")
     level = logger.level

@@ -65,8 +65,8 @@ def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_ru
         # a whole main job's outputs, and its scores in the summary
         assert os.path.exists(sub.bundle.params) and os.path.exists(sub.eval.report)
         assert set(cats[cat]["test"]) == {"model", "refined", "matching_pursuit"}
-        per_clip = 1 + (int(config.data.augment_per_clip)
-                        if config.selection.pool == "train+augmented" else 0)
+        per_clip = 1 + (cats[cat]["variants"] if config.selection.pool == "train+augmented"
+                        else 0)
         assert cats[cat]["sources"] == min(8, cats[cat]["split"]["train"] * per_clip // 2)
         assert cats[cat]["sources_from"] == {cat: cats[cat]["sources"]}  # its own clips only
     # a kit's snare and kick are on the same side of the split
@@ -76,6 +76,14 @@ def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_ru
     assert all(len(s) == 1 for s in side.values())
     report = open(wd.kit_report).read()
     assert "| kick | 20 (" in report and "| clap | 3 (" in report and "skipped:" in report
+    # kit.max_targets: one variant of each training clip instead of the config's two
+    assert int(config.data.augment_per_clip) == 2
+    for cat in ("kick", "snare"):
+        n_train = cats[cat]["split"]["train"]
+        assert cats[cat]["variants"] == 30 // n_train - 1 == 1
+        assert f"kit: {cat}: 1 variants of each of its {n_train} training clips" in log_text
+        assert len(np.load(wd.category(cat).corpus.augmented)) == n_train
+    assert f"| {cats['kick']['sources']} | {cats['kick']['variants']} | " in report
     t = cats["kick"]["test"]
     assert (f"| {t['model']['feature_mse']:.3g} / {t['refined']['feature_mse']:.3g} / "
             f"{t['matching_pursuit']['feature_mse']:.3g} |") in report

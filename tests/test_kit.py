@@ -39,6 +39,10 @@ def test_a_large_category_gets_fewer_variants_to_stay_within_max_targets():
     config.kit.max_targets = -5
     with pytest.raises(configs.ConfigError, match="kit.max_targets = -5: must be an integer"):
         kit.run(config, "/nonexistent/never-written")
+    config.kit.max_targets = 2000
+    config.kit.categories = ("kick", "bongo")
+    with pytest.raises(configs.ConfigError, match="kit.categories = .*'bongo'.*must be categ"):
+        kit.run(config, "/nonexistent/never-written")
 
 
 def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_run, caplog):

@@ -106,11 +106,12 @@ class LossConfig:
 
 
 # How the loss computes the spectrum of a mix: "fft" transforms the mix, "linear" mixes the
-# sources' STFTs (`spectral.mix_features`); the same up to float rounding. "auto" picks "linear"
-# on a CPU for at most LINEAR_MAX_SOURCES sources, where it measured faster (2x at 40 sources
-# and 1.15x at 100, 0.9x at 140: `python -m benchmarks train`), "fft" otherwise.
+# sources' STFTs (`spectral.mix_spectrum`); the same up to float rounding. "auto" picks "linear"
+# on a CPU for at most LINEAR_MAX_SOURCES sources, where it measured faster (1.12x at 40
+# sources; 0.96x at 70 and 0.93x at 100, since the FFT path computes its gradient in the
+# forward pass: `python -m benchmarks train`), "fft" otherwise.
 SPECTRA = ("auto", "fft", "linear")
-LINEAR_MAX_SOURCES = 100
+LINEAR_MAX_SOURCES = 60
 
 
 def resolve_spectrum(kind: str, k: int, backend: str | None = None) -> str:
@@ -215,31 +216,44 @@ def per_example(params, model, phase: str, lc: LossConfig, feats, labels, eps, c
         m["accuracy"] = (jnp.argmax(out["logits"], -1) == labels).astype(jnp.float32)
         return ce, {**m, "cross_entropy": ce}
     mixed = model_lib.mix(w, sources)
+    d = feats.shape[-1]
+
+    def spectrum_loss(spectrum, target):
+        """The loss's spectral terms, row by row: [B, F], [B, F] -> [B]."""
+        f = spectral.compress(spectrum, lc.compression)
+        loss = jnp.sum((f - target) ** 2, axis=-1) / d
+        if lc.db_weight:
+            loss = loss + lc.db_weight * spectrum_db_distance(f, target, lc.compression)
+        return loss
+
     if lc.spectrum == "linear":
-        f = spectral.mix_features(w, mixed, spectra, lc.n_fft, lc.hop,
-                                  compression=lc.compression)
-    else:
-        f = spectral.features(mixed, lc.n_fft, lc.hop, compression=lc.compression)
-    recon = jnp.mean((f - feats) ** 2, axis=-1)
+        spectrum = spectral.mix_spectrum(w, mixed, spectra, lc.n_fft, lc.hop)
+        spec_loss = spectrum_loss(spectrum, feats[:, :-1])
+        spectrum = jax.lax.stop_gradient(spectrum)
+    else:  # one STFT and its inverse for value and gradient (spectral.spectrum_loss)
+        spec_loss, spectrum = spectral.spectrum_loss(mixed, feats[:, :-1], spectrum_loss,
+                                                     lc.n_fft, lc.hop)
+    lat = spectral.soft_log_attack_time(mixed)
+    # The metrics, from the same numbers without gradients; the loss: the same MSE over all
+    # D features (split into its spectral terms and the attack time's) + the KL term.
+    f = jnp.concatenate([spectral.compress(spectrum, lc.compression),
+                         jax.lax.stop_gradient(lat)[:, None]], axis=-1)
     kl = model_lib.kl_nats(out["mean"], out["scale"])
     kl_term = lc.beta * jnp.maximum(kl - lc.free_bits * math.log(2.0), 0.0)
-    m = {**m, "reconstruction": recon, "kl_bits": kl / math.log(2.0),
+    m = {**m, "reconstruction": jnp.mean((f - feats) ** 2, axis=-1), "kl_bits": kl / math.log(2.0),
          "kl_active": (kl_term > 0).astype(jnp.float32)}
     if lc.db_weight:
-        m["spectrum_db"] = spectrum_db_distance(f, feats, lc.compression)
-        recon = recon + lc.db_weight * m["spectrum_db"]
-    return recon + kl_term, m
+        m["spectrum_db"] = spectrum_db_distance(f[:, :-1], feats[:, :-1], lc.compression)
+    return spec_loss + (lat - feats[:, -1]) ** 2 / d + kl_term, m
 
 
 DB_RANGE = 80.0  # dB below the target's loudest bin where the dB term stops counting
 
 
 def spectrum_db_distance(f: jax.Array, target: jax.Array, compression: str) -> jax.Array:
-    """Mean squared dB difference of the RMS-weighted spectra of features f and target [B, D]
-    (the attack time, last, left out), both floored DB_RANGE below the target's loudest bin:
-    -> [B]."""
-    spec = [x[..., :-1] if compression == "linear" else jnp.expm1(x[..., :-1])
-            for x in (f, target)]
+    """Mean squared dB difference of the (compressed) RMS-weighted spectra f and target
+    [B, F], both floored DB_RANGE below the target's loudest bin: -> [B]."""
+    spec = [x if compression == "linear" else jnp.expm1(x) for x in (f, target)]
     db = [20.0 * jnp.log10(jnp.maximum(s, 1e-9)) for s in spec]
     floor = jnp.max(db[1], axis=-1, keepdims=True) - DB_RANGE
     d = jnp.maximum(db[0], floor) - jnp.maximum(db[1], floor)

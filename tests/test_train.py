@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from drumlayer import model, train
+from drumlayer import model, spectral, train
 from drumlayer.workdir import Workdir
 
 from train_helper import tiny_config, tiny_data
@@ -185,6 +185,67 @@ def test_the_loss_is_the_papers_formula_by_hand():
     assert np.all((target_db < floor).sum(-1) > 0)  # the floor is reached: it matters here
     np.testing.assert_allclose(m_db["spectrum_db"], db, rtol=1e-4)
     np.testing.assert_allclose(loss_db, want + 0.05 * db, rtol=1e-5)
+
+
+@pytest.mark.parametrize("compression", ["linear", "log"])
+def test_the_loss_gradient_is_the_same_by_either_spectrum(compression):
+    """The FFT path differentiates its spectral terms in the forward pass
+    (`spectral.spectrum_loss`), the linear path by autodiff through `mix_spectrum`: the same
+    loss and the same gradient with respect to every parameter as autodiff of the loss written
+    out here from `spectral.features`, with the dB term and the KL term active and padded
+    (masked) rows in the batch."""
+    data = tiny_data()
+    m = model.create(6, tiny_config().model)
+    params = model.init_params(m, data.train.shape[1], seed=2)
+    feats = np.array(data.train[:8])  # linear: the spectra as they are
+    if compression == "log":
+        feats[:, :-1] = np.log1p(feats[:, :-1])
+    feats = jnp.asarray(feats)
+    eps = jnp.asarray(np.random.default_rng(1).standard_normal((8, 4)), jnp.float32)
+    mask = jnp.asarray([1, 1, 1, 1, 1, 1, 0, 0], jnp.float32)
+    sources = jnp.asarray(data.sources)
+
+    def by_hand(params):
+        out = m.apply({"params": params}, (feats - data.mean) / data.std, eps)
+        f = spectral.features(out["weights"] @ sources, compression=compression)
+        recon = jnp.mean((f - feats) ** 2, -1)
+        spec = [f[:, :-1], feats[:, :-1]]
+        if compression == "log":
+            spec = [jnp.expm1(a) for a in spec]
+        db = [20 * jnp.log10(jnp.maximum(a, 1e-9)) for a in spec]
+        floor = jnp.max(db[1], -1, keepdims=True) - 80.0
+        db_term = jnp.mean((jnp.maximum(db[0], floor) - jnp.maximum(db[1], floor)) ** 2, -1)
+        kl = model.kl_nats(out["mean"], out["scale"])
+        return jnp.sum((recon + 0.05 * db_term + 0.3 * kl) * mask) / 6.0
+
+    want_value, want = jax.jit(jax.value_and_grad(by_hand))(params)
+    grads = []
+    for kind in ("fft", "linear"):
+        lc = train.LossConfig(beta=0.3, free_bits=0.0, db_weight=0.05, compression=compression,
+                              spectrum=kind)
+        spectra = spectral.source_spectra(sources) if kind == "linear" else None
+        consts = (sources, jnp.asarray(data.mean), jnp.asarray(data.std), spectra)
+
+        def loss(params, lc=lc, consts=consts):
+            per, met = train.per_example(params, m, "train", lc, feats, np.zeros(8, np.int32),
+                                         eps, consts)
+            return jnp.sum(per * mask) / 6.0, met
+
+        (value, met), g = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+        grads.append((value, met, g))
+    (v_fft, m_fft, g_fft), (v_lin, m_lin, g_lin) = grads
+    assert np.isfinite(float(want_value))
+    assert float(v_fft) == pytest.approx(float(want_value), rel=1e-5)
+    assert float(v_lin) == pytest.approx(float(want_value), rel=1e-5)
+    for name in ("reconstruction", "spectrum_db", "kl_bits"):
+        np.testing.assert_allclose(m_fft[name], m_lin[name], rtol=1e-4)
+    assert float(jnp.min(m_fft["kl_active"])) == 1.0  # the KL term counts for every row
+    flat_want = jax.tree.leaves(want)
+    scale = max(float(jnp.abs(a).max()) for a in flat_want)
+    assert scale > 0
+    for got in (g_fft, g_lin):
+        for a, b in zip(jax.tree.leaves(got), flat_want, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-4 * scale)
 
 
 def test_training_learns(tmp_path):

@@ -54,19 +54,38 @@ def default_chunk() -> int | None:
     return 4 if jax.default_backend() == "cpu" else None
 
 
-def map_chunks(fn, x, chunk: int | None):
+def default_streams() -> int:
+    """Independent parts of each chunk (`map_chunks`). XLA's CPU runtime runs independent
+    operations side by side, but one FFT of a few clips' frames, or one elementwise pass over
+    them, on one core: 2 parts of 2 clips keep both cores busy, and `spectrum_loss`'s gradient
+    measured 1.15x faster than 1 part of 4 (and than 1 part of 2). Accelerators: 1."""
+    return 2 if jax.default_backend() == "cpu" else 1
+
+
+def map_chunks(fn, x, chunk: int | None, streams: int | None = None):
     """fn over x (an array [B, ...], or a tuple of them with the same B) in sequential chunks
-    of `chunk` rows (lax.map): the same result as fn(x)."""
+    of `chunk` rows (lax.map), each chunk as `streams` (None: `default_streams()`) independent
+    calls of fn on equal parts of it when they divide it: the same result as fn(x) for an fn
+    whose rows are independent."""
     b = jax.tree.leaves(x)[0].shape[0]
     if not chunk or b <= chunk:
         return fn(x)
     n = -(-b // chunk)
+    streams = default_streams() if streams is None else streams
+    part = chunk // streams if streams > 1 and chunk % streams == 0 else chunk
 
     def split(a):
         a = jnp.pad(a, ((0, n * chunk - b),) + ((0, 0),) * (a.ndim - 1))
         return a.reshape(n, chunk, *a.shape[1:])
 
-    out = jax.lax.map(fn, jax.tree.map(split, x))
+    def step(c):
+        if part == chunk:
+            return fn(c)
+        outs = [fn(jax.tree.map(lambda a, i=i: a[i * part:(i + 1) * part], c))
+                for i in range(chunk // part)]
+        return jax.tree.map(lambda *o: jnp.concatenate(o, axis=0), *outs)
+
+    out = jax.lax.map(step, jax.tree.map(split, x))
     return jax.tree.map(lambda o: o.reshape(n * chunk, *o.shape[2:])[:b], out)
 
 

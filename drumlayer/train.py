@@ -19,11 +19,11 @@ code path serves 1 CPU, 8 accelerators or many hosts (jax.distributed).
 
 Training is device-resident: the targets, sources and standardisation are put on the devices
 once (replicated: ~17 MB at the paper's scale, and every device gathers its own rows), each
-epoch's order is a permutation drawn on the device, and `train.steps_per_call` steps run in one
-call as a lax.scan, their metrics coming back to the host once per call while the next call
-already runs. Everything random comes from jax.random keys folded from (seed, phase, epoch) and
-the batch's number, so a resumed run and a run on another number of devices see exactly the
-same numbers.
+epoch's order is a permutation drawn on the device, and up to `train.steps_per_call` steps run in
+one call as a lax.scan (calls of one length: `even_calls`), their metrics coming back to the
+host once per call while the next call already runs. Everything random comes from jax.random
+keys folded from (seed, phase, epoch) and the batch's number, so a resumed run and a run on
+another number of devices see exactly the same numbers.
 """
 
 from __future__ import annotations
@@ -387,7 +387,7 @@ class TrainConfig:
     pretrain_epochs: int = 50
     epochs: int = 150
     seed: int = 0
-    steps_per_call: int = 16  # steps per device call (a lax.scan); how the run goes, not what
+    steps_per_call: int = 16  # most steps a device call (a lax.scan); how the run goes, not what
     profile: bool = False  # write a jax.profiler trace of one call to WORKDIR/profile
     checkpoint_every_s: float = 60.0  # and at each phase's end and on SIGTERM; 0: every epoch
     loss: LossConfig = LossConfig()
@@ -565,6 +565,8 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
     steps = {ph: make_steps(model, mesh, ph, tc.loss, tc.batch, tc.model.latent)
              for ph in PHASES}
     order_of = make_order(mesh, tc.batch)
+    per_call = {ph: even_calls(-(-t.shape[0] // tc.batch), tc.steps_per_call)
+                for ph, t in tables.items()}
     calls = dict.fromkeys(PHASES, 0)  # calls made by this process, per phase
     total = tc.pretrain_epochs + tc.epochs
     bar = tqdm(total=total, initial=done, desc="epochs", unit="epoch", disable=not progress,
@@ -608,8 +610,8 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
             rng = put(mesh, np.array([tc.seed, PHASES.index(phase), epoch], np.int32))
             order = order_of(rng, table.shape[0])
             end = skip if g == start else 0
-            for lo in range(end, n_batches, tc.steps_per_call):
-                end = min(lo + tc.steps_per_call, n_batches)
+            for lo in range(end, n_batches, per_call[phase]):
+                end = min(lo + per_call[phase], n_batches)
                 # the first phase-2 call compiles its step: trace the second (once)
                 trace = tc.profile and phase == "train" and calls["train"] == 1
                 if trace:
@@ -663,6 +665,19 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
     summary["resumed_from"] = start  # epochs already done when this call began
     summary["resumed_batches"] = skip  # and batches of the next one (after a preemption)
     return summary
+
+
+def even_calls(n_batches: int, most: int) -> int:
+    """Steps per call for an epoch of n_batches, at most `most`: the largest divisor of
+    n_batches from most / 2 to most, so every call has the same length and the steps compile
+    once (33 batches at most 16 a call: 3 calls of 11, not 16 + 16 + 1, whose last call would
+    compile them a second time: 5 s at the paper's scale on a CPU); without one, the fewest
+    calls, as even as they go. The steps are the same either way."""
+    most = max(1, min(most, n_batches))
+    for d in range(most, (most + 1) // 2 - 1, -1):
+        if n_batches % d == 0:
+            return d
+    return -(-n_batches // -(-n_batches // most))
 
 
 def _save_preempted(wd: Workdir, state, position: dict) -> None:

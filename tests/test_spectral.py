@@ -72,6 +72,29 @@ def test_chunking_does_not_change_results(clips):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(("b", "chunk", "streams"), [(7, 4, 2), (8, 4, 2), (9, 6, 3), (7, 3, 2),
+                                                     (5, 4, 4), (5, 8, 2)])
+def test_map_chunks_in_streams_equals_one_call(b, chunk, streams):
+    # Each step's parts are separate calls of fn: their rows must come back in order, padded
+    # rows dropped, for a tuple in and a tuple out; a stream count that does not divide the
+    # chunk runs the chunk whole.
+    x = jax.random.normal(jax.random.PRNGKey(0), (b, 5))
+    t = jax.random.normal(jax.random.PRNGKey(1), (b, 2))
+    seen = []
+
+    def fn(xt):
+        seen.append(xt[0].shape[0])
+        return xt[0] * jnp.sum(xt[1], -1, keepdims=True), jnp.cumsum(xt[1], -1)
+
+    want = fn((x, t))
+    seen.clear()
+    got = spectral.map_chunks(fn, (x, t), chunk, streams=streams)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+    part = chunk // streams if chunk % streams == 0 else chunk
+    assert seen == ([b] if b <= chunk else [part] * (chunk // part))
+
+
 def test_mel_filterbank_and_dct_match_references():
     np.testing.assert_allclose(spectral.mel_filterbank(SR, 2048, 128),
                                librosa.filters.mel(sr=SR, n_fft=2048, n_mels=128), atol=1e-7)

@@ -409,3 +409,18 @@ def test_the_spectrum_by_linearity_trains_like_the_fft(tmp_path, caplog):
     assert train.resolve_spectrum("linear", 200, "gpu") == "linear"
     with pytest.raises(ValueError, match="train.spectrum must be one of"):
         train.resolve_spectrum("dft", 40)
+
+
+def test_even_calls_splits_an_epoch_into_calls_of_one_length():
+    assert [train.even_calls(n, 16) for n in (33, 32, 100, 4, 1, 17)] == [11, 16, 10, 4, 1, 9]
+    for n in range(1, 70):
+        for most in range(1, 20):
+            d = train.even_calls(n, most)
+            assert 1 <= d <= min(most, n)
+            lengths = {min(d, n - lo) for lo in range(0, n, d)}
+            one_length = [c for c in range(-(-min(most, n) // 2), min(most, n) + 1) if n % c == 0]
+            # one length when a divisor from most / 2 to most allows it (the largest), else
+            # the fewest calls
+            assert lengths == {d} if one_length else -(-n // d) == -(-n // min(most, n))
+            if one_length:
+                assert d == max(one_length)

@@ -306,12 +306,16 @@ def test_overlap_add_constant_equals_overlap_add(n_fft, hop, samples):
 
 
 @pytest.mark.parametrize(("n_fft", "hop", "chunk"), [(4096, 512, None), (4096, 512, 3),
-                                                     (1000, 300, 2)])
+                                                     (1000, 300, 2), (1000, 300, -1)])
 def test_spectrum_loss_equals_the_loss_of_the_spectrum(clips, n_fft, hop, chunk):
     # The loss and its gradient in one pass (gradient computed in the forward pass, scaled by
     # the loss's cotangent in the backward pass) against autodiff of loss_fn(_spectrum(x)),
     # with a loss that is non-linear in the spectrum, per-row cotangents that differ, a silent
-    # clip and a chunk that does not divide the batch.
+    # clip and a chunk that does not divide the batch (-1: the default chunks and parts,
+    # over more clips than one chunk).
+    if chunk == -1:
+        clips = np.concatenate([clips, clips[:, ::-1], 0.5 * clips, clips[::-1] ** 2])
+        assert len(clips) + 1 > (spectral.default_loss_chunks()[0] or 0)
     x = np.concatenate([clips, np.zeros((1, SR), np.float32)])
     x[-2, 5000:] = 0.0
     x = jnp.asarray(x[:, : SR - 37])

@@ -15,7 +15,8 @@ The step is data-parallel over a 1-D mesh of every device (axis 'data'): each de
 slice of the global batch, parameters are replicated, and per-shard gradient sums are all-reduced
 with lax.psum and divided by the global example count: lax.pmean of equal shards, and still exact
 when a padded last batch leaves the shards uneven. It is jax.shard_map under jax.jit, so one
-code path serves 1 CPU, 8 accelerators or many hosts (jax.distributed).
+code path serves 1 CPU, 8 accelerators or many hosts (jax.distributed); on a single device the
+same function runs without the shard_map and its collectives.
 
 Training is device-resident: the targets, sources and standardisation are put on the devices
 once (replicated: ~17 MB at the paper's scale, and every device gathers its own rows), each

@@ -133,9 +133,13 @@ def create(k: int, mc: ModelConfig) -> LayeringVAE:
 
 
 def init_params(model: LayeringVAE, dim: int, seed: int) -> dict:
-    """Fresh parameters for inputs of dim features, from PRNGKey(seed)."""
-    return model.init(jax.random.PRNGKey(seed), jnp.zeros((1, dim)),
-                      jnp.zeros((1, model.latent)))["params"]
+    """Fresh parameters for inputs of dim features, from PRNGKey(seed). One compiled program:
+    run op by op, the initialisation took 5 s at the paper's scale on a CPU (1.5 s so)."""
+
+    def init(key):
+        return model.init(key, jnp.zeros((1, dim)), jnp.zeros((1, model.latent)))["params"]
+
+    return jax.jit(init)(jax.random.PRNGKey(seed))
 
 
 def abstract_params(model: LayeringVAE, dim: int) -> dict:

@@ -29,6 +29,7 @@ another number of devices see exactly the same numbers.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import json
@@ -50,8 +51,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
+from drumlayer import ahead, spectral
 from drumlayer import model as model_lib
-from drumlayer import spectral
 from drumlayer.errors import DrumlayerError
 from drumlayer.workdir import Workdir, read_json, write_json
 
@@ -188,8 +189,13 @@ def make_mesh() -> Mesh:
 
 
 def create_state(model: model_lib.LayeringVAE, dim: int, tx, seed: int) -> train_state.TrainState:
-    params = model_lib.init_params(model, dim, seed)
-    return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    """Fresh parameters and optimizer state, as one compiled program (op by op: seconds)."""
+
+    def create():
+        params = model_lib.init_params(model, dim, seed)
+        return train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+    return jax.jit(create)()
 
 
 def make_optimizer(learning_rate: float, grad_clip: float):
@@ -575,13 +581,20 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
         _clear_preempted(wd)
     start = done
     writer = MetricsWriter(wd)
-    steps = {ph: make_steps(model, mesh, ph, tc.loss, tc.batch, tc.model.latent)
-             for ph in PHASES}
+    total = tc.pretrain_epochs + tc.epochs
     order_of = make_order(mesh, tc.batch)
     per_call = {ph: even_calls(-(-t.shape[0] // tc.batch), tc.steps_per_call)
                 for ph, t in tables.items()}
+    # Both phases' steps and phase 2's validation compile on background threads from here,
+    # beside pretraining (at the paper's scale on a CPU, phase 2's take ~16 s).
+    compiling = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="compile")
+    steps = {}
+    for ph, last in zip(PHASES, (tc.pretrain_epochs, total), strict=True):
+        steps[ph] = make_steps(model, mesh, ph, tc.loss, tc.batch, tc.model.latent)
+        if done < last:  # epochs of this phase remain
+            steps[ph] = compile_ahead(steps[ph], compiling, mesh, ph, state, order_of,
+                                      per_call[ph], tables[ph], val, consts, tc.seed)
     calls = dict.fromkeys(PHASES, 0)  # calls made by this process, per phase
-    total = tc.pretrain_epochs + tc.epochs
     bar = tqdm(total=total, initial=done, desc="epochs", unit="epoch", disable=not progress,
                file=sys.stderr)
     # the host's count of steps from here on: reading the device's would wait
@@ -668,6 +681,7 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
         write_best()  # what validation chose before the loss went bad
         raise
     finally:
+        compiling.shutdown(wait=False)
         stop.__exit__()
         bar.close()
         latest.wait_until_finished()
@@ -678,6 +692,26 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
     summary["resumed_from"] = start  # epochs already done when this call began
     summary["resumed_batches"] = skip  # and batches of the next one (after a preemption)
     return summary
+
+
+def compile_ahead(steps: tuple, pool, mesh: Mesh, phase: str, state, order_of, per_call: int,
+                  table, val, consts, seed: int) -> tuple:
+    """`make_steps`'s (train_steps, evaluate) with their compilation for this run's shapes
+    started on `pool` (`drumlayer.ahead`): train_steps for calls of per_call batches of
+    table, evaluate (phase 2 only: pretraining has no validation) for val."""
+    train_steps, evaluate = steps
+    state = ahead.abstract(state)  # the state itself is donated to the first call
+
+    def example():
+        rng = put(mesh, np.array([seed, PHASES.index(phase), 0], np.int32))
+        ids = put(mesh, np.arange(per_call, dtype=np.int32))
+        return state, order_of(rng, table.shape[0]), ids, rng, table, consts
+
+    train_steps = ahead.Ahead(train_steps, pool, example, f"{phase} steps")
+    if phase == "train":
+        evaluate = ahead.Ahead(evaluate, pool, lambda: (state.params, val, consts),
+                               f"{phase} validation")
+    return train_steps, evaluate
 
 
 def even_calls(n_batches: int, most: int) -> int:

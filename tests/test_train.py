@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from drumlayer import model, spectral, train
+from drumlayer import ahead, model, spectral, train
 from drumlayer.workdir import Workdir
 
 from train_helper import tiny_config, tiny_data
@@ -112,6 +112,26 @@ def test_evaluation_covers_an_uneven_last_batch(tmp_path):
            for i in range(11)]
     assert got["reconstruction"] == pytest.approx(np.mean([p["reconstruction"] for p in per]),
                                                   rel=1e-4)
+
+
+def test_every_call_runs_the_steps_compiled_ahead(tmp_path, monkeypatch):
+    # Both phases' steps and the validation are compiled on a background thread when training
+    # starts; the training calls must find those compilations (same shapes, dtypes, weak types
+    # and shardings), or the compilations were wasted and phase 2 compiles again.
+    made = []
+
+    def spy(*args, **kwargs):
+        out = compile_ahead(*args, **kwargs)
+        made.extend(f for f in out if isinstance(f, ahead.Ahead))
+        return out
+
+    compile_ahead = train.compile_ahead
+    monkeypatch.setattr(train, "compile_ahead", spy)
+    train.train_and_evaluate(tiny_data(), tiny_config(epochs=2), Workdir(str(tmp_path)),
+                             progress=False)
+    assert sorted(f.name for f in made) == ["pretrain steps", "train steps", "train validation"]
+    for f in made:
+        assert f.calls["ahead"] > 0 and f.calls["jitted"] == 0, (f.name, f.calls)
 
 
 def test_one_device_steps_have_no_collectives():

@@ -18,6 +18,7 @@ Decoding runs in worker processes (all cores); nothing here trains or computes m
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import csv
 import dataclasses
 import hashlib
@@ -443,12 +444,23 @@ def write_augmented(out_dir: str, per_clip: int, seed: int = 0, split: str = "tr
     rows = read_manifest(cd)
     parents = np.array([int(r["id"]) for r in rows if r["split"] == split], dtype=np.int64)
     path = cd.augmented
-    with npyio.RowWriter(path + ".tmp.npy", (npyio.read_rows(cd.clips, 0, 1).shape[1],),
-                         np.float32, len(parents) * per_clip) as out:
-        for p in tqdm(parents, desc="augmenting", unit="clip", file=sys.stderr, mininterval=1.0):
-            clip = npyio.read_rows(cd.clips, p, p + 1)[0]
-            for j in range(per_clip):
-                out.append(augment_lib.variant(clip, seed, int(p), j))
+    def variants(p: int) -> list[np.ndarray]:
+        clip = npyio.read_rows(cd.clips, p, p + 1)[0]
+        return [augment_lib.variant(clip, seed, p, j) for j in range(per_clip)]
+
+    # Every variant depends only on (seed, parent, j): the clips are augmented on every core
+    # (numpy, scipy and soxr release the GIL), a window of them at a time, and written in order.
+    window = 8 * (os.cpu_count() or 1)
+    with (npyio.RowWriter(path + ".tmp.npy", (npyio.read_rows(cd.clips, 0, 1).shape[1],),
+                          np.float32, len(parents) * per_clip) as out,
+          concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool,
+          tqdm(total=len(parents), desc="augmenting", unit="clip", file=sys.stderr,
+               mininterval=1.0) as bar):
+        for lo in range(0, len(parents), window):
+            for vs in pool.map(variants, parents[lo:lo + window].tolist()):
+                for v in vs:
+                    out.append(v)
+                bar.update()
     os.replace(path + ".tmp.npy", path)
     _write_csv(cd.augmented_index, ("id", "parent"),
                [(i, int(p)) for i, p in enumerate(np.repeat(parents, per_clip))])

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from drumlayer import npyio
+from drumlayer import augment, npyio
 from drumlayer.dataset import Dataset
 from drumlayer.workdir import Workdir
 
@@ -48,3 +48,15 @@ def test_the_data_modules_do_not_import_jax():
                        timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+def test_every_augmented_row_is_the_variant_its_id_names(smoke_run):
+    # The augmentation stage makes the variants on several threads: each must still land in
+    # the row that `variant` (and the full-band rebuild of a variant source) says it is.
+    wd = Workdir(smoke_run)
+    ds = Dataset(wd.corpus, wd.features)
+    rows = np.load(wd.corpus.augmented)
+    for a in range(len(rows)):
+        parent, j = ds.variant(ds.n + a)
+        clip = npyio.read_rows(wd.corpus.clips, parent, parent + 1)[0]
+        np.testing.assert_array_equal(rows[a], augment.variant(clip, 0, parent, j), err_msg=a)

@@ -9,7 +9,8 @@ pretraining step's own compilation. Started when training starts, they run besid
 
 A call whose arguments differ in shape, dtype, weak type or sharding from the example's (a
 resumed epoch's shorter last call) goes to the jitted function, compiled at that call as usual:
-the numbers are the same either way.
+the numbers are the same either way. A matching call waits for the compilation made ahead: the
+jitted function called before it finished would compile the same program a second time.
 """
 
 from __future__ import annotations

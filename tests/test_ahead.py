@@ -31,6 +31,7 @@ def test_matching_calls_run_the_compilation_made_ahead(pool):
     got = f(jnp.arange(3.0), jnp.float32(1))
     np.testing.assert_array_equal(got, [1, 3, 5])
     f(jnp.zeros(3), jnp.float32(2))
+    assert f.calls == {"ahead": 2, "jitted": 0}
     assert len(traces) == 1  # traced once, ahead: the calls did not trace (or compile) again
 
 
@@ -40,6 +41,7 @@ def test_other_shapes_go_to_the_jitted_function(pool, other):
     fn, traces = counted(lambda x: x + 1)
     f = ahead.Ahead(jax.jit(fn), pool, lambda: (jnp.ones(3),))
     np.testing.assert_array_equal(f(other), np.asarray(other) + 1)
+    assert f.calls == {"ahead": 0, "jitted": 1}
     assert len(traces) == 2  # ahead, then the jitted function at this call
 
 

@@ -109,11 +109,11 @@ class LossConfig:
 
 # How the loss computes the spectrum of a mix: "fft" transforms the mix, "linear" mixes the
 # sources' STFTs (`spectral.mix_spectrum`); the same up to float rounding. "auto" picks "linear"
-# on a CPU for at most LINEAR_MAX_SOURCES sources, where it measured faster (1.12x at 40
-# sources; 0.96x at 70 and 0.93x at 100, since the FFT path computes its gradient in the
-# forward pass: `python -m benchmarks train`), "fft" otherwise.
+# on a CPU for at most LINEAR_MAX_SOURCES sources, where it measured faster (the step in one
+# process, alternating calls: 1.19x at 20 sources, 1.02x at 30; 0.93x at 40, since the FFT
+# path computes its gradient in the forward pass, in chunks of 8 clips), "fft" otherwise.
 SPECTRA = ("auto", "fft", "linear")
-LINEAR_MAX_SOURCES = 60
+LINEAR_MAX_SOURCES = 32
 
 
 def resolve_spectrum(kind: str, k: int, backend: str | None = None) -> str:

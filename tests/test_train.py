@@ -445,7 +445,8 @@ def test_the_spectrum_by_linearity_trains_like_the_fft(tmp_path, caplog):
     assert "the mix's spectrum by the FFT of the mix (train.spectrum = fft" in caplog.text
     assert runs[0][0]["val_loss"] == pytest.approx(runs[1][0]["val_loss"], rel=1e-4)
     _assert_same_params(runs[0][1], runs[1][1], atol=1e-5)
-    assert train.resolve_spectrum("auto", 40, "cpu") == "linear"
+    assert train.resolve_spectrum("auto", 20, "cpu") == "linear"
+    assert train.resolve_spectrum("auto", train.LINEAR_MAX_SOURCES, "cpu") == "linear"
     assert train.resolve_spectrum("auto", train.LINEAR_MAX_SOURCES + 1, "cpu") == "fft"
     assert train.resolve_spectrum("auto", 40, "gpu") == "fft"
     assert train.resolve_spectrum("linear", 200, "gpu") == "linear"

@@ -65,8 +65,8 @@ def default_loss_chunks() -> tuple[int | None, int]:
     """(chunk, streams) of `spectrum_loss`, the training step's STFT and inverse STFT. XLA's
     CPU runtime hands ready operations to a second thread only when more than 8 are ready at
     once, so 2 parts of a chunk run one after the other on one core (a profile of the step:
-    both cores busy 11% of the time). 8 clips as 4 parts of 2 clips keep both cores busy
-    through the chunk's FFTs, and a part's frames stay in cache: on 2 cores the paper-scale
+    both cores busy 11% of the time). Smaller parts give the runtime enough independent work
+    for both cores; 8 clips as 4 parts of 2 clips measured fastest: on 2 cores the paper-scale
     training step measured 0.88-0.89x the time of 16 clips as 16 parts of 1 (two runs in one
     process, alternating calls), 0.90x that of 4 clips as 2 parts and 0.92x that of 16 clips
     as 4 parts; it compiles in ~8 s against ~12 s. Forward passes (the features) gain nothing,

@@ -448,6 +448,7 @@ def test_the_spectrum_by_linearity_trains_like_the_fft(tmp_path, caplog):
     assert train.resolve_spectrum("auto", 20, "cpu") == "linear"
     assert train.resolve_spectrum("auto", train.LINEAR_MAX_SOURCES, "cpu") == "linear"
     assert train.resolve_spectrum("auto", train.LINEAR_MAX_SOURCES + 1, "cpu") == "fft"
+    assert train.resolve_spectrum("auto", 40, "cpu") == "fft"  # configs/snare.py: faster so
     assert train.resolve_spectrum("auto", 40, "gpu") == "fft"
     assert train.resolve_spectrum("linear", 200, "gpu") == "linear"
     with pytest.raises(ValueError, match="train.spectrum must be one of"):

@@ -291,18 +291,19 @@ def make_steps(model, mesh: Mesh, phase: str, lc: LossConfig, batch: int, latent
         table [n, D]: the phase's features (pretraining: the sources', a row's index its label);
         consts: `make_consts`'s.
         metrics {name: [L]}: each step's means over its real examples; n_real [L] their count.
-    evaluate(params, table, consts) -> {name: mean over every row of table}, z at the mean.
+    evaluate(params, table, consts) -> {name: mean over every row of table}, z at the mean, in
+        blocks of `batch` rows (a smaller table: one block of its size, rounded up to the devices).
 
     Every input is replicated; device i trains rows [i * batch / n_dev, (i + 1) * batch / n_dev)
     of each global batch, and draws the whole batch's noise to take its own rows, so the numbers
     do not depend on the device count. The state is donated.
     """
     n_dev = mesh.devices.size
-    per = batch // n_dev
 
     def local_batch(idx, eps, table):
-        """This device's rows of the global batch idx [batch] (-1: padding), eps [batch, latent]
-        -> (feats, labels, eps, mask, count): what loss_fn takes."""
+        """This device's rows of the global batch idx [b] (-1: padding; b a multiple of n_dev),
+        eps [b, latent] -> (feats, labels, eps, mask, count): what loss_fn takes."""
+        per = idx.shape[0] // n_dev
         start = jax.lax.axis_index("data") * per if n_dev > 1 else 0
         mine = jax.lax.dynamic_slice_in_dim(idx, start, per)
         real = mine >= 0
@@ -347,10 +348,14 @@ def make_steps(model, mesh: Mesh, phase: str, lc: LossConfig, batch: int, latent
 
     def local_evaluate(params, table, consts):
         n = table.shape[0]
-        nb = -(-n // batch)
-        rows = jnp.arange(nb * batch, dtype=jnp.int32)
-        order = jnp.where(rows < n, rows, -1).reshape(nb, batch)
-        eps = jnp.zeros((batch, latent), table.dtype)
+        # A table smaller than a batch (the validation set: 15 clips at the paper's scale) is
+        # one block of its own size, rounded up to the devices: 20 ms against 47 ms for a
+        # block of 64 on a CPU. Rows are independent: the same numbers up to float rounding.
+        size = min(batch, -(-n // n_dev) * n_dev)
+        nb = -(-n // size)
+        rows = jnp.arange(nb * size, dtype=jnp.int32)
+        order = jnp.where(rows < n, rows, -1).reshape(nb, size)
+        eps = jnp.zeros((size, latent), table.dtype)
 
         def one(sums, idx):
             args = local_batch(idx, eps, table)

@@ -114,6 +114,24 @@ def test_evaluation_covers_an_uneven_last_batch(tmp_path):
                                                   rel=1e-4)
 
 
+def test_a_table_smaller_than_a_batch_is_evaluated_as_one_block_of_its_size():
+    # 15 validation clips at the paper's scale: a block of 64 rows computed 49 of padding
+    data, tc = tiny_data(), tiny_config()
+    mesh = train.make_mesh()
+    m = model.create(6, tc.model)
+    state = train.create_state(m, data.train.shape[1], train.make_optimizer(1e-3, 1.0), 0)
+    consts = train.make_consts(mesh, data.sources, data.mean, data.std, tc.loss)
+    _, evaluate = train.make_steps(m, mesh, "train", tc.loss, tc.batch, tc.model.latent)
+    feats = data.train[:3]
+    text = evaluate.lower(state.params, train.put(mesh, feats), consts).as_text()
+    assert "tensor<3x2049xf32>" in text and "tensor<8x2049xf32>" not in text
+    got = train.validate(evaluate, state.params, mesh, feats, consts)
+    per = [train.validate(evaluate, state.params, mesh, feats[i : i + 1], consts)
+           for i in range(3)]
+    for k in ("loss", "reconstruction", "kl_bits"):
+        assert got[k] == pytest.approx(np.mean([p[k] for p in per]), rel=1e-5), k
+
+
 def test_every_call_runs_the_steps_compiled_ahead(tmp_path, monkeypatch):
     # Both phases' steps and the validation are compiled on a background thread when training
     # starts; the training calls must find those compilations (same shapes, dtypes, weak types

@@ -9,6 +9,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from drumlayer import ahead, model, spectral, train
@@ -393,6 +394,37 @@ def test_sigterm_mid_epoch_saves_at_the_next_step_and_resumes_there(tmp_path, mo
     _assert_same_params(_final_params(full, tc), _final_params(cut, tc))
     steps = [json.loads(x) for x in open(cut.metrics)]
     assert [r["step"] for r in steps if r["kind"] == "step"] == list(range(1, 1 + 1 + 3 * 3))
+
+
+@pytest.mark.parametrize("norm", [0.5, 3.0], ids=["under", "over"])
+def test_the_clipping_is_optaxs_and_fuses_into_adam(norm):
+    rng = np.random.default_rng(0)
+    grads = {"a": jnp.asarray(rng.standard_normal((40, 30)), jnp.float32),
+             "b": jnp.asarray(rng.standard_normal(7), jnp.float32)}
+    grads = jax.tree.map(lambda g: g * norm / optax.tree.norm(grads), grads)
+    ours, _ = train.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+    theirs, _ = optax.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+    for k in grads:
+        if norm < 1.0:  # unclipped: the same bits
+            np.testing.assert_array_equal(ours[k], grads[k])
+        np.testing.assert_allclose(ours[k], theirs[k], rtol=2e-7, atol=0)
+    assert float(optax.tree.norm(ours)) == pytest.approx(min(norm, 1.0), rel=1e-6)
+    # the state restores optax's checkpoints: the same (empty) structure
+    params = {"w": jnp.zeros((2049, 64))}
+    tx, ref = train.make_optimizer(1e-3, 1.0), optax.chain(optax.clip_by_global_norm(1.0),
+                                                           optax.adam(1e-3))
+    assert jax.tree.structure(tx.init(params)) == jax.tree.structure(ref.init(params))
+
+    # why it exists: the clipped gradients are not written out before Adam uses them. Arrays
+    # of the gradients' shape computed: the two moments and the parameters (optax's division
+    # is a fourth)
+    def step(params, g, state):
+        updates, state = tx.update(g, state, params)
+        return optax.apply_updates(params, updates), state
+
+    text = jax.jit(step).lower(params, params, tx.init(params)).compile().as_text()
+    assert sum("f32[2049,64]" in line.split("fusion(")[0]
+               for line in text.splitlines() if " fusion(" in line) == 3
 
 
 def test_keep_best_keeps_the_lowest_validation_loss_and_ignores_nan():

@@ -291,7 +291,8 @@ def _spectrum_parts(x: jax.Array, n_fft: int, hop: int) -> dict[str, jax.Array]:
     a = rms / total
     yr, yi = jnp.real(y), jnp.imag(y)
     mag = jnp.sqrt(yr * yr + yi * yi)
-    spectrum = jnp.einsum("bt,btf->bf", a, mag[..., :-1])
+    # over every bin, then the Nyquist dropped: a slice of mag would be copied for the product
+    spectrum = jnp.einsum("bt,btf->bf", a, mag)[:, :-1]
     return dict(y_re=yr, y_im=yi, mag=mag, rms=rms, total=total, a=a, spectrum=spectrum)
 
 
@@ -308,10 +309,11 @@ def _spectrum_backward(x: jax.Array, parts: dict, g: jax.Array, n_fft: int,
     x_n / (n_fft rms_t) in frame t."""
     samples = x.shape[-1]
     yr, yi, mag, rms, total, a = (parts[n] for n in ("y_re", "y_im", "mag", "rms", "total", "a"))
-    g_a = jnp.einsum("btf,bf->bt", mag[..., :-1], g)
+    g = jnp.pad(g, ((0, 0), (0, 1)))  # the Nyquist bin's is 0 (not copying mag without it)
+    g_a = jnp.einsum("btf,bf->bt", mag, g)
     g_rms = (g_a - jnp.sum(a * g_a, -1, keepdims=True)) / total
     half = jnp.full(n_fft // 2 + 1, 0.5, x.dtype).at[0].set(1.0).at[-1].set(0.0)
-    scale = a[:, :, None] * (jnp.pad(g, ((0, 0), (0, 1))) * half)[:, None, :] * n_fft
+    scale = a[:, :, None] * (g * half)[:, None, :] * n_fft
     scale = scale / jnp.where(mag > 0, mag, jnp.inf)
     per_frame = g_rms / (n_fft * rms)  # [B, T]: d rms_t / d x_n = x_n / (n_fft rms_t)
     return (windowed_overlap_add(scale * yr, scale * yi, n_fft, hop, samples)

@@ -202,6 +202,19 @@ def make_optimizer(learning_rate: float, grad_clip: float):
     return optax.chain(clip_by_global_norm(grad_clip), optax.adam(learning_rate))
 
 
+def global_norm(tree) -> jax.Array:
+    """optax.tree.norm: the square root of the sum of every leaf's squares, each matrix summed
+    along its last axis first. XLA's CPU backend reduced the encoder's 3M-entry kernel in one
+    pass at ~2.5 GB/s (~5 ms of the paper-scale step for the gradient's norm); by rows it is
+    two short passes. The same up to float rounding."""
+
+    def squares(x):
+        s = x * x
+        return jnp.sum(jnp.sum(s, axis=-1)) if x.ndim > 1 else jnp.sum(s)
+
+    return jnp.sqrt(sum(squares(x) for x in jax.tree.leaves(tree)))
+
+
 def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     """optax.clip_by_global_norm, the gradients multiplied by one scalar, min(1, max_norm /
     norm), where optax divides each by the norm: XLA then fuses the scaling into Adam's two
@@ -212,7 +225,7 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
 
     def update(updates, state, params=None):
         del params
-        norm = optax.tree.norm(updates)
+        norm = global_norm(updates)
         scale = jnp.where(norm < max_norm, 1.0, max_norm / norm)
         return jax.tree.map(lambda g: g * scale.astype(g.dtype), updates), state
 
@@ -346,9 +359,9 @@ def make_steps(model, mesh: Mesh, phase: str, lc: LossConfig, batch: int, latent
         (_, metrics), grads = grad_fn(local, feats, labels, eps, mask, count, consts)
         grads = over_devices(grads)
         metrics = over_devices(metrics)
-        metrics["grad_norm"] = optax.tree.norm(grads)
+        metrics["grad_norm"] = global_norm(grads)
         state = state.apply_gradients(grads=grads)
-        metrics["param_norm"] = optax.tree.norm(state.params)
+        metrics["param_norm"] = global_norm(state.params)
         return state, metrics
 
     def local_steps(state, order, batch_ids, rng, table, consts):

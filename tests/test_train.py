@@ -396,6 +396,16 @@ def test_sigterm_mid_epoch_saves_at_the_next_step_and_resumes_there(tmp_path, mo
     assert [r["step"] for r in steps if r["kind"] == "step"] == list(range(1, 1 + 1 + 3 * 3))
 
 
+def test_global_norm_is_optaxs():
+    rng = np.random.default_rng(1)
+    tree = {"a": rng.standard_normal((3, 40, 30)), "b": rng.standard_normal((50, 7)),
+            "c": rng.standard_normal(9), "d": np.float32(-2.5)}
+    tree = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
+    want = np.sqrt(sum(np.sum(np.asarray(x, np.float64) ** 2) for x in jax.tree.leaves(tree)))
+    assert float(train.global_norm(tree)) == pytest.approx(want, rel=1e-6)
+    assert float(train.global_norm(tree)) == pytest.approx(float(optax.tree.norm(tree)), rel=1e-6)
+
+
 @pytest.mark.parametrize("norm", [0.5, 3.0], ids=["under", "over"])
 def test_the_clipping_is_optaxs_and_fuses_into_adam(norm):
     rng = np.random.default_rng(0)

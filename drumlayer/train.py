@@ -204,13 +204,15 @@ def make_optimizer(learning_rate: float, grad_clip: float):
 
 def global_norm(tree) -> jax.Array:
     """optax.tree.norm: the square root of the sum of every leaf's squares, each matrix summed
-    along its last axis first. XLA's CPU backend reduced the encoder's 3M-entry kernel in one
-    pass at ~2.5 GB/s (~5 ms of the paper-scale step for the gradient's norm); by rows it is
-    two short passes. The same up to float rounding."""
+    along its last axis first, behind an optimization barrier. Otherwise XLA merges the two
+    sums and rewrites the gradient's (of the encoder's 3M-entry kernel) as sums of 32 x 32
+    windows, which its CPU backend ran at ~2.5 GB/s: ~5 ms of the paper-scale step, which runs
+    0.97x without them (two runs in one process). The same up to float rounding."""
 
     def squares(x):
-        s = x * x
-        return jnp.sum(jnp.sum(s, axis=-1)) if x.ndim > 1 else jnp.sum(s)
+        if x.ndim < 2:
+            return jnp.sum(x * x)
+        return jnp.sum(jax.lax.optimization_barrier(jnp.sum(x * x, axis=-1)))
 
     return jnp.sqrt(sum(squares(x) for x in jax.tree.leaves(tree)))
 

@@ -44,24 +44,27 @@ def signature(args) -> tuple:
 
 
 class Ahead:
-    """`jitted`, with its compilation for example()'s arguments started now on `pool`
-    (example runs there too, so what it computes, e.g. an epoch's order, is off this thread)."""
+    """`jitted`, with its compilation for example()'s arguments (and for each of `more`'s, e.g.
+    an epoch's shorter last call) started now on `pool` (each example runs there too, so what
+    it computes, e.g. an epoch's order, is off this thread)."""
 
     def __init__(self, jitted, pool: concurrent.futures.Executor, example: Callable[[], tuple],
-                 name: str = ""):
+                 name: str = "", more: tuple[Callable[[], tuple], ...] = ()):
         self.jitted, self.name = jitted, name or getattr(jitted, "__name__", "function")
         self.calls = {"ahead": 0, "jitted": 0}  # which compilation the calls ran
-        self._future = pool.submit(self._compile, example)
+        self._futures = [pool.submit(self._compile, e) for e in (example, *more)]
 
     def _compile(self, example):
         args = example()
         return signature(args), self.jitted.lower(*args).compile()
 
     def __call__(self, *args):
-        sig, compiled = self._future.result()  # a failed compilation raises here
-        if signature(args) == sig:
-            self.calls["ahead"] += 1
-            return compiled(*args)
+        sig = signature(args)
+        for future in self._futures:
+            ahead_sig, compiled = future.result()  # a failed compilation raises here
+            if sig == ahead_sig:
+                self.calls["ahead"] += 1
+                return compiled(*args)
         if not self.calls["jitted"]:
             log.info("%s: called with other shapes than compiled for ahead: compiling them",
                      self.name)

@@ -630,7 +630,8 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
         steps[ph] = make_steps(model, mesh, ph, tc.loss, tc.batch, tc.model.latent)
         if done < last:  # epochs of this phase remain
             steps[ph] = compile_ahead(steps[ph], compiling, mesh, ph, state, order_of,
-                                      per_call[ph], tables[ph], val, consts, tc.seed)
+                                      per_call[ph], -(-tables[ph].shape[0] // tc.batch),
+                                      tables[ph], val, consts, tc.seed)
     calls = dict.fromkeys(PHASES, 0)  # calls made by this process, per phase
     bar = tqdm(total=total, initial=done, desc="epochs", unit="epoch", disable=not progress,
                file=sys.stderr)
@@ -732,19 +733,24 @@ def train_and_evaluate(data: Data, tc: TrainConfig, wd: Workdir, progress: bool 
 
 
 def compile_ahead(steps: tuple, pool, mesh: Mesh, phase: str, state, order_of, per_call: int,
-                  table, val, consts, seed: int) -> tuple:
+                  n_batches: int, table, val, consts, seed: int) -> tuple:
     """`make_steps`'s (train_steps, evaluate) with their compilation for this run's shapes
     started on `pool` (`drumlayer.ahead`): train_steps for calls of per_call batches of
-    table, evaluate (phase 2 only: pretraining has no validation) for val."""
+    table, and of the rest when n_batches is not a multiple (`configs/snare.py`'s 29 batches:
+    15 + 14; compiled at its first call, that took ~7 s of phase 2's first epoch on a CPU),
+    evaluate (phase 2 only: pretraining has no validation) for val."""
     train_steps, evaluate = steps
     state = ahead.abstract(state)  # the state itself is donated to the first call
 
-    def example():
+    def example(length):
         rng = put(mesh, np.array([seed, PHASES.index(phase), 0], np.int32))
-        ids = put(mesh, np.arange(per_call, dtype=np.int32))
+        ids = put(mesh, np.arange(length, dtype=np.int32))
         return state, order_of(rng, table.shape[0]), ids, rng, table, consts
 
-    train_steps = ahead.Ahead(train_steps, pool, example, f"{phase} steps")
+    rest = n_batches % per_call
+    train_steps = ahead.Ahead(train_steps, pool, functools.partial(example, per_call),
+                              f"{phase} steps",
+                              more=(functools.partial(example, rest),) if rest else ())
     if phase == "train":
         evaluate = ahead.Ahead(evaluate, pool, lambda: (state.params, val, consts),
                                f"{phase} validation")

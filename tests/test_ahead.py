@@ -35,6 +35,16 @@ def test_matching_calls_run_the_compilation_made_ahead(pool):
     assert len(traces) == 1  # traced once, ahead: the calls did not trace (or compile) again
 
 
+def test_more_examples_compile_ahead_too(pool):
+    # an epoch's calls of two lengths (29 batches: 15 + 14): both compiled ahead
+    fn, traces = counted(lambda x: x + 1)
+    f = ahead.Ahead(jax.jit(fn), pool, lambda: (jnp.ones(15),), more=(lambda: (jnp.ones(14),),))
+    for n in (15, 14, 15, 14):
+        np.testing.assert_array_equal(f(jnp.zeros(n)), np.ones(n))
+    assert f.calls == {"ahead": 4, "jitted": 0}
+    assert len(traces) == 2
+
+
 @pytest.mark.parametrize("other", [jnp.ones(4), jnp.ones(3, jnp.int32), jnp.ones((1, 3))],
                          ids=["shape", "dtype", "rank"])
 def test_other_shapes_go_to_the_jitted_function(pool, other):

@@ -122,10 +122,12 @@ def test_evaluation_is_the_mean_over_rows_in_blocks(rows):
         assert got[k] == pytest.approx(np.mean([p[k] for p in per]), rel=1e-4), k
 
 
-def test_every_call_runs_the_steps_compiled_ahead(tmp_path, monkeypatch):
+@pytest.mark.parametrize("batch", [8, 2], ids=["even", "uneven"])
+def test_every_call_runs_the_steps_compiled_ahead(tmp_path, monkeypatch, batch):
     # Both phases' steps and the validation are compiled on a background thread when training
     # starts; the training calls must find those compilations (same shapes, dtypes, weak types
-    # and shardings), or the compilations were wasted and phase 2 compiles again.
+    # and shardings), or the compilations were wasted and phase 2 compiles again. Batch 2: 11
+    # batches an epoch, at most 4 a call: calls of 4, 4 and 3, both lengths compiled ahead.
     made = []
 
     def spy(*args, **kwargs):
@@ -135,8 +137,8 @@ def test_every_call_runs_the_steps_compiled_ahead(tmp_path, monkeypatch):
 
     compile_ahead = train.compile_ahead
     monkeypatch.setattr(train, "compile_ahead", spy)
-    train.train_and_evaluate(tiny_data(), tiny_config(epochs=2), Workdir(str(tmp_path)),
-                             progress=False)
+    tc = dataclasses.replace(tiny_config(epochs=2), batch=batch, steps_per_call=4)
+    train.train_and_evaluate(tiny_data(), tc, Workdir(str(tmp_path)), progress=False)
     assert sorted(f.name for f in made) == ["pretrain steps", "train steps", "train validation"]
     for f in made:
         assert f.calls["ahead"] > 0 and f.calls["jitted"] == 0, (f.name, f.calls)

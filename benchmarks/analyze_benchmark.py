@@ -18,13 +18,15 @@ def bench_analyze(args) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from drumlayer import analyze, baselines, evaluate
+    from drumlayer.evaluation import baselines
+    from drumlayer.evaluation import evaluate as evaluate_lib
+    from drumlayer.recipes import refine as refine_lib
 
-    b = evaluate.Bundle.load(args.workdir)
-    test = evaluate.load_test(args.workdir)
+    b = evaluate_lib.Bundle.load(args.workdir)
+    test = evaluate_lib.load_test(args.workdir)
     clips = np.resize(test.audio, (64, test.audio.shape[1])).astype(np.float32)
-    refine = analyze.Analyzer.from_bundle(b)
-    encode = analyze.Analyzer.from_bundle(b, analyze.AnalyzeConfig(mode="none"))
+    refine = refine_lib.Analyzer.from_bundle(b)
+    encode = refine_lib.Analyzer.from_bundle(b, refine_lib.AnalyzeConfig(mode="none"))
     src = jnp.asarray(b.sources)
     mix = jax.jit(lambda v: v @ src)
     src_feats = np.asarray(b.features(b.sources))[:, :-1]
@@ -48,7 +50,7 @@ def bench_analyze(args) -> dict:
         rows.append({"what": f"reference: matching pursuit, {'one sound' if n == 1 else '64'}",
                      "ms_per_sound": round(per["mp"], 2), "encode": "", "refine": "", "mix": ""})
     harness.print_table(("what", "ms_per_sound", "encode", "refine", "mix"), rows)
-    fits = evaluate.reconstruction(b, test, evaluate.encode(b, test.features))
+    fits = evaluate_lib.reconstruction(b, test, evaluate_lib.encode(b, test.features))
     quality = {name: {k: float(np.median(v)) for k, v in fits[name].scores.items()}
                for name in ("refined", "matching_pursuit", "model")}
     for name, q in quality.items():

@@ -15,9 +15,9 @@ from benchmarks import harness
 
 
 def _build_corpus(roots, out, workers):
-    from drumlayer import corpus
+    from drumlayer.data import corpus as corpus_lib
 
-    meta = corpus.build(roots, out, corpus.CorpusOptions(category="all", workers=workers),
+    meta = corpus_lib.build(roots, out, corpus_lib.CorpusOptions(category="all", workers=workers),
                         progress=False)
     return {"clips": meta["clips"], "candidates": meta["candidates"]}
 
@@ -25,13 +25,13 @@ def _build_corpus(roots, out, workers):
 def _serial_decode(roots):
     """The reference: the same decoding (kits.load_candidate) in one process, in a plain loop,
     with no deduplication, grouping or writing."""
-    from drumlayer import audio, kits
+    from drumlayer.data import audio, candidates, discovery
 
-    cands = kits.discover(roots)[0]
+    cands = discovery.discover(roots)[0]
     n = 0
     for c in cands:
         try:
-            kits.load_candidate(c, max_duration=30.0)
+            candidates.load_candidate(c, max_duration=30.0)
             n += 1
         except audio.AudioError:
             continue
@@ -57,13 +57,13 @@ def generate_folder(folder: str, n: int, seed: int = 0) -> None:
 @harness.benchmark
 def bench_corpus(args) -> dict:
     """Corpus build: files/s and peak memory, open kits and a generated folder, vs naive decode."""
-    from drumlayer import corpus
+    from drumlayer.data import corpus as corpus_lib
 
     rows = []
     tmp = tempfile.mkdtemp(prefix="drumlayer-bench-")
     try:
         sets = []
-        roots = corpus.default_roots()
+        roots = corpus_lib.default_roots()
         if roots:
             sets.append(("open kits", roots))
         else:

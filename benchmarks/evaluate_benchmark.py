@@ -13,11 +13,11 @@ from benchmarks import harness
 
 def _evaluate_cold(workdir, out):
     """The whole evaluation, as the main job runs it (compilation included), into out/."""
-    from drumlayer import evaluate
+    from drumlayer.evaluation import evaluate as evaluate_lib
     from drumlayer.workdir import EvalDir
 
-    res = evaluate.run(workdir)
-    evaluate.write(res, EvalDir(out))
+    res = evaluate_lib.run(workdir)
+    evaluate_lib.write(res, EvalDir(out))
     return {"seconds": res.seconds, "pairs": len(res.interpolation.pairs),
             "points": len(res.interpolation.alpha), "sources": res.bundle.k}
 
@@ -26,28 +26,30 @@ def _interpolation_per_pair(workdir, pairs):
     """Reference: the interpolation one pair at a time (decode, mix, describe per pair), warm."""
     import jax.numpy as jnp
 
-    from drumlayer import evaluate, metrics
-    from drumlayer import model as model_lib
+    from drumlayer.evaluation import evaluate as evaluate_lib
+    from drumlayer.evaluation import results
+    from drumlayer.features import measures
+    from drumlayer.model import vae as model_lib
 
-    b = evaluate.Bundle.load(workdir)
-    ec = evaluate.EvalConfig.from_config(b.config)
-    z = evaluate.encode(b, evaluate.load_test(workdir).features)
-    pp = evaluate.choose_pairs(len(z), ec.pairs, ec.seed)
+    b = evaluate_lib.Bundle.load(workdir)
+    ec = results.EvalConfig.from_config(b.config)
+    z = evaluate_lib.encode(b, evaluate_lib.load_test(workdir).features)
+    pp = evaluate_lib.choose_pairs(len(z), ec.pairs, ec.seed)
     alpha = np.linspace(0, 1, ec.points, dtype=np.float32)[:, None]
     src = jnp.asarray(b.sources)
 
     def one(a, c):
         w = b.decode((1 - alpha) * z[a] + alpha * z[c])
-        return [np.asarray(x) for x in metrics.descriptors(model_lib.mix(w, src))]
+        return [np.asarray(x) for x in measures.descriptors(model_lib.mix(w, src))]
 
     one(*pp[0])  # compile
     t = time.perf_counter()
     for a, c in pp[:pairs]:
         one(a, c)
     per_pair = (time.perf_counter() - t) / pairs
-    evaluate.interpolation(b, z, ec)  # compile
+    evaluate_lib.interpolation(b, z, ec)  # compile
     t = time.perf_counter()
-    evaluate.interpolation(b, z, ec)
+    evaluate_lib.interpolation(b, z, ec)
     batched = time.perf_counter() - t
     return {"per_pair_seconds": per_pair, "pairs": len(pp), "batched_warm": batched}
 
@@ -57,7 +59,7 @@ def bench_evaluate(args) -> dict:
     """The batch evaluation on a trained (paper-scale) workdir: wall time of the whole stage in a
     fresh process (compilation, figures and WAVs included); reference: the interpolation done
     one pair at a time in a Python loop, against the batched version, both warm."""
-    from drumlayer.bundle import Bundle
+    from drumlayer.recipes.bundle import Bundle
 
     wd = args.workdir
     try:

@@ -15,14 +15,14 @@ def bench_features(args) -> dict:
     import librosa
     import scipy.fft
 
-    from drumlayer import spectral
+    from drumlayer.features import extractor, spectral
 
     n = args.batch
     clips = harness.snares(n)
     x = jax.device_put(clips)
 
     def ours():
-        spectral.features(x).block_until_ready()
+        extractor.features(x).block_until_ready()
 
     # Both references run in chunks of 16 clips: their fastest (whole-batch frames are 1.5 GB).
     def lib():

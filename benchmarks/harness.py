@@ -87,9 +87,9 @@ def print_table(header, rows) -> None:
 
 
 def snares(n: int, seed: int = 0) -> np.ndarray:
-    from drumlayer import synth
+    from drumlayer.data import procedural
 
-    return synth.procedural_snares(n, 22050, seed=seed)
+    return procedural.procedural_snares(n, 22050, seed=seed)
 
 
 

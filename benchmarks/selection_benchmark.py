@@ -26,7 +26,7 @@ def _clustered_rows(n: int, d: int, seed: int) -> np.ndarray:
 def _select(n: int, d: int, k: int, beta: float, seed: int):
     """Frank-Wolfe on clustered synthetic spectra-like points; median of 3 runs for small n
     (after a warm-up that compiles), one run for large n."""
-    from drumlayer import selection
+    from drumlayer.features import selection
 
     X = _clustered_rows(n, d, seed)
     repeats = 3 if n <= 20000 else 1

@@ -85,7 +85,7 @@ def bench_studio(args) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from drumlayer import model as model_lib
+    from drumlayer.model import vae as model_lib
     from drumlayer.studio.server import Recipe, Studio
 
     st = Studio(args.workdir)

@@ -16,14 +16,15 @@ from benchmarks import harness
 def _paper_scale_data(k: int, n_targets: int):
     """k procedural snares as sources and n_targets Dirichlet mixes of them as targets (features
     of both): the shapes of configs/snare_paper.py."""
-    from drumlayer import spectral, train
+    from drumlayer.features import extractor
+    from drumlayer.training import loop as loop_lib
 
     sources = harness.snares(k, seed=1)
     rng = np.random.default_rng(0)
     mixes = rng.dirichlet(np.ones(k) * 0.1, n_targets + 16).astype(np.float32) @ sources
-    targets = np.asarray(spectral.features(mixes))
-    mean, std = train.standardisation(targets[:n_targets])
-    return train.Data(sources=sources, source_features=np.asarray(spectral.features(sources)),
+    targets = np.asarray(extractor.features(mixes))
+    mean, std = loop_lib.standardisation(targets[:n_targets])
+    return loop_lib.Data(sources=sources, source_features=np.asarray(extractor.features(sources)),
                       train=targets[:n_targets], val=targets[n_targets:], mean=mean, std=std)
 
 
@@ -36,32 +37,33 @@ def bench_train(args) -> dict:
     estimated wall time."""
     import jax
 
-    from drumlayer import model as model_lib
-    from drumlayer import train
+    from drumlayer.model import vae as model_lib
+    from drumlayer.training import distributed, losses, optimizer, options, steps
+    from drumlayer.training import loop as loop_lib
     from drumlayer.workdir import Workdir
 
     k, batch, n_batches = 200, 64, 32  # 2,048 targets: the epoch of configs/snare_paper.py
     data = _paper_scale_data(k, n_batches * batch)
-    tc = train.TrainConfig(batch=batch, loss=train.LossConfig(spectrum="auto"))
-    mesh = train.make_mesh()
+    tc = options.TrainConfig(batch=batch, loss=losses.LossConfig(spectrum="auto"))
+    mesh = distributed.make_mesh()
     m = model_lib.create(k, tc.model)
     tc = dataclasses.replace(tc, loss=dataclasses.replace(
-        tc.loss, spectrum=train.resolve_spectrum(tc.loss.spectrum, k)))
-    consts = train.make_consts(mesh, data.sources, data.mean, data.std, tc.loss)
-    order_of = train.make_order(mesh, batch)
+        tc.loss, spectrum=losses.resolve_spectrum(tc.loss.spectrum, k)))
+    consts = losses.make_consts(mesh, data.sources, data.mean, data.std, tc.loss)
+    order_of = steps.make_order(mesh, batch)
 
     def fresh_state(m=m, data=data):
-        state = train.create_state(m, data.train.shape[1], train.make_optimizer(1e-3, 1.0), 0)
-        return jax.device_put(state, train.NamedSharding(mesh, train.P()))
+        state = optimizer.create_state(m, data.train.shape[1], optimizer.make_optimizer(1e-3, 1.0), 0)
+        return jax.device_put(state, loop_lib.NamedSharding(mesh, loop_lib.P()))
 
     def step_time(phase, m, data, lc, consts) -> float:
         """Median seconds of one step per call."""
-        train_steps, _ = train.make_steps(m, mesh, phase, lc, batch, tc.model.latent)
+        train_steps, _ = steps.make_steps(m, mesh, phase, lc, batch, tc.model.latent)
         feats = data.train if phase == "train" else data.source_features
-        table = train.put(mesh, feats)
-        rng = train.put(mesh, np.array([0, train.PHASES.index(phase), 0], np.int32))
+        table = distributed.put(mesh, feats)
+        rng = distributed.put(mesh, np.array([0, steps.PHASES.index(phase), 0], np.int32))
         order = order_of(rng, len(feats))
-        one = train.put(mesh, np.zeros(1, np.int32))
+        one = distributed.put(mesh, np.zeros(1, np.int32))
         holder = {"state": fresh_state(m, data)}
 
         def run():
@@ -85,7 +87,7 @@ def bench_train(args) -> dict:
         for kind in ("fft", "linear"):
             lc = dataclasses.replace(tc.loss, spectrum=kind)
             t = step_time("train", m_k, d, lc,
-                          train.make_consts(mesh, d.sources, d.mean, d.std, lc))
+                          losses.make_consts(mesh, d.sources, d.mean, d.std, lc))
             rows.append({"what": f"train step, {k_small} sources, the mix's spectrum by "
                                  + ("its FFT" if kind == "fft" else "the sources' STFTs"),
                          "seconds": round(t, 4), "steps_per_s": round(1 / t, 2)})
@@ -105,17 +107,17 @@ def bench_train(args) -> dict:
                                          checkpoint_every_s=every_s)
             with tempfile.TemporaryDirectory() as d:
                 t = time.perf_counter()
-                train.train_and_evaluate(data, tc_run, Workdir(d), progress=False)
+                loop_lib.train_and_evaluate(data, tc_run, Workdir(d), progress=False)
                 walls.append(time.perf_counter() - t)
         loops[every_s] = extra * n_batches / (walls[2] - walls[1])
     loop_rate = loops[tc.checkpoint_every_s]
 
     # The reference: the same jitted steps, `extra` epochs' worth in one lax.scan call.
-    train_steps, _ = train.make_steps(m, mesh, "train", tc.loss, batch, tc.model.latent)
-    table = train.put(mesh, data.train)
-    rng = train.put(mesh, np.array([0, 1, 0], np.int32))
+    train_steps, _ = steps.make_steps(m, mesh, "train", tc.loss, batch, tc.model.latent)
+    table = distributed.put(mesh, data.train)
+    rng = distributed.put(mesh, np.array([0, 1, 0], np.int32))
     order = order_of(rng, len(data.train))
-    ids = train.put(mesh, np.tile(np.arange(n_batches, dtype=np.int32), extra))
+    ids = distributed.put(mesh, np.tile(np.arange(n_batches, dtype=np.int32), extra))
     holder = {"state": fresh_state()}
 
     def scan_all():

@@ -15,10 +15,12 @@ import types
 
 import ml_collections
 
-from drumlayer import audio, kits, selection, spectral, train
-from drumlayer import corpus as corpus_lib
-from drumlayer import model as model_lib
+from drumlayer.data import audio, categories
+from drumlayer.data import corpus as corpus_lib
 from drumlayer.errors import ConfigError, DrumlayerError
+from drumlayer.features import extractor, selection
+from drumlayer.model import vae as model_lib
+from drumlayer.training import losses, options
 
 POOLS = ("train", "train+augmented")
 
@@ -58,7 +60,7 @@ def _get(config, field: str):
 
 def check(config: ml_collections.ConfigDict) -> None:
     """Raise ConfigError for the first field the run cannot use."""
-    _one_of(config, "data.category", (*kits.CATEGORIES, "all"))
+    _one_of(config, "data.category", (*categories.CATEGORIES, "all"))
     split = tuple(_get(config, "data.split"))
     _need(len(split) == 3 and all(isinstance(x, (int, float)) and x >= 0 for x in split)
           and abs(sum(split) - 1.0) < 1e-6 and split[0] > 0, "data.split", split,
@@ -69,15 +71,15 @@ def check(config: ml_collections.ConfigDict) -> None:
     _number(config, "data.procedural", 1, integer=True)
     _number(config, "features.n_fft", 16, integer=True)
     _number(config, "features.hop", 1, config.features.n_fft, integer=True)
-    _one_of(config, "features.compression", spectral.COMPRESSIONS)
+    _one_of(config, "features.compression", extractor.COMPRESSIONS)
     _number(config, "features.batch", 1, integer=True)
     _number(config, "selection.k", 1, integer=True)
     _number(config, "selection.beta", 0, low_open=True)
     _one_of(config, "selection.method", selection.METHODS)
     _one_of(config, "selection.pool", POOLS)
     pool_categories = tuple(_get(config, "selection.pool_categories"))
-    _need(all(c in kits.CATEGORIES for c in pool_categories), "selection.pool_categories",
-          pool_categories, f"must be categories among {', '.join(kits.CATEGORIES)}")
+    _need(all(c in categories.CATEGORIES for c in pool_categories), "selection.pool_categories",
+          pool_categories, f"must be categories among {', '.join(categories.CATEGORIES)}")
     try:
         model_lib.ModelConfig.from_mapping(_get(config, "model"))
     except ValueError as e:
@@ -94,7 +96,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     _number(config, "train.free_bits", 0)
     _number(config, "train.db_weight", 0)
     _number(config, "train.steps_per_call", 1, integer=True)
-    _one_of(config, "train.spectrum", train.SPECTRA)
+    _one_of(config, "train.spectrum", losses.SPECTRA)
     _one_of(config, "train.profile", (False, True))
     _number(config, "train.checkpoint_every_s", 0)
     _number(config, "evaluate.components", 1, integer=True)
@@ -131,14 +133,14 @@ def model_config(config: ml_collections.ConfigDict) -> model_lib.ModelConfig:
     return model_lib.ModelConfig.from_mapping(config.model)
 
 
-def train_config(config: ml_collections.ConfigDict) -> train.TrainConfig:
+def train_config(config: ml_collections.ConfigDict) -> options.TrainConfig:
     t, f = config.train, config.features
-    return train.TrainConfig(
+    return options.TrainConfig(
         batch=int(t.batch), learning_rate=float(t.learning_rate), grad_clip=float(t.grad_clip),
         pretrain_epochs=int(t.pretrain_epochs), epochs=int(t.epochs), seed=int(config.seed),
         steps_per_call=int(t.steps_per_call), profile=bool(t.profile),
         checkpoint_every_s=float(t.checkpoint_every_s),
-        loss=train.LossConfig(beta=float(t.beta), free_bits=float(t.free_bits),
+        loss=losses.LossConfig(beta=float(t.beta), free_bits=float(t.free_bits),
                               db_weight=float(t.db_weight), n_fft=int(f.n_fft), hop=int(f.hop),
                               compression=f.compression,
                               spectrum=str(t.get("spectrum", "auto"))),
@@ -171,8 +173,8 @@ def load(spec: str) -> ml_collections.ConfigDict:
 def check_kit(config: ml_collections.ConfigDict) -> None:
     """Raise ConfigError for the first field of config.kit the kit job cannot use."""
     cats = tuple(_get(config, "kit.categories"))
-    _need(bool(cats) and all(c in kits.CATEGORIES for c in cats), "kit.categories", cats,
-          f"must be categories among {', '.join(kits.CATEGORIES)}")
+    _need(bool(cats) and all(c in categories.CATEGORIES for c in cats), "kit.categories", cats,
+          f"must be categories among {', '.join(categories.CATEGORIES)}")
     if "max_targets" in config.kit:
         _number(config, "kit.max_targets", 0, integer=True)
 

@@ -3,7 +3,7 @@
     python -m drumlayer.main --config=configs/snare.py [--workdir=runs/snare]
 
 Logs the devices, then runs the stages of `drumlayer.pipeline` into the workdir (or, for a
-config with a `kit` section such as configs/kit.py, those of every category: `drumlayer.kit`).
+config with a `kit` section such as configs/kit.py, those of every category: `drumlayer.kit.job`).
 A config field the run cannot use, missing samples or a non-finite loss end it with one line
 saying what to do (exit status 1); anything else keeps its traceback.
 """
@@ -13,8 +13,14 @@ from __future__ import annotations
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from drumlayer import cli, pipeline
+from drumlayer.errors import DrumlayerError
+from drumlayer.kit import job
+from drumlayer.training import distributed
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output folder (default: runs/<config name>)")
@@ -36,25 +42,20 @@ class _QuietLibraries:
 def main(argv):
     del argv
     logging.get_absl_handler().addFilter(_QuietLibraries())
-    import jax
-
-    from drumlayer import cli, kit, pipeline, train
-    from drumlayer.errors import DrumlayerError
-
     cli.compilation_cache()
-    distributed = train.initialize_distributed()
+    joined = distributed.initialize_distributed()
     config = _CONFIG.value
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     logging.info("JAX %s, process %d of %d, devices: %s", jax.__version__, jax.process_index(),
                  jax.process_count(), jax.devices())
     try:
-        (kit.run if kit.is_kit(config) else pipeline.run)(config, workdir)
+        (job.run if job.is_kit(config) else pipeline.run)(config, workdir)
     except DrumlayerError as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     finally:
-        if distributed:
+        if joined:
             jax.distributed.shutdown()
 
 

@@ -23,10 +23,15 @@ import jax
 import ml_collections
 import numpy as np
 
-from drumlayer import audio, configs, corpus, extract, fullband, lock, selection, train
-from drumlayer import bundle as bundle_lib
-from drumlayer import model as model_lib
-from drumlayer.dataset import POOL, Dataset
+from drumlayer import configs, lock
+from drumlayer.data import audio, fullband
+from drumlayer.data import corpus as corpus_lib
+from drumlayer.data.dataset import POOL, Dataset
+from drumlayer.evaluation import evaluate as evaluate_lib
+from drumlayer.features import featurize, selection
+from drumlayer.model import vae as model_lib
+from drumlayer.recipes import bundle as bundle_lib
+from drumlayer.training import checkpoints, loop, options
 from drumlayer.workdir import Workdir, read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -62,12 +67,12 @@ def build_corpus(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     opts = configs.corpus_options(config)
     cd = wd.corpus
     if config.data.synthetic and not config.data.roots:
-        roots, build = [], lambda: corpus.build_procedural(cd.dir, opts,
+        roots, build = [], lambda: corpus_lib.build_procedural(cd.dir, opts,
                                                            why="data.synthetic is set")
     else:  # roots given explicitly are read even by a synthetic (:smoke) config
         roots = configs.roots(config)
-        build = lambda: corpus.build(roots, cd.dir, opts)  # noqa: E731
-    stamp = {"fingerprint": corpus.fingerprint(roots, opts, cd.dir)}
+        build = lambda: corpus_lib.build(roots, cd.dir, opts)  # noqa: E731
+    stamp = {"fingerprint": corpus_lib.fingerprint(roots, opts, cd.dir)}
     cached("corpus", cd.stamp, stamp, build, cd.dir)
     return stamp
 
@@ -86,7 +91,7 @@ def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir,
         whole = read_json(shared.corpus.stamp)["fingerprint"]
         stamp = {"fingerprint": hashlib.sha1(
             f"{whole}:{config.data.category}:{sorted(pool)}".encode()).hexdigest()}
-        cached("corpus", cd.stamp, stamp, lambda: corpus.subset(
+        cached("corpus", cd.stamp, stamp, lambda: corpus_lib.subset(
             shared.corpus.dir, cd.dir, config.data.category, pool), cd.dir)
     # a corpus that cannot train this config is refused before anything is made from it
     configs.check_split(config, read_json(cd.meta)["split"])
@@ -94,7 +99,7 @@ def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir,
     aug = {"per_clip": n_aug, "seed": int(config.seed), "corpus": stamp["fingerprint"]}
     if n_aug > 0:
         cached("augmentation", cd.augmented_stamp, aug,
-               lambda: corpus.write_augmented(cd.dir, n_aug, seed=int(config.seed)), cd.dir)
+               lambda: corpus_lib.write_augmented(cd.dir, n_aug, seed=int(config.seed)), cd.dir)
     else:  # an earlier config's variants are not this run's targets
         for path in (cd.augmented, cd.augmented_index, cd.augmented_stamp):
             if os.path.exists(path):
@@ -110,9 +115,9 @@ def stage_features(config: ml_collections.ConfigDict, wd: Workdir, corpus_stamp:
         os.makedirs(fd.dir, exist_ok=True)
         opts = dict(n_fft=int(f.n_fft), hop=int(f.hop), compression=f.compression,
                     batch=int(f.batch))
-        extract.feature_file(cd.clips, fd.clips, **opts)
+        featurize.feature_file(cd.clips, fd.clips, **opts)
         if os.path.exists(cd.augmented):
-            extract.feature_file(cd.augmented, fd.augmented, desc="features (augmented)",
+            featurize.feature_file(cd.augmented, fd.augmented, desc="features (augmented)",
                                  **opts)
         elif os.path.exists(fd.augmented):
             os.remove(fd.augmented)
@@ -154,15 +159,15 @@ def stage_selection(config: ml_collections.ConfigDict, wd: Workdir, corpus_stamp
     cached("selection", sd.stamp, stamp, run, sd.dir)
 
 
-def load_data(wd: Workdir) -> tuple[train.Data, list[str]]:
+def load_data(wd: Workdir) -> tuple[loop.Data, list[str]]:
     """The arrays training needs, from the features and selection stages, and the sources'
     names."""
     feats = Dataset(wd.corpus, wd.features).features()
     sources = read_json(wd.selection.sources)
     targets = read_json(wd.selection.targets)
     train_feats = feats[targets["train"]]
-    mean, std = train.standardisation(train_feats)
-    data = train.Data(sources=np.load(wd.selection.audio), source_features=feats[sources["ids"]],
+    mean, std = loop.standardisation(train_feats)
+    data = loop.Data(sources=np.load(wd.selection.audio), source_features=feats[sources["ids"]],
                       train=train_feats, val=feats[targets["val"]], mean=mean, std=std)
     return data, sources["names"]
 
@@ -173,7 +178,7 @@ def train_stamp(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     sd = wd.selection
     made_of = [read_json(sd.sources)["ids"], read_json(sd.targets),
                read_json(sd.stamp)["corpus"]]
-    how = {k: v for k, v in config.train.to_dict().items() if k not in train.RUN_ONLY}
+    how = {k: v for k, v in config.train.to_dict().items() if k not in options.RUN_ONLY}
     if not how.get("db_weight"):  # the paper's loss: runs from before the field stay current
         how.pop("db_weight", None)
     return {"data": digest(made_of), "features": config.features.to_dict(),
@@ -197,7 +202,7 @@ def stage_train(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
         log.info("train: %d sources, %d train targets, %d val; %d devices; batch %d; %d + %d "
                  "epochs", len(data.sources), len(data.train), len(data.val),
                  jax.device_count(), tc.batch, tc.pretrain_epochs, tc.epochs)
-        summary = train.train_and_evaluate(data, tc, wd)
+        summary = loop.train_and_evaluate(data, tc, wd)
         write_json(wd.train_summary, summary)
         log.info("train: val loss %.4g, KL %.1f bits, %.1f active layers (> 0.01)",
                  summary.get("val_loss", float("nan")), summary.get("val_kl_bits", float("nan")),
@@ -208,13 +213,13 @@ def stage_train(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
 
 
 def stage_bundle(config: ml_collections.ConfigDict, wd: Workdir, trained: dict) -> None:
-    """What the studio and the evaluation load (drumlayer.bundle), with the PCA of the latent
+    """What the studio and the evaluation load (drumlayer.recipes.bundle), with the PCA of the latent
     means of the whole corpus."""
 
     def run():
         data, names = load_data(wd)
         model = model_lib.create(len(data.sources), configs.model_config(config))
-        params = train.load_params(wd, model, data.train.shape[1], which="best")
+        params = checkpoints.load_params(wd, model, data.train.shape[1], which="best")
         ds = Dataset(wd.corpus)
         ids = read_json(wd.selection.sources)["ids"]
         full = fullband.clips([ds.rows[ds.corpus_id(i)] for i in ids], data.sources,
@@ -234,8 +239,7 @@ def stage_bundle(config: ml_collections.ConfigDict, wd: Workdir, trained: dict) 
 
 
 def stage_evaluate(config: ml_collections.ConfigDict, wd: Workdir) -> None:
-    """The batch evaluation (drumlayer.evaluate) into WORKDIR/eval/."""
-    from drumlayer import evaluate
+    """The batch evaluation (drumlayer.evaluation.evaluate) into WORKDIR/eval/."""
 
     n_test = len(read_json(wd.selection.targets)["test"])
     if n_test < 2:
@@ -246,7 +250,7 @@ def stage_evaluate(config: ml_collections.ConfigDict, wd: Workdir) -> None:
         params = hashlib.sha1(f.read()).hexdigest()[:16]
     stamp = {"params": params, "evaluate": config.evaluate.to_dict(),
              "full_band": fullband.VERSION}  # its WAVs are of the full-band sources
-    cached("evaluate", wd.eval.stamp, stamp, lambda: evaluate.evaluate_workdir(wd.root),
+    cached("evaluate", wd.eval.stamp, stamp, lambda: evaluate_lib.evaluate_workdir(wd.root),
            wd.eval.dir)
 
 

@@ -18,7 +18,7 @@
     (analyze --out=DIR)         <name>.recipe.json, <name>.wav, summary.csv, rejected.csv
 
 Every module that reads or writes one of these asks a `Workdir` (or a `CorpusDir`, for a corpus
-built on its own with `python -m drumlayer.corpus --out=DIR`) for its path; `read_json` and
+built on its own with `python -m drumlayer.data.corpus --out=DIR`) for its path; `read_json` and
 `write_json` read and write its JSON files (stamps, summaries) safely.
 """
 
@@ -98,7 +98,7 @@ class EvalDir(_Folder):
 
 
 class AnalyzeDir(_Folder):
-    """What `python -m drumlayer.analyze --out=DIR` writes: a recipe and a mix per sound, the
+    """What `python -m drumlayer.recipes.analyze --out=DIR` writes: a recipe and a mix per sound, the
     summary and the files it could not read."""
 
     summary = property(lambda s: s._p("summary.csv"))
@@ -134,7 +134,7 @@ class Workdir:
     profile = property(lambda s: s._p("profile"))  # train.profile: a jax.profiler trace
     bundle = property(lambda s: BundleDir(s._p("bundle")))
     eval = property(lambda s: EvalDir(s._p("eval")))
-    # the kit job (drumlayer.kit): one workdir per category inside, and what each came to
+    # the kit job (drumlayer.kit.job): one workdir per category inside, and what each came to
     kit_summary = property(lambda s: s._p("kit.json"))
     kit_report = property(lambda s: s._p("kit.md"))
 

@@ -20,4 +20,4 @@ for cfg in "${configs[@]}"; do
   echo "== $name: $cfg -> $runs/$name"
   python -m drumlayer.main --config="$cfg" --workdir="$runs/$name"
 done
-python -m drumlayer.evaluate --compare --out="$runs/ablations" "$runs"/*/
+python -m drumlayer.evaluation.evaluate --compare --out="$runs/ablations" "$runs"/*/

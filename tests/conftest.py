@@ -14,10 +14,10 @@ def real_kits() -> str:
     """A folder of real Hydrogen drum kits: $DRUMLAYER_TEST_KITS (.ci/run fetches Debian's
     hydrogen-data there), or the open kits installed or fetched on this machine. Skips the
     test where there are none, but under CI=true fails: CI must not go green by skipping."""
-    from drumlayer import corpus
+    from drumlayer.data import corpus as corpus_lib
 
     for d in (os.environ.get("DRUMLAYER_TEST_KITS", ""), "/usr/share/hydrogen/data/drumkits",
-              os.path.join(corpus.FETCH_DIR, "usr/share/hydrogen/data/drumkits")):
+              os.path.join(corpus_lib.FETCH_DIR, "usr/share/hydrogen/data/drumkits")):
         if d and os.path.isdir(d):
             return d
     if os.environ.get("CI") == "true":
@@ -57,7 +57,8 @@ def kit_run(tmp_path_factory):
     """A kit job on 20 generated kits (44.1 kHz files), sources chosen among the training clips
     and their variants: (config, workdir, summary, its log lines)."""
     tmp_path = tmp_path_factory.mktemp("kit")
-    from drumlayer import configs, kit
+    from drumlayer import configs
+    from drumlayer.kit import job
     from drumlayer.workdir import Workdir
 
     from kitgen import write_kits
@@ -75,7 +76,7 @@ def kit_run(tmp_path_factory):
     logger.addHandler(lines)
     logger.setLevel(logging.INFO)
     try:
-        summary = kit.run(config, wd.root)
+        summary = job.run(config, wd.root)
     finally:
         logger.removeHandler(lines)
         logger.setLevel(level)

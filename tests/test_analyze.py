@@ -1,4 +1,4 @@
-"""Analysis by synthesis (drumlayer.analyze): the refinement on real recordings, and the command
+"""Analysis by synthesis (drumlayer.recipes.analyze): the refinement on real recordings, and the command
 that refines a person's folder, whose recipes the studio reloads to the same mix."""
 
 import csv
@@ -12,8 +12,10 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
-from drumlayer import analyze, audio, kits
-from drumlayer.bundle import Bundle
+from drumlayer.data import audio, candidates, discovery
+from drumlayer.recipes import analyze as analyze_lib
+from drumlayer.recipes import refine
+from drumlayer.recipes.bundle import Bundle
 from drumlayer.studio.server import create_app
 
 from conftest import real_kits
@@ -27,12 +29,12 @@ def trained(smoke_run):
 @pytest.fixture(scope="module")
 def real_clips():
     """Eight real drum recordings (snares where there are, then any), as canonical clips."""
-    cands, _ = kits.discover([real_kits()])
+    cands, _ = discovery.discover([real_kits()])
     cands.sort(key=lambda c: (c.category != "snare", c.file, c.instrument))
     clips = []
     for c in cands:
         try:
-            clips.append(kits.load_candidate(c))
+            clips.append(candidates.load_candidate(c))
         except audio.AudioError:
             continue
         if len(clips) == 8:
@@ -47,27 +49,27 @@ def exact_j(an, v, clips):
 
 def test_surrogate_is_exact_at_its_anchor(trained, real_clips):
     _, b = trained
-    an = analyze.Analyzer.from_bundle(b)
+    an = refine.Analyzer.from_bundle(b)
     v = jnp.asarray(np.random.default_rng(0).dirichlet(np.ones(b.k), 4) * 2.0, jnp.float32)
-    every = analyze.Layers(None, an.constants.spectra, an.constants.mel_power)
-    sur = analyze.surrogate(an, every, v, analyze.make_anchor(an, every, v))
+    every = refine.Layers(None, an.constants.spectra, an.constants.mel_power)
+    sur = refine.surrogate(an, every, v, refine.make_anchor(an, every, v))
     ex = an.exact(v)
     np.testing.assert_allclose(sur.feats, ex.feats, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(sur.mel_db, ex.mel_db, atol=1e-3)
     # and a few layers gathered per target give the same as all of them
     idx = jnp.asarray([[0, 3, 5]] * 4)
-    few = analyze.Layers(idx, an.constants.spectra[idx], an.constants.mel_power[idx])
+    few = refine.Layers(idx, an.constants.spectra[idx], an.constants.mel_power[idx])
     vs = jnp.take_along_axis(v, idx, axis=1)
     np.testing.assert_allclose(few.full(vs, b.k), jnp.zeros_like(v).at[:, [0, 3, 5]].set(vs))
     np.testing.assert_allclose(
-        analyze.surrogate(an, few, vs, analyze.make_anchor(an, few, vs)).feats,
+        refine.surrogate(an, few, vs, refine.make_anchor(an, few, vs)).feats,
         an.exact(few.full(vs, b.k)).feats, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("mode", ["weights", "latent"])
 def test_refinement_lowers_the_objective_on_real_clips(trained, real_clips, mode):
     _, b = trained
-    an = analyze.Analyzer.from_bundle(b, analyze.AnalyzeConfig(mode=mode, max_layers=3))
+    an = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(mode=mode, max_layers=3))
     r = an(real_clips)
     v = np.asarray(r.weights) * np.asarray(r.gain)[:, None]
     # the reported values are the objective's, measured independently here
@@ -89,7 +91,7 @@ def test_refinement_lowers_the_objective_on_real_clips(trained, real_clips, mode
 
 def test_none_is_the_encoders_recipe(trained, real_clips):
     _, b = trained
-    r = analyze.Analyzer.from_bundle(b, analyze.AnalyzeConfig(mode="none"))(real_clips)
+    r = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(mode="none"))(real_clips)
     np.testing.assert_allclose(r.weights, b.decode(b.encode(b.features(real_clips))[0]),
                                atol=1e-6)
     np.testing.assert_allclose(r.objective, r.start)
@@ -98,7 +100,7 @@ def test_none_is_the_encoders_recipe(trained, real_clips):
 
 def test_a_source_refines_to_itself(trained):
     _, b = trained
-    r = analyze.Analyzer.from_bundle(b)(b.sources[:4])
+    r = refine.Analyzer.from_bundle(b)(b.sources[:4])
     w = np.asarray(r.weights)
     assert np.all(w[np.arange(4), np.arange(4)] > 0.9), w[np.arange(4), np.arange(4)]
     np.testing.assert_allclose(r.gain, 1.0, atol=0.1)
@@ -106,27 +108,27 @@ def test_a_source_refines_to_itself(trained):
 
 def test_batched_equals_one_at_a_time(trained, real_clips):
     _, b = trained
-    an = analyze.Analyzer.from_bundle(b)
+    an = refine.Analyzer.from_bundle(b)
     batch = an(real_clips[:4])
     for i in range(4):
         one = an(real_clips[i:i + 1])
         np.testing.assert_allclose(one.weights[0], batch.weights[i], atol=2e-4)
         np.testing.assert_allclose(one.gain[0], batch.gain[i], rtol=2e-4)
     # and in padded blocks of another size
-    blocked = analyze.refine_all(an, real_clips[:4], block=2)
+    blocked = refine.refine_all(an, real_clips[:4], block=2)
     np.testing.assert_allclose(blocked.weights, batch.weights, atol=2e-4)
 
 
 def test_config_is_checked():
     with pytest.raises(ValueError, match="mode must be one of"):
-        analyze.AnalyzeConfig(mode="everything")
+        refine.AnalyzeConfig(mode="everything")
     with pytest.raises(ValueError, match="exact_steps must be >= 0"):
-        analyze.AnalyzeConfig(exact_steps=-1)
+        refine.AnalyzeConfig(exact_steps=-1)
 
 
 @pytest.fixture(scope="module")
 def cli_run(trained, real_clips, tmp_path_factory):
-    """`python -m drumlayer.analyze` on a folder of three WAVs, a broken file and a text file."""
+    """`python -m drumlayer.recipes.analyze` on a folder of three WAVs, a broken file and a text file."""
     wd, _ = trained
     folder = tmp_path_factory.mktemp("mine")
     for i, x in enumerate(real_clips[:3]):
@@ -134,7 +136,7 @@ def cli_run(trained, real_clips, tmp_path_factory):
     (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     (folder / "notes.txt").write_text("not audio")
     out = tmp_path_factory.mktemp("recipes")
-    assert analyze.main([f"--workdir={wd}", f"--out={out}", str(folder)]) == 0
+    assert analyze_lib.main([f"--workdir={wd}", f"--out={out}", str(folder)]) == 0
     return wd, folder, out
 
 
@@ -157,7 +159,7 @@ def test_cli_refuses_a_folder_with_nothing_readable(trained, tmp_path, capsys):
     wd, _ = trained
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "x.wav").write_bytes(b"nope")
-    assert analyze.main([f"--workdir={wd}", f"--out={tmp_path / 'out'}",
+    assert analyze_lib.main([f"--workdir={wd}", f"--out={tmp_path / 'out'}",
                          str(tmp_path / "in")]) == 1
     assert "no readable sound under" in capsys.readouterr().err
     assert (tmp_path / "out" / "rejected.csv").exists()
@@ -167,7 +169,7 @@ def test_cli_recipe_reloads_in_the_studio_to_the_identical_mix(cli_run, trained)
     wd, folder, out = cli_run
     client = TestClient(create_app(str(wd)))
     # the recipes hold the refinement of the files, as the command batched them
-    want = analyze.refine_all(analyze.Analyzer.from_bundle(trained[1]), np.stack(
+    want = refine.refine_all(refine.Analyzer.from_bundle(trained[1]), np.stack(
         [audio.load_clip(folder / f"hit {i}.wav") for i in range(3)]))
     for i, name in enumerate(("hit_0", "hit_1", "hit_2")):
         recipe = json.loads((out / f"{name}.recipe.json").read_text())

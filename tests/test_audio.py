@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from drumlayer import audio
+from drumlayer.data import audio
 
 from kitgen import hit
 

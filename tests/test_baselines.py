@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 
-from drumlayer import baselines
+from drumlayer.evaluation import baselines
 
 
 @pytest.fixture(scope="module")

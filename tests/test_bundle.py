@@ -8,7 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from drumlayer import bundle, fullband, metrics
+from drumlayer.data import fullband
+from drumlayer.features import measures
+from drumlayer.recipes import bundle
 from drumlayer.workdir import Workdir
 
 
@@ -37,7 +39,7 @@ def test_save_then_load_gives_back_every_array(smoke_run, tmp_path):
     assert (c.k, c.latent) == (8, 4)
     feats = np.load(Workdir(str(smoke_run)).features.clips)
     p = bundle.latent_pca(c, feats, 3, block=7)  # blocks of 7: the same as one pass
-    want = metrics.pca(np.asarray(c.encode(feats)[0]), 3)
+    want = measures.pca(np.asarray(c.encode(feats)[0]), 3)
     for k in want:
         np.testing.assert_allclose(p[k], want[k], rtol=1e-4, atol=1e-5)
 

@@ -3,8 +3,10 @@ their traceback."""
 
 import pytest
 
-from drumlayer import cli, corpus, evaluate
+from drumlayer import cli
+from drumlayer.data import corpus as corpus_lib
 from drumlayer.errors import ConfigError
+from drumlayer.evaluation import evaluate as evaluate_lib
 
 
 def define(fv):
@@ -43,11 +45,11 @@ def test_an_expected_error_is_one_line_and_a_bug_keeps_its_traceback(capsys):
 def test_commands_run_when_imported(tmp_path, capsys):
     """corpus.main and evaluate.main work from another program (flags are theirs alone)."""
     out = tmp_path / "c"
-    assert corpus.main([f"--roots={tmp_path / 'nothing'}", f"--out={out}", "--quiet"]) == 1
+    assert corpus_lib.main([f"--roots={tmp_path / 'nothing'}", f"--out={out}", "--quiet"]) == 1
     assert "no usable snare clips" in capsys.readouterr().err
-    assert evaluate.main([f"--workdir={tmp_path}"]) == 1
+    assert evaluate_lib.main([f"--workdir={tmp_path}"]) == 1
     assert "run the main job" in capsys.readouterr().err
-    assert evaluate.main(["--compare"]) == 1
+    assert evaluate_lib.main(["--compare"]) == 1
 
 
 @pytest.mark.parametrize("setting", ["folder", "off"])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from drumlayer import audio, augment, corpus, dataset, npyio, synth
+from drumlayer.data import audio, augment, corpus, dataset, npy_rows, split
+from drumlayer.data import procedural as procedural_lib
 
 from conftest import real_kits
 from kitgen import hit, write_hydrogen_kit
@@ -68,7 +69,7 @@ SKIPPED = {"snare gus.pat": "skipped: a GUS patch", "snare headerless.raw": "ski
 def test_bad_input_folder(bad_folder, tmp_path, caplog):
     d, good, bad = bad_folder
     out = tmp_path / "out"
-    caplog.set_level("INFO", logger="drumlayer.corpus")
+    caplog.set_level("INFO", logger="drumlayer.data.corpus")
     meta = corpus.build([str(d)], str(out), corpus.CorpusOptions(workers=2), progress=False)
     manifest = rows(out / "manifest.csv")
     assert {os.path.basename(r["file"]) for r in manifest} == good
@@ -88,7 +89,7 @@ def test_bad_input_folder(bad_folder, tmp_path, caplog):
 
 def test_cli_summary_and_zero_clips_exit_code(bad_folder, tmp_path):
     d, good, _ = bad_folder
-    cmd = [sys.executable, "-m", "drumlayer.corpus", f"--roots={d}", "--category=snare",
+    cmd = [sys.executable, "-m", "drumlayer.data.corpus", f"--roots={d}", "--category=snare",
            f"--out={tmp_path / 'o1'}", "--quiet"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -131,11 +132,11 @@ def test_split_keeps_whole_kits_and_groups_together_when_kits_allow():
     rng = np.random.default_rng(0)
     groups = rng.integers(0, 300, 400)
     kits_ = [f"kit{g % 40}" for g in groups]  # each group inside one kit
-    s, by = corpus.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=3)
+    s, by = split.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=3)
     assert by == "kit" and _never_shared(kits_, s) and _never_shared(list(groups), s)
-    assert corpus.split_error(s, (0.8, 0.1, 0.1)) <= corpus.SPLIT_TOLERANCE
-    assert np.array_equal(s, corpus.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=3)[0])
-    assert not np.array_equal(s, corpus.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=4)[0])
+    assert split.split_error(s, (0.8, 0.1, 0.1)) <= split.SPLIT_TOLERANCE
+    assert np.array_equal(s, split.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=3)[0])
+    assert not np.array_equal(s, split.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=4)[0])
 
 
 @pytest.mark.parametrize("kit_sizes", [[35], [20, 6, 4, 4], [30, 2]])
@@ -143,7 +144,7 @@ def test_split_falls_back_to_groups_when_whole_kits_cannot_come_near(kit_sizes):
     """One folder is one kit; a few uneven kits cannot be dealt near 80/10/10 either."""
     kits_ = [f"kit{i}" for i, n in enumerate(kit_sizes) for _ in range(n)]
     groups = np.arange(len(kits_)) // 2  # velocity pairs
-    s, by = corpus.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=0)
+    s, by = split.split_ids(kits_, groups, (0.8, 0.1, 0.1), seed=0)
     have = np.bincount(s, minlength=3)
     assert by == "group" and _never_shared(list(groups), s)
     assert have[1] >= 2 and have[2] >= 2 and abs(have[0] - 0.8 * len(kits_)) <= 2, have
@@ -151,7 +152,7 @@ def test_split_falls_back_to_groups_when_whole_kits_cannot_come_near(kit_sizes):
 
 def test_split_shares_come_close_to_targets():
     units = np.repeat(np.arange(200), 5)
-    s = corpus.split_units(units, (0.8, 0.1, 0.1), seed=0)
+    s = split.split_units(units, (0.8, 0.1, 0.1), seed=0)
     shares = np.bincount(s, minlength=3) / len(s)
     np.testing.assert_allclose(shares, [0.8, 0.1, 0.1], atol=0.02)
 
@@ -178,23 +179,23 @@ def test_shrink_npy(tmp_path):
     mm = np.lib.format.open_memmap(p, mode="w+", dtype=np.float32, shape=(1000, 7))
     mm[:] = np.arange(7000, dtype=np.float32).reshape(1000, 7)
     del mm
-    npyio.shrink_npy(p, 9)
+    npy_rows.shrink_npy(p, 9)
     a = np.load(p)
     assert a.shape == (9, 7)
     np.testing.assert_array_equal(a, np.arange(63, dtype=np.float32).reshape(9, 7))
     assert os.path.getsize(p) == 128 + 9 * 7 * 4
-    np.testing.assert_array_equal(npyio.read_rows(p, 2, 5), a[2:5])
+    np.testing.assert_array_equal(npy_rows.read_rows(p, 2, 5), a[2:5])
 
 
 def test_row_writer(tmp_path):
     p = str(tmp_path / "w.npy")
-    with npyio.RowWriter(p, (3,), np.float32, max_rows=100_000) as w:
+    with npy_rows.RowWriter(p, (3,), np.float32, max_rows=100_000) as w:
         for i in range(5):
             assert w.append(np.full(3, i)) == i
     a = np.load(p)
     assert a.shape == (5, 3) and a[4, 0] == 4
     with pytest.raises(ValueError, match="shape"):
-        npyio.RowWriter(str(tmp_path / "x.npy"), (3,), np.float32, 2).append(np.zeros(4))
+        npy_rows.RowWriter(str(tmp_path / "x.npy"), (3,), np.float32, 2).append(np.zeros(4))
 
 
 def test_procedural_fallback(tmp_path, monkeypatch):
@@ -203,12 +204,12 @@ def test_procedural_fallback(tmp_path, monkeypatch):
         meta = corpus.build(None, str(tmp_path), corpus.CorpusOptions(procedural=20))
     assert meta["procedural"] and meta["clips"] == 20
     clips = np.load(tmp_path / "clips.npy")
-    np.testing.assert_array_equal(clips, synth.procedural_snares(20, SR, seed=0))
+    np.testing.assert_array_equal(clips, procedural_lib.procedural_snares(20, SR, seed=0))
     assert not np.allclose(clips[0], clips[1])  # diverse, not one sound repeated
 
 
 def test_augment_is_seeded_and_changes_the_sound():
-    clips = synth.procedural_snares(3, SR, seed=1)
+    clips = procedural_lib.procedural_snares(3, SR, seed=1)
     a, parents = augment.augment(clips, 4, seed=7)
     b, _ = augment.augment(clips, 4, seed=7)
     np.testing.assert_array_equal(a, b)
@@ -222,7 +223,7 @@ def test_augment_is_seeded_and_changes_the_sound():
 
 
 def test_augment_edits():
-    x = synth.procedural_snares(1, SR, seed=2)[0].astype(np.float64)
+    x = procedural_lib.procedural_snares(1, SR, seed=2)[0].astype(np.float64)
     # an octave up doubles every frequency and halves the time the sound takes to decay
     t = np.arange(SR) / SR
     tone = np.sin(2 * np.pi * 440.0 * t) * np.exp(-t / 0.1)
@@ -298,7 +299,7 @@ def test_near_duplicate_groups_blocked_equals_brute_force(tmp_path):
     path = str(tmp_path / "sig.npy")
     np.save(path, sig.astype(np.float16))
     for arg, block in ((sig, 3), (path, 4), (sig, 100)):
-        g = corpus.near_duplicate_groups(arg, keys, 0.95, block=block)
+        g = split.near_duplicate_groups(arg, keys, 0.95, block=block)
         same = g[:, None] == g[None, :]
         expect = {(2, 7), (7, 20), (2, 20), (11, 19), (5, 13)}
         got = {(a, b) for a in range(23) for b in range(a + 1, 23) if same[a, b]}

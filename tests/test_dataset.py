@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 
-from drumlayer import augment, npyio
-from drumlayer.dataset import Dataset
+from drumlayer.data import augment, npy_rows
+from drumlayer.data.dataset import Dataset
 from drumlayer.workdir import Workdir
 
 
@@ -16,9 +16,9 @@ def test_ids_past_the_corpus_are_augmented_variants(smoke_run):
     ds = Dataset(wd.corpus, wd.features)
     n, m = ds.n, len(ds.parents)
     assert n == 48 and m == 2 * len(ds.ids("train")) and len(ds) == n + m
-    np.testing.assert_array_equal(ds.audio([n + 3])[0], npyio.read_rows(wd.corpus.augmented,
+    np.testing.assert_array_equal(ds.audio([n + 3])[0], npy_rows.read_rows(wd.corpus.augmented,
                                                                          3, 4)[0])
-    np.testing.assert_array_equal(ds.audio([5])[0], npyio.read_rows(wd.corpus.clips, 5, 6)[0])
+    np.testing.assert_array_equal(ds.audio([5])[0], npy_rows.read_rows(wd.corpus.clips, 5, 6)[0])
     parent = int(ds.parents[3])
     assert ds.corpus_id(n + 3) == parent and ds.rows[parent]["split"] == "train"
     assert ds.name(n + 3) == ds.name(parent) + " (variant 3)"
@@ -32,8 +32,8 @@ def test_ids_past_the_corpus_are_augmented_variants(smoke_run):
 
 
 def test_the_evaluation_and_the_studio_do_not_import_the_corpus_builder():
-    code = ("import sys, drumlayer.evaluate, drumlayer.studio.server; "
-            "print(sorted(m for m in ('drumlayer.corpus', 'drumlayer.kits', "
+    code = ("import sys, drumlayer.evaluation.evaluate, drumlayer.studio.server; "
+            "print(sorted(m for m in ('drumlayer.data.corpus', 'drumlayer.data.discovery', "
             "'scipy.sparse.csgraph', 'multiprocessing.pool') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=300)
@@ -42,8 +42,8 @@ def test_the_evaluation_and_the_studio_do_not_import_the_corpus_builder():
 
 
 def test_the_data_modules_do_not_import_jax():
-    code = ("import sys, drumlayer.corpus, drumlayer.dataset, drumlayer.augment, "
-            "drumlayer.synth, drumlayer.fullband; print('jax' in sys.modules)")
+    code = ("import sys, drumlayer.data.corpus, drumlayer.data.dataset, drumlayer.data.augment, "
+            "drumlayer.data.procedural, drumlayer.data.fullband; print('jax' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr
@@ -58,5 +58,5 @@ def test_every_augmented_row_is_the_variant_its_id_names(smoke_run):
     rows = np.load(wd.corpus.augmented)
     for a in range(len(rows)):
         parent, j = ds.variant(ds.n + a)
-        clip = npyio.read_rows(wd.corpus.clips, parent, parent + 1)[0]
+        clip = npy_rows.read_rows(wd.corpus.clips, parent, parent + 1)[0]
         np.testing.assert_array_equal(rows[a], augment.variant(clip, 0, parent, j), err_msg=a)

@@ -14,8 +14,10 @@ import pytest
 import soundfile as sf
 from nbclient import NotebookClient
 
-from drumlayer import evaluate, metrics, report
-from drumlayer import model as model_lib
+from drumlayer.evaluation import evaluate as evaluate_lib
+from drumlayer.evaluation import report, results
+from drumlayer.features import measures
+from drumlayer.model import vae as model_lib
 
 from conftest import ROOT
 
@@ -23,9 +25,9 @@ from conftest import ROOT
 @pytest.fixture(scope="module")
 def smoke(smoke_run):
     wd = smoke_run
-    b = evaluate.Bundle.load(str(wd))
-    test = evaluate.load_test(str(wd))
-    return wd, b, test, evaluate.encode(b, test.features)
+    b = evaluate_lib.Bundle.load(str(wd))
+    test = evaluate_lib.load_test(str(wd))
+    return wd, b, test, evaluate_lib.encode(b, test.features)
 
 
 def test_report_metrics_figures_and_audio(smoke):
@@ -67,13 +69,13 @@ def test_report_metrics_figures_and_audio(smoke):
 
 def test_interpolation_batched_equals_one_pair_at_a_time(smoke):
     _, b, _, z = smoke
-    ec = evaluate.EvalConfig(pairs=6, points=5)
-    it = evaluate.interpolation(b, z, ec)
+    ec = results.EvalConfig(pairs=6, points=5)
+    it = evaluate_lib.interpolation(b, z, ec)
     alpha = np.linspace(0, 1, 5, dtype=np.float32)[:, None]
     dist = {"weights": [], "centroid": [], "mfcc": []}
     for p, (a, c) in enumerate(it.pairs):
         w = np.asarray(b.decode((1 - alpha) * z[a] + alpha * z[c]))
-        cen, mf = (np.asarray(x) for x in metrics.descriptors(
+        cen, mf = (np.asarray(x) for x in measures.descriptors(
             model_lib.mix(jnp.asarray(w), jnp.asarray(b.sources))))
         np.testing.assert_allclose(it.weights[p], w, atol=1e-6)
         np.testing.assert_allclose(it.centroid[p], cen, rtol=1e-4)
@@ -90,7 +92,7 @@ def test_interpolation_batched_equals_one_pair_at_a_time(smoke):
 
 def test_principal_directions_move_along_the_bundles_pca(smoke):
     _, b, _, z = smoke
-    pc = evaluate.principal_directions(b, z, evaluate.EvalConfig(pca_points=3, pca_range=2.0))
+    pc = evaluate_lib.principal_directions(b, z, results.EvalConfig(pca_points=3, pca_range=2.0))
     u = b.pca["components"]
     want = np.asarray(b.decode(z[1] + 2.0 * u[0]))
     np.testing.assert_allclose(pc.weights[1, 0, -1], want, atol=1e-6)
@@ -100,11 +102,11 @@ def test_principal_directions_move_along_the_bundles_pca(smoke):
 
 def test_reconstruction_model_row_is_the_decoded_mean(smoke):
     _, b, test, z = smoke
-    rec = evaluate.reconstruction(b, test, z)
+    rec = evaluate_lib.reconstruction(b, test, z)
     np.testing.assert_allclose(rec["model"].weights, np.asarray(b.decode(z)), atol=1e-6)
     mixed = np.asarray(b.mix(rec["nearest"].weights[:1]))
     np.testing.assert_allclose(rec["nearest"].scores.log_spectral_distance_db[0],
-                               float(metrics.log_spectral_distance(mixed[0], test.audio[0])),
+                               float(measures.log_spectral_distance(mixed[0], test.audio[0])),
                                rtol=1e-4)
     raw, pruned = rec["model"].weights, rec["model_pruned"].weights
     for r, p in zip(raw, pruned, strict=True):  # < 0.04 gone (the largest always stays)
@@ -115,17 +117,17 @@ def test_reconstruction_model_row_is_the_decoded_mean(smoke):
 
 
 def test_choose_pairs_and_blocks():
-    p = evaluate.choose_pairs(5, 7, seed=0)
+    p = evaluate_lib.choose_pairs(5, 7, seed=0)
     assert p.shape == (7, 2) and (p[:, 0] != p[:, 1]).all()
     assert len({tuple(x) for x in p}) == 7
-    assert len(evaluate.choose_pairs(3, 200, seed=0)) == 6  # all ordered pairs of 3
+    assert len(evaluate_lib.choose_pairs(3, 200, seed=0)) == 6  # all ordered pairs of 3
     x = np.arange(10 * 3, dtype=np.float32).reshape(10, 3)
-    np.testing.assert_array_equal(evaluate.in_blocks(lambda a: {"y": a * 2}, x, block=4)["y"],
+    np.testing.assert_array_equal(evaluate_lib.in_blocks(lambda a: {"y": a * 2}, x, block=4)["y"],
                                   x * 2)
 
 
 def test_cli_on_a_workdir_without_a_bundle(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "drumlayer.evaluate", f"--workdir={tmp_path}"],
+    r = subprocess.run([sys.executable, "-m", "drumlayer.evaluation.evaluate", f"--workdir={tmp_path}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1
     assert "bundle" in r.stderr and "run the main job" in r.stderr

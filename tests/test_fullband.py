@@ -9,9 +9,11 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
-from drumlayer import analyze, audio, augment, fullband, kitexport, kits
-from drumlayer.bundle import Bundle
-from drumlayer.dataset import read_manifest
+from drumlayer.data import audio, augment, candidates, fullband, kit_formats
+from drumlayer.data.dataset import read_manifest
+from drumlayer.kit import export
+from drumlayer.recipes import analyze as analyze_lib
+from drumlayer.recipes.bundle import Bundle
 from drumlayer.studio.server import create_app
 from drumlayer.workdir import Workdir
 
@@ -96,7 +98,7 @@ def test_a_clip_that_cannot_be_heard_again_is_band_limited_and_counted(tmp_path,
     sf.write(paths[1], hit(44100, freq=900, noise=0.2, seed=99), 44100)  # changed since
     paths[2].unlink()  # deleted since
     rows = [row_of(p) for p in paths[:3]] + [row_of("procedural:0:3", "procedural")]
-    with caplog.at_level("INFO", logger="drumlayer.fullband"):
+    with caplog.at_level("INFO", logger="drumlayer.data.fullband"):
         fb = fullband.clips(rows, clips22, [None] * 4, seed=0)
     assert fb.rate == 44100 and fb.audio.shape == (4, 44100)
     assert np.isfinite(fb.errors[0]) and not np.isfinite(fb.errors[1:]).any()
@@ -115,12 +117,12 @@ def test_an_sf2_zone_is_found_again_in_its_font(tmp_path):
     path = str(tmp_path / "font.sf2")
     snare = (hit(44100, freq=200, noise=0.6, seed=1) * 32000).astype(np.int16)
     write_sf2(path, [("Snare 1", snare, 44100, 38)], [(38, 38, 0)], melodic=False)
-    c = kits.parse_sf2(path)[0]
+    c = kit_formats.parse_sf2(path)[0]
     assert c.spans[0].rate == 44100
     row = {"file": path, "kit": c.kit, "instrument": c.instrument, "category": c.category,
            "source_format": "sf2", "key": "" if c.key is None else str(c.key),
            "layer": c.layer}
-    clip22 = kits.load_candidate(c)
+    clip22 = candidates.load_candidate(c)
     _, err = fullband.match(fullband.clip(row, 44100), 44100, clip22)
     assert err < 2e-3
     with pytest.raises(audio.AudioError, match="no longer has this zone"):
@@ -159,9 +161,9 @@ def test_every_render_a_person_hears_is_full_band(snare, kit_run, tmp_path):
     x, rate = sf.read(str(Workdir(snare.root).eval.audio) + "/recon0_original.wav")
     assert rate == 44100 and high_band(x, rate) > 1e-3  # the test clip's recording
     # the kit's export
-    pads = kitexport.pads(kit_run[1].root, variations=2)
+    pads = export.pads(kit_run[1].root, variations=2)
     assert pads["snare"]["sample_rate"] == 44100
-    paths = kitexport.write(pads, str(tmp_path / "kit"))
+    paths = export.write(pads, str(tmp_path / "kit"))
     assert paths["sfz"].startswith(str(tmp_path / "kit"))
     x, rate = sf.read(tmp_path / "kit" / "samples" / "snare_1.wav")
     assert rate == 48000 and high_band(x, rate) > 1e-3
@@ -169,7 +171,7 @@ def test_every_render_a_person_hears_is_full_band(snare, kit_run, tmp_path):
     folder = tmp_path / "mine"
     folder.mkdir()
     sf.write(folder / "a.wav", hit(44100, freq=230, noise=0.5, seed=8), 44100)
-    assert analyze.main([f"--workdir={snare.root}", f"--out={tmp_path / 'out'}",
+    assert analyze_lib.main([f"--workdir={snare.root}", f"--out={tmp_path / 'out'}",
                          str(folder)]) == 0
     x, rate = sf.read(tmp_path / "out" / "a.wav")
     assert rate == 44100 and x.shape == (44100,) and high_band(x, rate) > 1e-3

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from drumlayer import configs, kit, kitexport, kits, pipeline, train
-from drumlayer.dataset import read_manifest
+from drumlayer import configs, pipeline
+from drumlayer.data import discovery
+from drumlayer.data.dataset import read_manifest
 from drumlayer.errors import DrumlayerError
+from drumlayer.kit import export, job
+from drumlayer.training import ledger, loop
 from drumlayer.workdir import Workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_a_category_gets_at_most_half_its_training_pool_as_sources():
     config = configs.load(os.path.join(ROOT, "configs", "kit.py"))
     for n_train, want in ((33, 16), (80, 40), (300, 40)):
-        c = kit.category_config(config, "clap", {"train": n_train, "val": 4, "test": 4})
+        c = job.category_config(config, "clap", {"train": n_train, "val": 4, "test": 4})
         assert (c.data.category, int(c.selection.k)) == ("clap", want)
         assert "kit" not in c and config.kit.categories  # the original is untouched
 
@@ -29,20 +32,20 @@ def test_a_large_category_gets_fewer_variants_to_stay_within_max_targets():
     assert (int(config.data.augment_per_clip), int(config.kit.max_targets)) == (16, 2000)
     split = {"val": 4, "test": 4}
     for n_train, want in ((116, 16), (117, 16), (118, 15), (192, 9), (1000, 1), (2500, 0)):
-        c = kit.category_config(config, "kick", {"train": n_train, **split})
+        c = job.category_config(config, "kick", {"train": n_train, **split})
         assert int(c.data.augment_per_clip) == want
         assert n_train * (1 + want) <= 2000 or want == 0
     with config.unlocked():
         config.kit.max_targets = 0  # no cap
-    assert int(kit.category_config(config, "kick", {"train": 192, **split})
+    assert int(job.category_config(config, "kick", {"train": 192, **split})
                .data.augment_per_clip) == 16
     config.kit.max_targets = -5
     with pytest.raises(configs.ConfigError, match="kit.max_targets = -5: must be an integer"):
-        kit.run(config, "/nonexistent/never-written")
+        job.run(config, "/nonexistent/never-written")
     config.kit.max_targets = 2000
     config.kit.categories = ("kick", "bongo")
     with pytest.raises(configs.ConfigError, match="kit.categories = .*'bongo'.*must be categ"):
-        kit.run(config, "/nonexistent/never-written")
+        job.run(config, "/nonexistent/never-written")
 
 
 def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_run, caplog):
@@ -96,7 +99,7 @@ def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_ru
     # a rerun repeats nothing
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        kit.run(config, wd.root)
+        job.run(config, wd.root)
     assert "corpus: up to date" in caplog.text
     assert "train: done" not in caplog.text and "evaluate: done" not in caplog.text
 
@@ -104,7 +107,7 @@ def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_ru
 def test_the_exported_kit_plays_in_sfizz_and_reads_back_as_a_hydrogen_kit(kit_run, tmp_path):
     pysfizz = pytest.importorskip("pysfizz", reason="the dev extra installs pysfizz (sfizz)")
     _, wd, _, _ = kit_run
-    paths = kitexport.write(kitexport.pads(wd.root, variations=3), str(tmp_path / "out"))
+    paths = export.write(export.pads(wd.root, variations=3), str(tmp_path / "out"))
     recipes = json.load(open(paths["recipes"]))
     assert set(recipes) == {"kick", "snare"}  # the pads with a model; the others stay empty
     synth = pysfizz.Synth(sample_rate=48000, block_size=256)
@@ -124,14 +127,14 @@ def test_the_exported_kit_plays_in_sfizz_and_reads_back_as_a_hydrogen_kit(kit_ru
         assert played == [1, 2, 3, 1]
         # each variant is the mix of its recipe's weights
         assert len(recipes[category]["weights"]) == 3
-    found, _ = kits.discover([os.path.dirname(paths["hydrogen"])])
+    found, _ = discovery.discover([os.path.dirname(paths["hydrogen"])])
     assert sorted((c.instrument, c.category, c.source_format) for c in found) == [
         ("Kick", "kick", "hydrogen"), ("Snare", "snare", "hydrogen")]
 
 
 def test_exporting_a_workdir_that_is_not_a_kit_says_what_to_do(tmp_path):
     with pytest.raises(DrumlayerError, match="run the kit job first"):
-        kitexport.pads(str(tmp_path))
+        export.pads(str(tmp_path))
 
 
 def test_a_failing_category_lets_the_others_finish_but_a_preemption_stops_the_job(
@@ -145,32 +148,32 @@ def test_a_failing_category_lets_the_others_finish_but_a_preemption_stops_the_jo
 
     def kick_fails(c, sub, shared=None):
         if c.data.category == "kick":
-            raise train.NonFiniteLoss("non-finite loss (nan) in train epoch 0 batch 0")
+            raise ledger.NonFiniteLoss("non-finite loss (nan) in train epoch 0 batch 0")
         return real(c, sub, shared)
 
     monkeypatch.setattr(pipeline, "run_stages", kick_fails)
     with pytest.raises(DrumlayerError, match="kit: kick failed .*non-finite loss"):
-        kit.run(config, wd.root)
+        job.run(config, wd.root)
     cats = json.load(open(wd.kit_summary))["categories"]
     assert "failed" in cats["kick"] and "test" in cats["snare"]  # snare still finished
     assert "| kick | 20 (" in open(wd.kit_report).read()
 
     def preempted(c, sub, shared=None):
-        raise train.Preempted("stopped by SIGTERM")
+        raise loop.Preempted("stopped by SIGTERM")
 
     monkeypatch.setattr(pipeline, "run_stages", preempted)
-    with pytest.raises(train.Preempted):
-        kit.run(config, wd.root)
+    with pytest.raises(loop.Preempted):
+        job.run(config, wd.root)
 
 
 def test_a_cross_category_pool_offers_other_categories_training_clips_as_sources(kit_run,
                                                                                   tmp_path):
-    from drumlayer import dataset
+    from drumlayer.data import dataset
     from drumlayer.errors import ConfigError
 
     config, wd, _, _ = kit_run
     shared = read_manifest(wd.corpus)
-    c = kit.category_config(config, "snare", kit.splits_by_category(wd)["snare"])
+    c = job.category_config(config, "snare", job.splits_by_category(wd)["snare"])
     with c.unlocked():
         c.selection.pool_categories = ("kick", "clap")
         c.selection.method = "random"
@@ -250,7 +253,7 @@ def test_the_studio_of_a_kit_has_a_pad_per_model_and_exports_what_its_pads_hold(
     assert synth.playable_keys == [36]
     y = synth.render_note(36, 127, 0.5, 0.5).mean(axis=0)
     assert np.sqrt(np.mean(y ** 2)) > 1e-3
-    found, _ = kits.discover([str(tmp_path / "kit" / "hydrogen")])
+    found, _ = discovery.discover([str(tmp_path / "kit" / "hydrogen")])
     assert [(c.instrument, c.category) for c in found] == [("Kick", "kick")]
     # bad requests: nothing to export, a pad the kit does not have
     bad = c.post("/api/kit/export", json={"pads": {"kick": [], "snare": []}})

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from drumlayer import audio, kits
+from drumlayer.data import audio, candidates, categories, discovery, kit_formats
 
 from kitgen import hit, write_hydrogen_kit, write_sf2, write_sfz_kit
 
@@ -26,26 +26,26 @@ from kitgen import hit, write_hydrogen_kit, write_sf2, write_sfz_kit
     ("Brush Swirl", "other"), ("Ocean Wave", "other"), ("piano C4", None),
 ])
 def test_category_from_name(name, category):
-    assert kits.category_from_name(name) == category
+    assert categories.category_from_name(name) == category
 
 
 def test_gm_keys_and_precedence():
     # a hat that does not say open or closed: the key says, else closed
-    assert kits.classify("808 Hat", key=46) == "open-hat"
-    assert kits.classify("808 Hat", key=44) == "closed-hat"
-    assert kits.classify("hihat_01") == "closed-hat"
-    assert kits.classify("Hat Open", key=42) == "open-hat"  # the name wins
-    assert kits.classify("", key=46) == "open-hat" and kits.classify("", key=42) == "closed-hat"
-    assert kits.classify("", key=38) == "snare"
-    assert kits.classify("", key=40) == "snare"
-    assert kits.classify("", key=37) == "rim"
-    assert kits.classify("Snare Roll", key=38) == "other"  # a name beats a key
-    assert kits.classify("mystery", key=None) == "other"
+    assert categories.classify("808 Hat", key=46) == "open-hat"
+    assert categories.classify("808 Hat", key=44) == "closed-hat"
+    assert categories.classify("hihat_01") == "closed-hat"
+    assert categories.classify("Hat Open", key=42) == "open-hat"  # the name wins
+    assert categories.classify("", key=46) == "open-hat" and categories.classify("", key=42) == "closed-hat"
+    assert categories.classify("", key=38) == "snare"
+    assert categories.classify("", key=40) == "snare"
+    assert categories.classify("", key=37) == "rim"
+    assert categories.classify("Snare Roll", key=38) == "other"  # a name beats a key
+    assert categories.classify("mystery", key=None) == "other"
 
 
 def test_hydrogen_kit(tmp_path):
     write_hydrogen_kit(str(tmp_path / "kit"), name="My Kit", licence="CC-BY 3.0")
-    cands = kits.parse_hydrogen(str(tmp_path / "kit" / "drumkit.xml"))
+    cands = kit_formats.parse_hydrogen(str(tmp_path / "kit" / "drumkit.xml"))
     by_file = {os.path.basename(c.file): c for c in cands}
     assert set(by_file) == {"kick.wav", "sn_soft.wav", "sn_hard.flac", "roll.wav", "stick.wav"}
     assert by_file["sn_soft.wav"].category == "snare"
@@ -58,7 +58,7 @@ def test_hydrogen_kit(tmp_path):
 
 def test_sfz_kit(tmp_path):
     write_sfz_kit(str(tmp_path))
-    cands = kits.parse_sfz(str(tmp_path / "kit.sfz"))
+    cands = kit_formats.parse_sfz(str(tmp_path / "kit.sfz"))
     got = {os.path.basename(c.file): (c.key, c.category) for c in cands}
     assert got == {"a.wav": (36, "kick"), "b.wav": (38, "snare"), "c.wav": (40, "other"),
                    "d.wav": (42, "closed-hat")}
@@ -66,11 +66,11 @@ def test_sfz_kit(tmp_path):
 
 
 def test_sfz_note_names():
-    assert kits.sfz_key("c4") == 60
-    assert kits.sfz_key("d2") == 38
-    assert kits.sfz_key("c#3") == 49
-    assert kits.sfz_key("eb3") == 51
-    assert kits.sfz_key("38") == 38
+    assert kit_formats.sfz_key("c4") == 60
+    assert kit_formats.sfz_key("d2") == 38
+    assert kit_formats.sfz_key("c#3") == 49
+    assert kit_formats.sfz_key("eb3") == 51
+    assert kit_formats.sfz_key("38") == 38
 
 
 def test_sf2_reads_drum_keys_and_sample_data(tmp_path):
@@ -80,14 +80,14 @@ def test_sf2_reads_drum_keys_and_sample_data(tmp_path):
     path = str(tmp_path / "font.sf2")
     write_sf2(path, [("Snare 1", snare, rate, 38), ("Kick", kick, rate, 36)],
               drum_zones=[(38, 38, 0), (36, 36, 1), (40, 41, 0)])
-    cands = kits.parse_sf2(path)
+    cands = kit_formats.parse_sf2(path)
     got = {(c.key, c.category, c.instrument) for c in cands}
     # the melodic preset is skipped; key 41 maps the snare sample but 'Snare' names it
     assert got == {(36, "kick", "Kick"), (38, "snare", "Snare 1"), (40, "snare", "Snare 1"),
                    (41, "snare", "Snare 1")}
     assert all(c.kit == "Test Font / Test Kit" and c.licence == "CC0 test data" for c in cands)
     by_key = {c.key: c for c in cands}
-    clip = kits.load_candidate(by_key[38])
+    clip = candidates.load_candidate(by_key[38])
     np.testing.assert_allclose(clip, audio.canonical(snare / 32768.0, rate), atol=1e-5)
     # key 40 plays the sample (root 38) two semitones up: a faster playback rate
     assert by_key[40].spans[0].rate == pytest.approx(rate * 2 ** (2 / 12))
@@ -97,7 +97,7 @@ def test_sf2_rejects_non_soundfont(tmp_path):
     p = tmp_path / "x.sf2"
     p.write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
     with pytest.raises(ValueError, match="not an SF2"):
-        kits.parse_sf2(str(p))
+        kit_formats.parse_sf2(str(p))
 
 
 def test_walk_cuts_symlink_loops_and_reads_linked_files_once(tmp_path):
@@ -105,7 +105,7 @@ def test_walk_cuts_symlink_loops_and_reads_linked_files_once(tmp_path):
     sf.write(tmp_path / "a" / "snare.wav", hit(44100), 44100)
     os.symlink(tmp_path, tmp_path / "a" / "loop")  # a directory loop
     os.symlink(tmp_path / "a" / "snare.wav", tmp_path / "again.wav")  # same file twice
-    files, problems = kits.walk_files([str(tmp_path)])
+    files, problems = discovery.walk_files([str(tmp_path)])
     assert len([f for f in files if f.endswith(".wav")]) == 1
     assert problems == []
 
@@ -116,7 +116,7 @@ def test_discover_claims_kit_files_and_keeps_loose_ones(tmp_path):
     loose.mkdir(parents=True)
     sf.write(loose / "fat snare.wav", hit(44100), 44100)
     (loose / "LICENSE.txt").write_text("CC0 1.0\n")
-    cands, rejected = kits.discover([str(tmp_path)])
+    cands, rejected = discovery.discover([str(tmp_path)])
     assert rejected == []
     fmt = {os.path.basename(c.file): c.source_format for c in cands}
     assert fmt["sn_soft.wav"] == "hydrogen" and fmt["fat snare.wav"] == "folder"
@@ -142,7 +142,7 @@ def test_sf2_drum_kits_on_a_normal_preset_are_read(tmp_path, preset, zones, want
     samples = [("Snare 1", snare, rate, 38), ("Kick", kick, rate, 36)]
     path = str(tmp_path / "font.sf2")
     write_sf2(path, samples, drum_zones=zones, melodic=False, kit=preset, bank=0)
-    assert {(c.key, c.category, c.instrument) for c in kits.parse_sf2(path)} == want
+    assert {(c.key, c.category, c.instrument) for c in kit_formats.parse_sf2(path)} == want
     # a general soundfont: its normal presets stay melodic beside a bank-128 kit
     write_sf2(path, samples, drum_zones=[(36, 36, 1)], melodic=True)
-    assert {c.key for c in kits.parse_sf2(path)} == {36}
+    assert {c.key for c in kit_formats.parse_sf2(path)} == {36}

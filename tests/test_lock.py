@@ -69,7 +69,7 @@ def test_readers_work_while_another_job_writes(smoke_run, tmp_path):
     try:
         c = TestClient(create_app(str(smoke_run)))
         assert c.get("/api/model").json()["k"] == 8
-        r = subprocess.run([sys.executable, "-m", "drumlayer.evaluate",
+        r = subprocess.run([sys.executable, "-m", "drumlayer.evaluation.evaluate",
                             f"--workdir={smoke_run}"], cwd=ROOT, capture_output=True,
                            text=True, timeout=300)
         assert r.returncode == 1 and f"in use by PID {first.pid}" in r.stderr  # it writes

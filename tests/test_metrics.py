@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from drumlayer import metrics, synth
+from drumlayer.data import procedural
+from drumlayer.features import measures
 
 SR = 22050
 
@@ -13,7 +14,7 @@ SR = 22050
 @pytest.fixture(scope="module")
 def pair():
     """Two different procedural snares [2, S] and white noise [S]."""
-    s = synth.procedural_snares(2, SR, seed=3)
+    s = procedural.procedural_snares(2, SR, seed=3)
     noise = np.random.default_rng(1).uniform(-1, 1, SR).astype(np.float32)
     return s, noise
 
@@ -31,13 +32,13 @@ def test_log_spectral_distance_matches_a_direct_computation(pair):
     e, r = np.maximum(e, floor), np.maximum(r, floor)
     live = (r > floor).any(axis=1)
     ref = np.sqrt(((e - r) ** 2).mean(axis=1))[live].mean()
-    np.testing.assert_allclose(float(metrics.log_spectral_distance(a, b)), ref, rtol=1e-3)
-    assert float(metrics.log_spectral_distance(a, a)) == pytest.approx(0.0, abs=1e-5)
+    np.testing.assert_allclose(float(measures.log_spectral_distance(a, b)), ref, rtol=1e-3)
+    assert float(measures.log_spectral_distance(a, a)) == pytest.approx(0.0, abs=1e-5)
 
 
 def test_log_spectral_distance_of_a_gain_is_the_gain_in_db(pair):
     _, noise = pair
-    np.testing.assert_allclose(float(metrics.log_spectral_distance(2 * noise, noise)),
+    np.testing.assert_allclose(float(measures.log_spectral_distance(2 * noise, noise)),
                                20 * np.log10(2), atol=2e-3)
 
 
@@ -49,20 +50,20 @@ def test_multi_resolution_stft_matches_a_direct_computation(pair):
                                     center=True, pad_mode="constant")) for x in (a, b))
         total += np.linalg.norm(r - e) / np.linalg.norm(r)
         total += np.mean(np.abs(np.log(r + 1e-7) - np.log(e + 1e-7)))
-    np.testing.assert_allclose(float(metrics.multi_resolution_stft(a, b)), total / 3, rtol=1e-3)
-    assert float(metrics.multi_resolution_stft(b, b)) == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(float(measures.multi_resolution_stft(a, b)), total / 3, rtol=1e-3)
+    assert float(measures.multi_resolution_stft(b, b)) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_layer_counts_prune_and_cardinality_by_hand():
     w = np.array([[0.5, 0.3, 0.15, 0.03, 0.02], [0.97, 0.005, 0.005, 0.01, 0.01]], np.float32)
-    np.testing.assert_array_equal(metrics.active_layers(w), [5, 1])
-    np.testing.assert_array_equal(metrics.active_layers(2 * w), [5, 1])  # shares, not values
-    p = np.asarray(metrics.prune(w))
+    np.testing.assert_array_equal(measures.active_layers(w), [5, 1])
+    np.testing.assert_array_equal(measures.active_layers(2 * w), [5, 1])  # shares, not values
+    p = np.asarray(measures.prune(w))
     np.testing.assert_allclose(p[0], [0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95, 0, 0], rtol=1e-6)
     np.testing.assert_allclose(p[1], [1, 0, 0, 0, 0], rtol=1e-6)
     low = np.full((1, 50), 0.02, np.float32)  # nothing above 0.04: the largest stays
-    assert np.count_nonzero(np.asarray(metrics.prune(low))) == 1
-    c = metrics.cardinality(w)
+    assert np.count_nonzero(np.asarray(measures.prune(low))) == 1
+    c = measures.cardinality(w)
     np.testing.assert_array_equal(c["above_0.001"], [5, 5])
     np.testing.assert_array_equal(c["above_0.01"], [5, 1])
     np.testing.assert_array_equal(c["above_0.04"], [3, 1])
@@ -71,15 +72,15 @@ def test_layer_counts_prune_and_cardinality_by_hand():
 
 def test_r_squared_against_scipy():
     x = np.linspace(0, 1, 21)
-    assert metrics.r_squared(3 * x + 1) == pytest.approx(1.0)
+    assert measures.r_squared(3 * x + 1) == pytest.approx(1.0)
     y = x**2 + np.random.default_rng(0).normal(0, 0.05, 21)
-    assert metrics.r_squared(y) == pytest.approx(scipy.stats.linregress(x, y).rvalue ** 2)
+    assert measures.r_squared(y) == pytest.approx(scipy.stats.linregress(x, y).rvalue ** 2)
 
 
 def test_pca_against_the_covariance_eigendecomposition():
     rng = np.random.default_rng(0)
     z = rng.normal(size=(300, 6)) @ rng.normal(size=(6, 6))
-    p = metrics.pca(z, 4)
+    p = measures.pca(z, 4)
     vals, vecs = np.linalg.eigh(np.cov(z.T))
     vals, vecs = vals[::-1], vecs[:, ::-1]
     np.testing.assert_allclose(p["variance"], vals[:4], rtol=1e-6)
@@ -94,8 +95,8 @@ def test_path_distances_and_new_layers_by_hand():
     mf = np.zeros((1, 3, 13))
     mf[0, 2, 0] = 3.0
     mf[0, 2, 1] = 4.0
-    d = metrics.path_distances(w, cen, mf)
+    d = measures.path_distances(w, cen, mf)
     np.testing.assert_allclose(d["weights"][0], [0, np.sqrt(0.5), np.sqrt(2)], rtol=1e-6)
     np.testing.assert_allclose(d["centroid"][0], [0, 150, 50])
     np.testing.assert_allclose(d["mfcc"][0], [0, 0, 5])
-    np.testing.assert_array_equal(metrics.new_layers_mid_path(w), [1])  # layer 1 only mid-path
+    np.testing.assert_array_equal(measures.new_layers_mid_path(w), [1])  # layer 1 only mid-path

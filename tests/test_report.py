@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from drumlayer import report
+from drumlayer.evaluation import report
 
 
 def summary(**over):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from drumlayer import selection
+from drumlayer.features import selection
 
 
 def fwsr_reference(A, k, beta, positive=False, max_iter=2000):

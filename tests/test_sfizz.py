@@ -13,8 +13,9 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
-from drumlayer import metrics, npyio
-from drumlayer.studio import engine
+from drumlayer.data import npy_rows
+from drumlayer.features import measures
+from drumlayer.recipes import render
 from drumlayer.studio.server import create_app
 
 pysfizz = pytest.importorskip("pysfizz", reason="the dev extra installs pysfizz (sfizz)")
@@ -39,7 +40,7 @@ def lsd(x, ref) -> float:
     """Log-spectral distance (dB) of x against ref, x scaled to ref's RMS first: sfizz plays
     every region ~11.5 dB below its sample, which the levels are compared for separately."""
     x = x * 10 ** ((rms_db(ref) - rms_db(x)) / 20)
-    return float(metrics.log_spectral_distance(np.float32(x), np.float32(ref)))
+    return float(measures.log_spectral_distance(np.float32(x), np.float32(ref)))
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def client(smoke_run):
 
 
 def _recipe(c, wd):
-    clip = npyio.read_rows(str(wd / "corpus" / "clips.npy"), 2, 3)[0]
+    clip = npy_rows.read_rows(str(wd / "corpus" / "clips.npy"), 2, 3)[0]
     buf = io.BytesIO()
     sf.write(buf, clip, 22050, format="WAV", subtype="PCM_16")
     r = c.post("/api/encode", files={"file": ("snare.wav", buf.getvalue(), "audio/wav")})
@@ -104,4 +105,4 @@ def test_sfizz_decay_is_the_curve_the_export_assumes(tmp_path):
     gain = np.array([np.sqrt(np.mean(decayed[i:i + win] ** 2) / np.mean(plain[i:i + win] ** 2))
                      for i in frames])
     slope, _ = np.polyfit((frames + win / 2) / RATE, 20 * np.log10(gain), 1)
-    assert slope * 0.5 == pytest.approx(-engine.SFZ_DECAY_DB, abs=0.5)
+    assert slope * 0.5 == pytest.approx(-render.SFZ_DECAY_DB, abs=0.5)

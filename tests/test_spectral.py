@@ -6,7 +6,9 @@ import pytest
 import scipy.fft
 from scipy import signal
 
-from drumlayer import spectral, synth
+from drumlayer.data import procedural
+from drumlayer.features import attack as attack_lib
+from drumlayer.features import batching, descriptors, extractor, spectral
 
 SR = 22050
 
@@ -15,7 +17,7 @@ SR = 22050
 def clips():
     """Procedural snares, a chirp, a sine with a silent second half, and noise: [6, 22050]."""
     t = np.arange(SR) / SR
-    snares = synth.procedural_snares(3, SR, seed=5)
+    snares = procedural.procedural_snares(3, SR, seed=5)
     chirp = signal.chirp(t, 100, 1.0, 8000).astype(np.float32)
     half = np.sin(2 * np.pi * 440 * t).astype(np.float32)
     half[SR // 2 :] = 0.0
@@ -67,8 +69,8 @@ def test_weighted_spectrum(clips):
 
 def test_chunking_does_not_change_results(clips):
     x = np.concatenate([clips, clips[:1]])  # 7 clips: chunks of 3 need padding
-    a = spectral.features(x, chunk=3)
-    b = spectral.features(x, chunk=None)
+    a = extractor.features(x, chunk=3)
+    b = extractor.features(x, chunk=None)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
@@ -88,7 +90,7 @@ def test_map_chunks_in_streams_equals_one_call(b, chunk, streams):
 
     want = fn((x, t))
     seen.clear()
-    got = spectral.map_chunks(fn, (x, t), chunk, streams=streams)
+    got = batching.map_chunks(fn, (x, t), chunk, streams=streams)
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
     part = chunk // streams if chunk % streams == 0 else chunk
@@ -96,22 +98,22 @@ def test_map_chunks_in_streams_equals_one_call(b, chunk, streams):
 
 
 def test_mel_filterbank_and_dct_match_references():
-    np.testing.assert_allclose(spectral.mel_filterbank(SR, 2048, 128),
+    np.testing.assert_allclose(descriptors.mel_filterbank(SR, 2048, 128),
                                librosa.filters.mel(sr=SR, n_fft=2048, n_mels=128), atol=1e-7)
     x = np.random.default_rng(1).standard_normal((5, 128))
-    np.testing.assert_allclose(x @ spectral.dct_matrix(128, 13),
+    np.testing.assert_allclose(x @ descriptors.dct_matrix(128, 13),
                                scipy.fft.dct(x, type=2, norm="ortho")[:, :13], atol=1e-5)
 
 
 def test_mfcc_matches_librosa(clips):
-    ours = np.asarray(spectral.mfcc(clips))
+    ours = np.asarray(descriptors.mfcc(clips))
     ref = np.stack([librosa.feature.mfcc(y=x, sr=SR, n_mfcc=13).T for x in clips])
     assert ours.shape == (6, 44, 13)
     np.testing.assert_allclose(ours, ref, atol=2e-3 * np.abs(ref).max())
 
 
 def test_spectral_centroid_matches_librosa(clips):
-    ours = np.asarray(spectral.spectral_centroid(clips))
+    ours = np.asarray(descriptors.spectral_centroid(clips))
     ref = librosa.feature.spectral_centroid(y=clips, sr=SR)[:, 0]
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-2)
     assert np.all(ours[4, -5:] == 0.0)  # silent frames
@@ -121,9 +123,9 @@ def test_weighted_means(clips):
     rms = librosa_rms(clips)
     w = rms / rms.sum(-1, keepdims=True)
     cent = librosa.feature.spectral_centroid(y=clips, sr=SR)[:, 0]
-    np.testing.assert_allclose(spectral.weighted_centroid(clips), (w * cent).sum(-1), rtol=1e-4)
+    np.testing.assert_allclose(descriptors.weighted_centroid(clips), (w * cent).sum(-1), rtol=1e-4)
     mf = np.stack([librosa.feature.mfcc(y=x, sr=SR, n_mfcc=13) for x in clips])
-    np.testing.assert_allclose(spectral.weighted_mfcc(clips), np.einsum("bt,bkt->bk", w, mf),
+    np.testing.assert_allclose(descriptors.weighted_mfcc(clips), np.einsum("bt,bkt->bk", w, mf),
                                atol=2e-3 * np.abs(mf).max())
 
 
@@ -146,7 +148,7 @@ def ramp(attack_s, seed=0):
 
 def test_log_attack_time_matches_direct_definition(clips):
     x = np.concatenate([clips, np.stack([ramp(a, i) for i, a in enumerate((.002, .01, .05))])])
-    ours = np.asarray(spectral.log_attack_time(x))
+    ours = np.asarray(attack_lib.log_attack_time(x))
     ref = np.array([lat_direct(c) for c in x])
     np.testing.assert_allclose(ours, ref, atol=1e-5)
 
@@ -154,28 +156,28 @@ def test_log_attack_time_matches_direct_definition(clips):
 @pytest.mark.parametrize("attack", [0.005, 0.02, 0.08])
 def test_log_attack_time_of_a_linear_ramp(attack):
     # an amplitude ramp over T crosses 20% at ~0.2 T and 90% at ~0.9 T: 0.7 T apart
-    lat = float(spectral.log_attack_time(ramp(attack)))
+    lat = float(attack_lib.log_attack_time(ramp(attack)))
     assert lat == pytest.approx(np.log10(0.7 * attack), abs=0.12)
 
 
 def test_soft_log_attack_time_agrees_with_hard(clips):
     x = np.concatenate([clips, np.stack([ramp(a, i) for i, a in
                                          enumerate(np.geomspace(0.001, 0.1, 12))])])
-    hard = np.asarray(spectral.log_attack_time(x))
-    soft = np.asarray(spectral.soft_log_attack_time(x))
+    hard = np.asarray(attack_lib.log_attack_time(x))
+    soft = np.asarray(attack_lib.soft_log_attack_time(x))
     err = np.abs(soft - hard)
     assert np.median(err) < 0.02 and err.max() < 0.15
 
 
 def test_features_layout(clips):
-    f = np.asarray(spectral.features(clips))
+    f = np.asarray(extractor.features(clips))
     assert f.shape == (6, 2049)
     np.testing.assert_allclose(f[:, :2048], spectral.weighted_spectrum(clips), rtol=1e-5)
-    np.testing.assert_allclose(f[:, 2048], spectral.soft_log_attack_time(clips), atol=1e-5)
-    g = np.asarray(spectral.features(clips, compression="log"))
+    np.testing.assert_allclose(f[:, 2048], attack_lib.soft_log_attack_time(clips), atol=1e-5)
+    g = np.asarray(extractor.features(clips, compression="log"))
     np.testing.assert_allclose(g[:, :2048], np.log1p(f[:, :2048]), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="compression"):
-        spectral.features(clips, compression="cubic")
+        extractor.features(clips, compression="cubic")
 
 
 @pytest.mark.parametrize("compression", ["linear", "log"])
@@ -190,7 +192,7 @@ def test_features_gradient_matches_finite_differences(clips, compression):
         direction = jnp.asarray(rng.standard_normal(x.shape)) * 1e-3
 
         def loss(x):
-            return jnp.sum(spectral.features(x, compression=compression) * w)
+            return jnp.sum(extractor.features(x, compression=compression) * w)
 
         analytic = jnp.sum(jax.grad(loss)(x) * direction)
         eps = 1e-3
@@ -200,11 +202,11 @@ def test_features_gradient_matches_finite_differences(clips, compression):
 
 def test_gradient_is_finite_on_zero_padded_clips():
     x = np.zeros((2, SR), np.float32)
-    x[0, :3000] = synth.procedural_snares(1, 3000, seed=1)[0]
+    x[0, :3000] = procedural.procedural_snares(1, 3000, seed=1)[0]
     x[1, 100:200] = 1.0  # silence before and after
 
     def loss(x):
-        return jnp.sum(spectral.features(x) ** 2)
+        return jnp.sum(extractor.features(x) ** 2)
 
     g = np.asarray(jax.grad(loss)(jnp.asarray(x)))
     assert np.all(np.isfinite(g))
@@ -315,7 +317,7 @@ def test_spectrum_loss_equals_the_loss_of_the_spectrum(clips, n_fft, hop, chunk)
     # over more clips than one chunk).
     if chunk == -1:
         clips = np.concatenate([clips, clips[:, ::-1], 0.5 * clips, clips[::-1] ** 2])
-        assert len(clips) + 1 > (spectral.default_loss_chunks()[0] or 0)
+        assert len(clips) + 1 > (batching.default_loss_chunks()[0] or 0)
     x = np.concatenate([clips, np.zeros((1, SR), np.float32)])
     x[-2, 5000:] = 0.0
     x = jnp.asarray(x[:, : SR - 37])
@@ -352,18 +354,18 @@ def test_energy_envelope_gradient_matches_autodiff(clips):
     # no multiple of the hop.
     x = jnp.asarray(np.concatenate([clips, np.zeros((1, SR), np.float32)])[:, : SR - 7])
 
-    def plain(x, win=spectral.ENV_WIN, hop=spectral.ENV_HOP):
+    def plain(x, win=attack_lib.ENV_WIN, hop=attack_lib.ENV_HOP):
         frames = (x.shape[-1] - win) // hop + 1
         idx = np.arange(frames)[:, None] * hop + np.arange(win)[None, :]
         return jnp.sqrt(jnp.mean(x[:, idx] ** 2, -1) + 1e-14)
 
     g = jnp.asarray(np.random.default_rng(2).standard_normal(len(x)), x.dtype)
-    np.testing.assert_allclose(spectral.energy_envelope(x), plain(x), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(attack_lib.energy_envelope(x), plain(x), rtol=1e-5, atol=1e-7)
 
     def loss(env_fn):
         return lambda x: jnp.sum(g * jnp.sum(jnp.sin(40.0 * env_fn(x)), -1))
 
-    got = jax.grad(loss(spectral.energy_envelope))(x)
+    got = jax.grad(loss(attack_lib.energy_envelope))(x)
     want = jax.grad(loss(plain))(x)
     assert float(jnp.abs(want).max()) > 0
     np.testing.assert_allclose(got, want, atol=1e-5 * float(jnp.abs(want).max()))

@@ -12,9 +12,9 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
-from drumlayer import audio, kits, npyio
-from drumlayer.bundle import Bundle
-from drumlayer.studio import engine
+from drumlayer.data import audio, kit_formats, npy_rows
+from drumlayer.recipes import render as render_lib
+from drumlayer.recipes.bundle import Bundle
 from drumlayer.studio.server import create_app
 
 
@@ -46,7 +46,7 @@ def read_wav(data):
 @pytest.fixture(scope="module")
 def recipe(studio):
     wd, _, c = studio
-    clip = npyio.read_rows(str(wd / "corpus" / "clips.npy"), 2, 3)[0]
+    clip = npy_rows.read_rows(str(wd / "corpus" / "clips.npy"), 2, 3)[0]
     r = c.post("/api/encode?refine=false",
                files={"file": ("my snare.wav", wav_file(clip), "audio/wav")})
     assert r.status_code == 200, r.text
@@ -54,7 +54,7 @@ def recipe(studio):
 
 
 def test_encode_refines_by_default_and_the_residual_is_mixed(studio, recipe, tmp_path):
-    from drumlayer import analyze
+    from drumlayer.recipes import refine
 
     _, b, c = studio
     plain, clip = recipe
@@ -63,7 +63,7 @@ def test_encode_refines_by_default_and_the_residual_is_mixed(studio, recipe, tmp
     r = r.json()
     assert "residual" not in plain or plain["residual"] is None
     np.testing.assert_allclose(r["latent"], plain["latent"], atol=1e-5)  # z stays the encoder's
-    want = analyze.Analyzer.from_bundle(b)(wav_clip(clip, tmp_path)[None])
+    want = refine.Analyzer.from_bundle(b)(wav_clip(clip, tmp_path)[None])
     np.testing.assert_allclose(r["residual"], want.residual[0], atol=1e-5)
     np.testing.assert_allclose(r["gain_db"], 20 * np.log10(want.gain[0]), atol=1e-3)
     np.testing.assert_allclose(r["weights"], want.weights[0], atol=1e-5)
@@ -172,7 +172,7 @@ def test_sfz_regions_are_the_layers(studio, recipe, tmp_path):
     data = c.post("/api/export/sfz?sample_rate=44100", json=r).content
     zipfile.ZipFile(io.BytesIO(data)).extractall(tmp_path)
     text = (tmp_path / "layered.sfz").read_text()
-    regions = kits.parse_sfz_text(text)
+    regions = kit_formats.parse_sfz_text(text)
     assert len(regions) == len(layers)
     # every region at its weight plus one master level (tests/test_sfizz.py plays them)
     master = float(regions[0]["volume"]) - 20 * np.log10(w[layers[0]])
@@ -187,7 +187,7 @@ def test_sfz_regions_are_the_layers(studio, recipe, tmp_path):
         # the delayed layer holds 12.5 ms less, so that its decay starts with the mix's
         assert (reg["ampeg_attack"], reg["ampeg_hold"], reg["ampeg_decay"]) == (
             "0.0020", "0.2375" if i == layers[0] else "0.2500",
-            f"{0.6 * engine.SFZ_DECAY_DB / 60:.4f}")
+            f"{0.6 * render_lib.SFZ_DECAY_DB / 60:.4f}")
 
 
 def test_corpus_source_and_original(studio):
@@ -196,7 +196,7 @@ def test_corpus_source_and_original(studio):
     assert len(clips) == 48 and {"id", "name", "split"} <= set(clips[0])
     r = c.get("/api/corpus/5/recipe").json()
     x, _, _ = read_wav(c.get(f"/api/original/{r['original']}").content)
-    np.testing.assert_allclose(x, npyio.read_rows(str(studio[0] / "corpus" / "clips.npy"), 5,
+    np.testing.assert_allclose(x, npy_rows.read_rows(str(studio[0] / "corpus" / "clips.npy"), 5,
                                                   6)[0], atol=1e-7)
     s = c.get("/api/sources/0/recipe").json()
     assert s["name"].startswith("source: ")
@@ -256,7 +256,7 @@ def test_fuzzing_the_openapi_schema_finds_no_server_error(studio):
 
 
 def test_engine_decoders_match_the_model_for_each_normaliser():
-    from drumlayer import model as model_lib
+    from drumlayer.model import vae as model_lib
 
     rng = np.random.default_rng(0)
     params = {"hidden": {"kernel": rng.normal(size=(4, 16)).astype(np.float32),
@@ -267,7 +267,7 @@ def test_engine_decoders_match_the_model_for_each_normaliser():
     for kind in model_lib.NORMALISERS:
         m = model_lib.Decoder(16, 10)
         want = model_lib.normalise(m.apply({"params": params}, z), kind)
-        np.testing.assert_allclose(engine.decode(params, z, kind), want, atol=1e-6)
+        np.testing.assert_allclose(render_lib.decode(params, z, kind), want, atol=1e-6)
 
 
 def test_studio_refuses_a_workdir_without_a_bundle(tmp_path):
@@ -312,10 +312,10 @@ def test_fuzzing_valid_shaped_recipes_finds_no_server_error(studio):
 
 
 def test_envelope_by_hand():
-    e = engine.envelope(22050, 22050, attack=0.1, hold=0.2, decay=0.5)
+    e = render_lib.envelope(22050, 22050, attack=0.1, hold=0.2, decay=0.5)
     t = np.arange(22050) / 22050
     want = np.minimum(t / 0.1, 1) * 10 ** (-3 * np.maximum(t - 0.3, 0) / 0.5)
     np.testing.assert_allclose(e, want, rtol=1e-6, atol=1e-7)
     assert e[int(0.8 * 22050)] == pytest.approx(1e-3, rel=1e-3)  # -60 dB after the decay
-    tiny = engine.envelope(100, 22050, attack=1e-300, hold=0.0, decay=1.0)  # < one sample
+    tiny = render_lib.envelope(100, 22050, attack=1e-300, hold=0.0, decay=1.0)  # < one sample
     assert np.isfinite(tiny).all() and tiny[0] == 1.0

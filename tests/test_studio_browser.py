@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from drumlayer import npyio
+from drumlayer.data import npy_rows
 
 from conftest import ROOT
 
@@ -102,7 +102,7 @@ def python_mix(server, pg):
 
 def test_upload_slider_lock_and_export(server, page, tmp_path):
     pg, wd = page, server[1]
-    clip = npyio.read_rows(str(wd / "corpus" / "clips.npy"), 4, 5)[0]
+    clip = npy_rows.read_rows(str(wd / "corpus" / "clips.npy"), 4, 5)[0]
     path = tmp_path / "my_snare.wav"
     sf.write(path, clip, 44100)
     pg.set_input_files("#file", str(path))
@@ -225,7 +225,7 @@ def test_recipe_download_reloads_exactly(server, page, tmp_path):
 
 def test_drag_and_drop_morph_and_ab(server, page):
     pg, wd = page, server[1]
-    clip = npyio.read_rows(str(wd / "corpus" / "clips.npy"), 7, 8)[0]
+    clip = npy_rows.read_rows(str(wd / "corpus" / "clips.npy"), 7, 8)[0]
     buf = io.BytesIO()
     sf.write(buf, clip, 22050, format="WAV", subtype="PCM_16")
     pg.evaluate("""(b64) => {

@@ -12,7 +12,10 @@ import numpy as np
 import optax
 import pytest
 
-from drumlayer import ahead, model, spectral, train
+from drumlayer.features import extractor, spectral
+from drumlayer.model import vae as vae_lib
+from drumlayer.training import aot, checkpoints, distributed, ledger, loop, losses, optimizer
+from drumlayer.training import steps as steps_lib
 from drumlayer.workdir import Workdir
 
 from train_helper import tiny_config, tiny_data
@@ -94,8 +97,8 @@ def test_non_finite_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp
     data = tiny_data()
     data.train = data.train.copy()
     data.train[3, 5] = np.nan
-    with pytest.raises(train.NonFiniteLoss, match="last good checkpoint is .*checkpoints/1"):
-        train.train_and_evaluate(data, tiny_config(), Workdir(tmp_path), progress=False)
+    with pytest.raises(ledger.NonFiniteLoss, match="last good checkpoint is .*checkpoints/1"):
+        loop.train_and_evaluate(data, tiny_config(), Workdir(tmp_path), progress=False)
     assert os.path.isdir(tmp_path / "checkpoints" / "1")
 
 
@@ -105,18 +108,18 @@ def test_evaluation_is_the_mean_over_rows_in_blocks(rows):
     one block of 3 (the validation set of 15 clips at the paper's scale was a block of 64 rows,
     49 of them padding)."""
     data, tc = tiny_data(), tiny_config()
-    mesh = train.make_mesh()
-    m = model.create(6, tc.model)
-    state = train.create_state(m, data.train.shape[1], train.make_optimizer(1e-3, 1.0), 0)
-    consts = train.make_consts(mesh, data.sources, data.mean, data.std, tc.loss)
-    _, evaluate = train.make_steps(m, mesh, "train", tc.loss, tc.batch, tc.model.latent)
+    mesh = distributed.make_mesh()
+    m = vae_lib.create(6, tc.model)
+    state = optimizer.create_state(m, data.train.shape[1], optimizer.make_optimizer(1e-3, 1.0), 0)
+    consts = losses.make_consts(mesh, data.sources, data.mean, data.std, tc.loss)
+    _, evaluate = steps_lib.make_steps(m, mesh, "train", tc.loss, tc.batch, tc.model.latent)
     feats = data.train[:rows]
     if rows < tc.batch:
-        text = evaluate.lower(state.params, train.put(mesh, feats), consts).as_text()
+        text = evaluate.lower(state.params, distributed.put(mesh, feats), consts).as_text()
         assert f"tensor<{rows}x2049xf32>" in text and "tensor<8x2049xf32>" not in text
-    got = train.validate(evaluate, state.params, mesh, feats, consts)
+    got = loop.validate(evaluate, state.params, mesh, feats, consts)
     # the same examples one at a time
-    per = [train.validate(evaluate, state.params, mesh, feats[i : i + 1], consts)
+    per = [loop.validate(evaluate, state.params, mesh, feats[i : i + 1], consts)
            for i in range(rows)]
     for k in ("loss", "reconstruction", "kl_bits"):
         assert got[k] == pytest.approx(np.mean([p[k] for p in per]), rel=1e-4), k
@@ -132,13 +135,13 @@ def test_every_call_runs_the_steps_compiled_ahead(tmp_path, monkeypatch, batch):
 
     def spy(*args, **kwargs):
         out = compile_ahead(*args, **kwargs)
-        made.extend(f for f in out if isinstance(f, ahead.Ahead))
+        made.extend(f for f in out if isinstance(f, aot.Ahead))
         return out
 
-    compile_ahead = train.compile_ahead
-    monkeypatch.setattr(train, "compile_ahead", spy)
+    compile_ahead = loop.compile_ahead
+    monkeypatch.setattr(loop, "compile_ahead", spy)
     tc = dataclasses.replace(tiny_config(epochs=2), batch=batch, steps_per_call=4)
-    train.train_and_evaluate(tiny_data(), tc, Workdir(str(tmp_path)), progress=False)
+    loop.train_and_evaluate(tiny_data(), tc, Workdir(str(tmp_path)), progress=False)
     assert sorted(f.name for f in made) == ["pretrain steps", "train steps", "train validation"]
     for f in made:
         assert f.calls["ahead"] > 0 and f.calls["jitted"] == 0, (f.name, f.calls)
@@ -148,16 +151,16 @@ def test_one_device_steps_have_no_collectives():
     """On one device the step is the same function without psum: XLA would still copy every
     gradient through an all-reduce (~3 ms of a 0.1 s step at the paper's scale on a CPU)."""
     data, tc = tiny_data(), tiny_config()
-    m = model.create(6, tc.model)
-    state = train.create_state(m, data.train.shape[1], train.make_optimizer(1e-3, 1.0), 0)
+    m = vae_lib.create(6, tc.model)
+    state = optimizer.create_state(m, data.train.shape[1], optimizer.make_optimizer(1e-3, 1.0), 0)
     for devices in (jax.devices()[:1], jax.devices()[:2]):
-        mesh = train.Mesh(np.asarray(devices), ("data",))
-        consts = train.make_consts(mesh, data.sources, data.mean, data.std, tc.loss)
-        steps, evaluate = train.make_steps(m, mesh, "train", tc.loss, tc.batch, tc.model.latent)
-        table = train.put(mesh, data.train)
-        rng = train.put(mesh, np.array([0, 1, 0], np.int32))
-        order = train.make_order(mesh, tc.batch)(rng, len(data.train))
-        ids = train.put(mesh, np.arange(2, dtype=np.int32))
+        mesh = loop.Mesh(np.asarray(devices), ("data",))
+        consts = losses.make_consts(mesh, data.sources, data.mean, data.std, tc.loss)
+        steps, evaluate = steps_lib.make_steps(m, mesh, "train", tc.loss, tc.batch, tc.model.latent)
+        table = distributed.put(mesh, data.train)
+        rng = distributed.put(mesh, np.array([0, 1, 0], np.int32))
+        order = steps_lib.make_order(mesh, tc.batch)(rng, len(data.train))
+        ids = distributed.put(mesh, np.arange(2, dtype=np.int32))
         texts = [steps.lower(state, order, ids, rng, table, consts).compile().as_text(),
                  evaluate.lower(state.params, table, consts).compile().as_text()]
         for text in texts:
@@ -202,11 +205,11 @@ def test_the_loss_is_the_papers_formula_by_hand():
     import jax
     import jax.numpy as jnp
 
-    from drumlayer import spectral
+    from drumlayer.features import extractor
 
     data = tiny_data()
-    m = model.create(6, tiny_config().model)
-    params = model.init_params(m, data.train.shape[1], seed=1)
+    m = vae_lib.create(6, tiny_config().model)
+    params = vae_lib.init_params(m, data.train.shape[1], seed=1)
     feats = data.train[:8]
     eps = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
     consts = (jnp.asarray(data.sources), jnp.asarray(data.mean), jnp.asarray(data.std), None)
@@ -214,11 +217,11 @@ def test_the_loss_is_the_papers_formula_by_hand():
     mean, scale = np.float64(out["mean"]), np.float64(out["scale"])
     kl = 0.5 * np.sum(mean**2 + scale**2 - 1 - 2 * np.log(scale), axis=-1)  # nats
     free_bits = float(np.median(kl) / np.log(2))  # half the examples above it
-    lc = train.LossConfig(beta=0.3, free_bits=free_bits)
-    loss, metrics = jax.device_get(train.per_example(params, m, "train", lc, feats,
+    lc = losses.LossConfig(beta=0.3, free_bits=free_bits)
+    loss, metrics = jax.device_get(losses.per_example(params, m, "train", lc, feats,
                                                      np.zeros(8, np.int32), eps, consts))
     mix = out["weights"] @ data.sources
-    recon = np.mean((np.asarray(spectral.features(mix)) - feats) ** 2, axis=-1)
+    recon = np.mean((np.asarray(extractor.features(mix)) - feats) ** 2, axis=-1)
     want = recon + 0.3 * np.maximum(kl - free_bits * np.log(2), 0)
     np.testing.assert_allclose(metrics["reconstruction"], recon, rtol=1e-5)
     np.testing.assert_allclose(metrics["kl_bits"], kl / np.log(2), rtol=1e-5)
@@ -227,10 +230,10 @@ def test_the_loss_is_the_papers_formula_by_hand():
     assert 0 < metrics["kl_active"].sum() < 8
     # with the dB term: + db_weight * the mean squared difference of the spectra in dB, both
     # floored 80 dB below the target's loudest bin (here by hand, in float64)
-    lc = train.LossConfig(beta=0.3, free_bits=free_bits, db_weight=0.05)
-    loss_db, m_db = jax.device_get(train.per_example(params, m, "train", lc, feats,
+    lc = losses.LossConfig(beta=0.3, free_bits=free_bits, db_weight=0.05)
+    loss_db, m_db = jax.device_get(losses.per_example(params, m, "train", lc, feats,
                                                      np.zeros(8, np.int32), eps, consts))
-    mix_db = 20 * np.log10(np.maximum(np.float64(spectral.features(mix))[:, :-1], 1e-9))
+    mix_db = 20 * np.log10(np.maximum(np.float64(extractor.features(mix))[:, :-1], 1e-9))
     target_db = 20 * np.log10(np.maximum(np.float64(feats)[:, :-1], 1e-9))
     floor = target_db.max(-1, keepdims=True) - 80
     db = np.mean((np.maximum(mix_db, floor) - np.maximum(target_db, floor)) ** 2, axis=-1)
@@ -247,8 +250,8 @@ def test_the_loss_gradient_is_the_same_by_either_spectrum(compression):
     out here from `spectral.features`, with the dB term and the KL term active and padded
     (masked) rows in the batch."""
     data = tiny_data()
-    m = model.create(6, tiny_config().model)
-    params = model.init_params(m, data.train.shape[1], seed=2)
+    m = vae_lib.create(6, tiny_config().model)
+    params = vae_lib.init_params(m, data.train.shape[1], seed=2)
     feats = np.array(data.train[:8])  # linear: the spectra as they are
     if compression == "log":
         feats[:, :-1] = np.log1p(feats[:, :-1])
@@ -259,7 +262,7 @@ def test_the_loss_gradient_is_the_same_by_either_spectrum(compression):
 
     def by_hand(params):
         out = m.apply({"params": params}, (feats - data.mean) / data.std, eps)
-        f = spectral.features(out["weights"] @ sources, compression=compression)
+        f = extractor.features(out["weights"] @ sources, compression=compression)
         recon = jnp.mean((f - feats) ** 2, -1)
         spec = [f[:, :-1], feats[:, :-1]]
         if compression == "log":
@@ -267,19 +270,19 @@ def test_the_loss_gradient_is_the_same_by_either_spectrum(compression):
         db = [20 * jnp.log10(jnp.maximum(a, 1e-9)) for a in spec]
         floor = jnp.max(db[1], -1, keepdims=True) - 80.0
         db_term = jnp.mean((jnp.maximum(db[0], floor) - jnp.maximum(db[1], floor)) ** 2, -1)
-        kl = model.kl_nats(out["mean"], out["scale"])
+        kl = vae_lib.kl_nats(out["mean"], out["scale"])
         return jnp.sum((recon + 0.05 * db_term + 0.3 * kl) * mask) / 6.0
 
     want_value, want = jax.jit(jax.value_and_grad(by_hand))(params)
     grads = []
     for kind in ("fft", "linear"):
-        lc = train.LossConfig(beta=0.3, free_bits=0.0, db_weight=0.05, compression=compression,
+        lc = losses.LossConfig(beta=0.3, free_bits=0.0, db_weight=0.05, compression=compression,
                               spectrum=kind)
         spectra = spectral.source_spectra(sources) if kind == "linear" else None
         consts = (sources, jnp.asarray(data.mean), jnp.asarray(data.std), spectra)
 
         def loss(params, lc=lc, consts=consts):
-            per, met = train.per_example(params, m, "train", lc, feats, np.zeros(8, np.int32),
+            per, met = losses.per_example(params, m, "train", lc, feats, np.zeros(8, np.int32),
                                          eps, consts)
             return jnp.sum(per * mask) / 6.0, met
 
@@ -307,7 +310,7 @@ def test_training_learns(tmp_path):
     # a decoder of 8 hidden units can stall on a plateau for some seeds; 32 learns every one
     tc = dataclasses.replace(tc, pretrain_epochs=60, learning_rate=3e-3,
                              model=dataclasses.replace(tc.model, decoder_hidden=32))
-    train.train_and_evaluate(data, tc, Workdir(tmp_path), progress=False)
+    loop.train_and_evaluate(data, tc, Workdir(tmp_path), progress=False)
     epochs = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in epochs if r["kind"] == "epoch"]
     pre = [r for r in epochs if r["phase"] == "pretrain"]
@@ -324,14 +327,14 @@ def test_a_damaged_latest_checkpoint_resumes_from_the_one_before(tmp_path, caplo
 
     data = tiny_data()
     full_wd, cut_wd = Workdir(tmp_path / "full"), Workdir(tmp_path / "cut")
-    train.train_and_evaluate(data, tiny_config(epochs=3), full_wd, progress=False)
-    train.train_and_evaluate(data, tiny_config(epochs=2), cut_wd, progress=False)
+    loop.train_and_evaluate(data, tiny_config(epochs=3), full_wd, progress=False)
+    loop.train_and_evaluate(data, tiny_config(epochs=2), cut_wd, progress=False)
     newest = tmp_path / "cut" / "checkpoints" / "3"
     files = sorted((p for p in newest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     big = files[-1]
     big.write_bytes(big.read_bytes()[: big.stat().st_size // 2])
-    caplog.set_level(logging.INFO, logger="drumlayer.train")
-    summary = train.train_and_evaluate(data, tiny_config(epochs=3), cut_wd, progress=False)
+    caplog.set_level(logging.INFO, logger="drumlayer.training.loop")
+    summary = loop.train_and_evaluate(data, tiny_config(epochs=3), cut_wd, progress=False)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and warnings[0].startswith("train: checkpoint 3 in ")
     assert "cannot be restored" in warnings[0] and "\n" not in warnings[0]
@@ -342,7 +345,7 @@ def test_a_damaged_latest_checkpoint_resumes_from_the_one_before(tmp_path, caplo
 
 
 def _final_params(wd, tc):
-    return train.load_params(wd, model.create(6, tc.model), tiny_data().train.shape[1],
+    return checkpoints.load_params(wd, vae_lib.create(6, tc.model), tiny_data().train.shape[1],
                              which="latest", tc=tc)
 
 
@@ -361,25 +364,25 @@ def test_sigterm_mid_epoch_saves_at_the_next_step_and_resumes_there(tmp_path, mo
     data = tiny_data()
     tc = dataclasses.replace(tiny_config(epochs=3), steps_per_call=1, checkpoint_every_s=every_s)
     full, cut = Workdir(tmp_path / "full"), Workdir(tmp_path / "cut")
-    train.train_and_evaluate(data, tc, full, progress=False)
-    real = train._Ledger.add
+    loop.train_and_evaluate(data, tc, full, progress=False)
+    real = ledger._Ledger.add
 
     def sigterm_in_train_epoch_1(self, g, call):
         if (call.phase, call.epoch, call.first) == ("train", 1, 0):
             os.kill(os.getpid(), signal.SIGTERM)
         return real(self, g, call)
 
-    monkeypatch.setattr(train._Ledger, "add", sigterm_in_train_epoch_1)
-    with pytest.raises(train.Preempted, match="stopped by SIGTERM in train epoch 1 after batch "
+    monkeypatch.setattr(ledger._Ledger, "add", sigterm_in_train_epoch_1)
+    with pytest.raises(loop.Preempted, match="stopped by SIGTERM in train epoch 1 after batch "
                                               "1;.*run the same command again"):
-        train.train_and_evaluate(data, tc, cut, progress=False)
+        loop.train_and_evaluate(data, tc, cut, progress=False)
     monkeypatch.undo()
     assert json.loads(open(cut.checkpoints.preempted_position).read())["batch"] == 2
     assert sorted(os.listdir(cut.checkpoints.dir)) == (["1", "2", "best", "preempted",
                                                         "preempted.json"] if every_s == 0 else
                                                        ["1", "best", "preempted",
                                                         "preempted.json"])
-    summary = train.train_and_evaluate(data, tc, cut, progress=False)
+    summary = loop.train_and_evaluate(data, tc, cut, progress=False)
     assert (summary["resumed_from"], summary["resumed_batches"]) == (2, 2)
     assert not os.path.exists(cut.checkpoints.preempted_position)
     _assert_same_params(_final_params(full, tc), _final_params(cut, tc))
@@ -393,8 +396,8 @@ def test_global_norm_is_optaxs():
             "c": rng.standard_normal(9), "d": np.float32(-2.5)}
     tree = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
     want = np.sqrt(sum(np.sum(np.asarray(x, np.float64) ** 2) for x in jax.tree.leaves(tree)))
-    assert float(train.global_norm(tree)) == pytest.approx(want, rel=1e-6)
-    assert float(train.global_norm(tree)) == pytest.approx(float(optax.tree.norm(tree)), rel=1e-6)
+    assert float(optimizer.global_norm(tree)) == pytest.approx(want, rel=1e-6)
+    assert float(optimizer.global_norm(tree)) == pytest.approx(float(optax.tree.norm(tree)), rel=1e-6)
 
 
 @pytest.mark.parametrize("norm", [0.5, 3.0], ids=["under", "over"])
@@ -403,7 +406,7 @@ def test_the_clipping_is_optaxs_and_fuses_into_adam(norm):
     grads = {"a": jnp.asarray(rng.standard_normal((40, 30)), jnp.float32),
              "b": jnp.asarray(rng.standard_normal(7), jnp.float32)}
     grads = jax.tree.map(lambda g: g * norm / optax.tree.norm(grads), grads)
-    ours, _ = train.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+    ours, _ = optimizer.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
     theirs, _ = optax.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
     for k in grads:
         if norm < 1.0:  # unclipped: the same bits
@@ -412,7 +415,7 @@ def test_the_clipping_is_optaxs_and_fuses_into_adam(norm):
     assert float(optax.tree.norm(ours)) == pytest.approx(min(norm, 1.0), rel=1e-6)
     # the state restores optax's checkpoints: the same (empty) structure
     params = {"w": jnp.zeros((2049, 64))}
-    tx, ref = train.make_optimizer(1e-3, 1.0), optax.chain(optax.clip_by_global_norm(1.0),
+    tx, ref = optimizer.make_optimizer(1e-3, 1.0), optax.chain(optax.clip_by_global_norm(1.0),
                                                            optax.adam(1e-3))
     assert jax.tree.structure(tx.init(params)) == jax.tree.structure(ref.init(params))
 
@@ -432,7 +435,7 @@ def test_keep_best_keeps_the_lowest_validation_loss_and_ignores_nan():
     best = {"params": {"w": jnp.zeros(3)}, "val_loss": jnp.float32(np.inf),
             "step": jnp.int32(-1)}
     for step, loss in enumerate([3.0, 1.0, 2.0, np.nan, 1.5], start=1):
-        best = train.keep_best(best, {"w": jnp.full(3, float(step))}, jnp.float32(loss),
+        best = checkpoints.keep_best(best, {"w": jnp.full(3, float(step))}, jnp.float32(loss),
                                jnp.int32(step))
     assert (int(best["step"]), float(best["val_loss"])) == (2, 1.0)
     np.testing.assert_array_equal(best["params"]["w"], [2.0, 2.0, 2.0])
@@ -449,8 +452,8 @@ def test_checkpoints_at_phase_ends_keep_the_same_best_and_latest(tmp_path):
         tc = dataclasses.replace(tiny_config(epochs=6), checkpoint_every_s=every_s,
                                  learning_rate=3e-2)
         wd = Workdir(tmp_path / str(every_s))
-        summary = train.train_and_evaluate(data, tc, wd, progress=False)
-        best = train.load_params(wd, model.create(6, tc.model), data.train.shape[1])
+        summary = loop.train_and_evaluate(data, tc, wd, progress=False)
+        best = checkpoints.load_params(wd, vae_lib.create(6, tc.model), data.train.shape[1])
         runs[every_s] = summary, best, _final_params(wd, tc), sorted(os.listdir(wd.checkpoints.dir))
     (s0, b0, f0, d0), (s1, b1, f1, d1) = runs[0], runs[1e9]
     vals = [json.loads(x)["val_loss"] for x in open(tmp_path / "0" / "metrics.jsonl")
@@ -467,7 +470,7 @@ def test_steps_per_call_changes_nothing_but_speed(tmp_path):
     runs = []
     for spc in (1, 2, 16):
         tc = dataclasses.replace(tiny_config(epochs=2), steps_per_call=spc)
-        train.train_and_evaluate(data, tc, Workdir(tmp_path / str(spc)), progress=False)
+        loop.train_and_evaluate(data, tc, Workdir(tmp_path / str(spc)), progress=False)
         runs.append(_final_params(Workdir(tmp_path / str(spc)), tc))
     _assert_same_params(runs[0], runs[1])
     _assert_same_params(runs[0], runs[2])
@@ -476,7 +479,7 @@ def test_steps_per_call_changes_nothing_but_speed(tmp_path):
 def test_profile_writes_a_trace_of_a_training_call(tmp_path):
     tc = dataclasses.replace(tiny_config(epochs=1), steps_per_call=1, profile=True)
     wd = Workdir(tmp_path)
-    train.train_and_evaluate(tiny_data(), tc, wd, progress=False)
+    loop.train_and_evaluate(tiny_data(), tc, wd, progress=False)
     traces = [p for p in (tmp_path / "profile").rglob("*") if p.is_file()]
     assert any(p.name.endswith((".xplane.pb", ".trace.json.gz")) for p in traces), traces
 
@@ -489,28 +492,28 @@ def test_the_spectrum_by_linearity_trains_like_the_fft(tmp_path, caplog):
     for kind in ("fft", "linear"):
         tc = tiny_config(epochs=2)
         tc = dataclasses.replace(tc, loss=dataclasses.replace(tc.loss, spectrum=kind))
-        with caplog.at_level("INFO", logger="drumlayer.train"):
-            s = train.train_and_evaluate(data, tc, Workdir(tmp_path / kind), progress=False)
+        with caplog.at_level("INFO", logger="drumlayer.training.loop"):
+            s = loop.train_and_evaluate(data, tc, Workdir(tmp_path / kind), progress=False)
         runs.append((s, _final_params(Workdir(tmp_path / kind), tc)))
     assert "the mix's spectrum by the sources' STFTs (train.spectrum = linear" in caplog.text
     assert "the mix's spectrum by the FFT of the mix (train.spectrum = fft" in caplog.text
     assert runs[0][0]["val_loss"] == pytest.approx(runs[1][0]["val_loss"], rel=1e-4)
     _assert_same_params(runs[0][1], runs[1][1], atol=1e-5)
-    assert train.resolve_spectrum("auto", 20, "cpu") == "linear"
-    assert train.resolve_spectrum("auto", train.LINEAR_MAX_SOURCES, "cpu") == "linear"
-    assert train.resolve_spectrum("auto", train.LINEAR_MAX_SOURCES + 1, "cpu") == "fft"
-    assert train.resolve_spectrum("auto", 40, "cpu") == "fft"  # configs/snare.py: faster so
-    assert train.resolve_spectrum("auto", 40, "gpu") == "fft"
-    assert train.resolve_spectrum("linear", 200, "gpu") == "linear"
+    assert losses.resolve_spectrum("auto", 20, "cpu") == "linear"
+    assert losses.resolve_spectrum("auto", losses.LINEAR_MAX_SOURCES, "cpu") == "linear"
+    assert losses.resolve_spectrum("auto", losses.LINEAR_MAX_SOURCES + 1, "cpu") == "fft"
+    assert losses.resolve_spectrum("auto", 40, "cpu") == "fft"  # configs/snare.py: faster so
+    assert losses.resolve_spectrum("auto", 40, "gpu") == "fft"
+    assert losses.resolve_spectrum("linear", 200, "gpu") == "linear"
     with pytest.raises(ValueError, match="train.spectrum must be one of"):
-        train.resolve_spectrum("dft", 40)
+        losses.resolve_spectrum("dft", 40)
 
 
 def test_even_calls_splits_an_epoch_into_calls_of_one_length():
-    assert [train.even_calls(n, 16) for n in (33, 32, 100, 4, 1, 17)] == [11, 16, 10, 4, 1, 9]
+    assert [loop.even_calls(n, 16) for n in (33, 32, 100, 4, 1, 17)] == [11, 16, 10, 4, 1, 9]
     for n in range(1, 70):
         for most in range(1, 20):
-            d = train.even_calls(n, most)
+            d = loop.even_calls(n, most)
             assert 1 <= d <= min(most, n)
             lengths = {min(d, n - lo) for lo in range(0, n, d)}
             one_length = [c for c in range(-(-min(most, n) // 2), min(most, n) + 1) if n % c == 0]

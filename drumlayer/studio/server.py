@@ -22,17 +22,21 @@ import tempfile
 from typing import Annotated
 
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from drumlayer import analyze, audio, fullband
-from drumlayer.bundle import Bundle, BundleError
-from drumlayer.dataset import Dataset
-from drumlayer.studio import engine
-from drumlayer.studio.recipe import Recipe
+from drumlayer import cli
+from drumlayer.data import audio, fullband
+from drumlayer.data.dataset import Dataset
+from drumlayer.features import measures
+from drumlayer.recipes import refine as refine_lib
+from drumlayer.recipes import render as render_lib
+from drumlayer.recipes.bundle import Bundle, BundleError
+from drumlayer.recipes.recipe import Recipe
+from drumlayer.studio import kit_routes
 from drumlayer.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -77,7 +81,7 @@ class Studio:
         if self.bundle.pca is None:
             raise BundleError(f"{self.wd.bundle.pca} is missing: rerun the main job on this "
                               "workdir to finish its bundle")
-        self.decoder = engine.numpy_decoder(self.bundle.params)
+        self.decoder = render_lib.numpy_decoder(self.bundle.params)
         self.normaliser = self.bundle.config["model"]["normaliser"]
         try:  # a workdir copied without its corpus still has a studio, without corpus clips
             self.dataset: Dataset | None = Dataset(self.wd.corpus)
@@ -95,10 +99,10 @@ class Studio:
         self._analyzer = None
 
     @property
-    def analyzer(self) -> analyze.Analyzer:
+    def analyzer(self) -> refine_lib.Analyzer:
         """The refinement (built, and compiled, at its first use)."""
         if self._analyzer is None:
-            self._analyzer = analyze.Analyzer.from_bundle(self.bundle)
+            self._analyzer = refine_lib.Analyzer.from_bundle(self.bundle)
         return self._analyzer
 
     @property
@@ -112,7 +116,7 @@ class Studio:
         refined by analysis by synthesis (`analyze`); filled with weights and PCA coordinates.
         heard: the clip at full band (self.sr), for 'play original'; None: x resampled."""
         if refine:
-            fields = analyze.recipe_fields(self.analyzer(x[None]), 0)
+            fields = refine_lib.recipe_fields(self.analyzer(x[None]), 0)
         else:
             feats = np.asarray(self.bundle.features(x[None]))
             fields = {"latent": np.asarray(self.bundle.encode(feats)[0])[0].tolist()}
@@ -131,15 +135,13 @@ class Studio:
             raise HTTPException(404, "the recipe has no original here (unknown or expired "
                                 "token): encode the sample again")
         x, y = pair[0], self.render(r, full=False)
-        d = analyze.distances(y[None], x[None])
+        d = measures.batch_distances(y[None], x[None])
         spec = np.asarray(self.bundle.features(np.stack([x, y])))[:, :-1]
         parts = np.array_split(np.arange(spec.shape[1]), min(MATCH_BANDS, spec.shape[1]))
         db = 20 * np.log10(np.maximum(np.stack([spec[:, p].mean(-1) for p in parts], -1), 1e-6))
         hz = np.array([p.mean() for p in parts]) * audio.SAMPLE_RATE / int(
             self.bundle.config["features"]["n_fft"])
-        return Match(log_spectral_distance_db=float(d["lsd"][0]),
-                     mfcc_distance=float(d["mfcc"][0]),
-                     centroid_error_hz=float(d["centroid"][0]), hz=hz.tolist(),
+        return Match(**{k: float(v[0]) for k, v in d.items()}, hz=hz.tolist(),
                      original_db=db[0].tolist(), mix_db=db[1].tolist())
 
     def filled(self, r: Recipe) -> Recipe:
@@ -164,8 +166,8 @@ class Studio:
 
     def weights(self, r: Recipe) -> tuple[np.ndarray, np.ndarray]:
         self.check(r)
-        decoded = engine.decode(self.decoder, np.asarray(r.latent, np.float32), self.normaliser)
-        return decoded, engine.edit_weights(decoded, r.locks, set(r.muted), set(r.solo),
+        decoded = render_lib.decode(self.decoder, np.asarray(r.latent, np.float32), self.normaliser)
+        return decoded, render_lib.edit_weights(decoded, r.locks, set(r.muted), set(r.solo),
                                             r.prune, r.residual)
 
     @property
@@ -183,13 +185,13 @@ class Studio:
 
     def env(self, r: Recipe, full: bool = True) -> np.ndarray:
         e, (src, rate) = r.envelope, self.voice(full)
-        return engine.envelope(src.shape[1], rate, e.attack, e.hold, e.decay)
+        return render_lib.envelope(src.shape[1], rate, e.attack, e.hold, e.decay)
 
     def render(self, r: Recipe, full: bool = True) -> np.ndarray:
         """The recipe's sound [n] at full band (self.sr), or (full=False) at 22.05 kHz."""
         _, w = self.weights(r)
         src, rate = self.voice(full)
-        return engine.render(w, src, self.offsets(r, rate), self.env(r, full), r.gain_db)
+        return render_lib.render(w, src, self.offsets(r, rate), self.env(r, full), r.gain_db)
 
 
 def _wav(data: bytes, filename: str | None = None) -> Response:
@@ -215,17 +217,24 @@ def add_page(app: FastAPI) -> None:
 
 def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
     """The studio's ASGI app over a trained workdir (a kit job's workdir: the kit studio, see
-    studio/kit.py)."""
-    from drumlayer.studio import kit
-
-    if kit.is_kit(workdir):
-        return kit.create_kit_app(workdir, lambda w: create_app(w, max_upload_mb), add_page)
+    studio/kit_routes.py)."""
+    if kit_routes.is_kit(workdir):
+        return kit_routes.create_kit_app(workdir, lambda w: create_app(w, max_upload_mb), add_page)
     st = Studio(workdir)
-    limit = int(max_upload_mb * 1024 * 1024)
     app = FastAPI(title="drumlayer studio", version="1",
                   description="Layered drum sounds from a trained drumlayer workdir: encode a "
                   "sample to a recipe, edit it, render and export it.")
     app.state.studio = st
+    _add_guards(app, max_upload_mb)
+    add_page(app)
+    for router in (_model_routes(st), _encode_routes(st, max_upload_mb), _recipe_routes(st)):
+        app.include_router(router)
+    return app
+
+
+def _add_guards(app: FastAPI, max_upload_mb: float) -> None:
+    """Errors as 4xx with a line saying what is wrong, and the upload limit."""
+    limit = int(max_upload_mb * 1024 * 1024)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -244,13 +253,16 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
                 "--max_upload_mb")})
         return await call_next(request)
 
-    @app.exception_handler(engine.SilentError)
-    async def silent(request: Request, exc: engine.SilentError):
+    @app.exception_handler(render_lib.SilentError)
+    async def silent(request: Request, exc: render_lib.SilentError):
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
-    add_page(app)
 
-    @app.get("/api/model", summary="What the page needs to decode and mix by itself")
+def _model_routes(st: Studio) -> APIRouter:
+    """What the page loads once: the model, the sources' audio, the corpus."""
+    router = APIRouter()
+
+    @router.get("/api/model", summary="What the page needs to decode and mix by itself")
     def model_info() -> dict:
         p = st.bundle.pca
         return {"k": st.bundle.k, "latent": st.bundle.latent, "sample_rate": st.sr,
@@ -262,22 +274,29 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
                         "variance": np.asarray(p["variance"]).tolist(),
                         "explained": np.asarray(p["explained"]).tolist()}}
 
-    @app.get("/api/sources", summary="The sources' audio at full band (the model's "
+    @router.get("/api/sources", summary="The sources' audio at full band (the model's "
              "sample_rate): float32 little-endian [k, samples]", response_class=Response)
     def sources():
         return Response(np.ascontiguousarray(st.bundle.full_sources, "<f4").tobytes(),
                         media_type="application/octet-stream")
 
-    @app.get("/api/corpus", summary="The corpus clips that can be a starting point")
+    @router.get("/api/corpus", summary="The corpus clips that can be a starting point")
     def corpus_clips() -> list[Clip]:
         return st.clips
+    return router
+
+
+def _encode_routes(st: Studio, max_upload_mb: float) -> APIRouter:
+    """Recipes of a sound: a corpus clip, a source, an upload; and the audio they came from."""
+    router = APIRouter()
+    limit = int(max_upload_mb * 1024 * 1024)
 
     def _clip(i: int) -> np.ndarray:
         if not 0 <= i < len(st.clips):
             raise HTTPException(404, f"no corpus clip {i} (0..{len(st.clips) - 1})")
         return st.dataset.audio([i])[0]
 
-    @app.get("/api/corpus/{clip_id}/recipe", summary="Encode a corpus clip")
+    @router.get("/api/corpus/{clip_id}/recipe", summary="Encode a corpus clip")
     def corpus_recipe(clip_id: int,
                       refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
         x = _clip(clip_id)
@@ -288,7 +307,7 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
             heard = None
         return st.recipe_from_clip(x, f"corpus: {st.clips[clip_id].name}", refine, heard)
 
-    @app.get("/api/sources/{index}/recipe", summary="Encode one of the sources")
+    @router.get("/api/sources/{index}/recipe", summary="Encode one of the sources")
     def source_recipe(index: int,
                       refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
         if not 0 <= index < st.bundle.k:
@@ -297,7 +316,7 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
                                    f"source: {st.bundle.names[index]}", refine,
                                    np.asarray(st.bundle.full_sources[index]))
 
-    @app.post("/api/encode", summary="Encode an uploaded sample (multipart field `file`)")
+    @router.post("/api/encode", summary="Encode an uploaded sample (multipart field `file`)")
     async def encode(file: Annotated[UploadFile, File(description="audio, any format the "
                                                       "corpus reads")],
                      refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
@@ -318,28 +337,34 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
                 raise HTTPException(422, str(e).replace(path, label)) from None
         return st.recipe_from_clip(x, f"upload: {label}", refine, heard)
 
-    @app.get("/api/original/{token}", summary="The audio a recipe was encoded from",
+    @router.get("/api/original/{token}", summary="The audio a recipe was encoded from",
              response_class=Response)
     def original(token: str):
         pair = st.originals.get(token)
         if pair is None:
             raise HTTPException(404, "unknown or expired token: encode the sample again")
-        return _wav(engine.wav_bytes(pair[1], st.sr, "FLOAT"))
+        return _wav(render_lib.wav_bytes(pair[1], st.sr, "FLOAT"))
+    return router
 
-    @app.post("/api/weights", summary="A recipe's decoded and edited weights")
+
+def _recipe_routes(st: Studio) -> APIRouter:
+    """What a recipe is: its weights, its match to its original, its sound and exports."""
+    router = APIRouter()
+
+    @router.post("/api/weights", summary="A recipe's decoded and edited weights")
     def weights(recipe: Recipe) -> Weights:
         d, w = st.weights(recipe)
         return Weights(decoded=d.tolist(), weights=w.tolist())
 
-    @app.post("/api/match", summary="How close a recipe's sound is to the sample it came from")
+    @router.post("/api/match", summary="How close a recipe's sound is to the sample it came from")
     def match(recipe: Recipe) -> Match:
         return st.match(recipe)
 
-    @app.post("/api/describe", summary="A recipe with its weights and PCA coordinates filled")
+    @router.post("/api/describe", summary="A recipe with its weights and PCA coordinates filled")
     def filled_recipe(recipe: Recipe) -> Recipe:
         return st.filled(recipe)
 
-    @app.post("/api/render", summary="A recipe's sound as WAV", response_class=Response)
+    @router.post("/api/render", summary="A recipe's sound as WAV", response_class=Response)
     def render(recipe: Recipe,
                sample_rate: Annotated[int | None, Query(description=RATE_DOC)] = None,
                export: Annotated[bool, Query(description="24-bit, peak at -1.05 dBFS")] = False):
@@ -348,36 +373,35 @@ def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
         x = st.render(recipe)
         if export:
             rate = 44100 if sample_rate == 22050 else sample_rate
-            return _wav(engine.export_wav(x, st.sr, rate), f"layered_{rate}.wav")
+            return _wav(render_lib.export_wav(x, st.sr, rate), f"layered_{rate}.wav")
         if sample_rate != st.sr:
             x = audio.resample(x, st.sr, sample_rate)
-        return _wav(engine.wav_bytes(x, sample_rate, "FLOAT"))
+        return _wav(render_lib.wav_bytes(x, sample_rate, "FLOAT"))
 
-    @app.post("/api/export/stems", summary="Per-layer stems (24-bit) and the recipe, zipped",
+    @router.post("/api/export/stems", summary="Per-layer stems (24-bit) and the recipe, zipped",
               response_class=Response)
     def stems(recipe: Recipe,
               sample_rate: Annotated[int, Query(description=RATE_DOC)] = 48000):
         _rate(sample_rate, export=True)
         _, w = st.weights(recipe)
-        parts = engine.layers(w, st.bundle.full_sources, st.offsets(recipe))
-        data = engine.stems_zip(parts, st.bundle.names, st.env(recipe), recipe.gain_db, st.sr,
+        parts = render_lib.layers(w, st.bundle.full_sources, st.offsets(recipe))
+        data = render_lib.stems_zip(parts, st.bundle.names, st.env(recipe), recipe.gain_db, st.sr,
                                 sample_rate, st.filled(recipe).model_dump())
         return Response(data, media_type="application/zip", headers={
             "Content-Disposition": 'attachment; filename="layered_stems.zip"'})
 
-    @app.post("/api/export/sfz", summary="An SFZ instrument of the layers, zipped",
+    @router.post("/api/export/sfz", summary="An SFZ instrument of the layers, zipped",
               response_class=Response)
     def sfz(recipe: Recipe, sample_rate: Annotated[int, Query(description=RATE_DOC)] = 48000):
         _rate(sample_rate, export=True)
         _, w = st.weights(recipe)
         e = recipe.envelope
-        data = engine.sfz_zip(w, st.bundle.full_sources, st.bundle.names, st.offsets(recipe),
+        data = render_lib.sfz_zip(w, st.bundle.full_sources, st.bundle.names, st.offsets(recipe),
                               e.attack, e.hold, e.decay, recipe.gain_db, st.sr, sample_rate,
                               st.filled(recipe).model_dump())
         return Response(data, media_type="application/zip", headers={
             "Content-Disposition": 'attachment; filename="layered_sfz.zip"'})
-
-    return app
+    return router
 
 
 def _define_flags(fv) -> None:
@@ -393,7 +417,6 @@ def _define_flags(fv) -> None:
 def _serve(a, _) -> int:
     import uvicorn
 
-    from drumlayer import cli
 
     cli.compilation_cache()
     app = create_app(a.workdir, a.max_upload_mb)
@@ -425,7 +448,6 @@ def _serve(a, _) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """python -m drumlayer.studio; argv without the program name (None: sys.argv)."""
-    from drumlayer import cli
 
     return cli.run(_serve, argv, "python -m drumlayer.studio", __doc__, _define_flags)
 

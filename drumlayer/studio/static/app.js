@@ -1,4 +1,4 @@
-// drumlayer studio: decodes and mixes in the page (the arithmetic of drumlayer/studio/engine.py),
+// drumlayer studio: decodes and mixes in the page (the arithmetic of drumlayer/recipes/render.py),
 // so a slider move never waits for the server. The server encodes, renders and exports.
 "use strict";
 

@@ -1,0 +1,47 @@
+"""A studio recipe: a point of the latent space and the edits on top of its weights (the JSON the
+page saves and loads, the API takes, and `python -m drumlayer.recipes.analyze` writes)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_LATENT = 1024
+MAX_SOURCES = 4096
+GAIN_DB = (-60.0, 24.0)
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
+    attack: float = Field(0.0, ge=0.0, le=1.0, description="seconds of linear rise")
+    hold: float = Field(1.0, ge=0.0, le=1.0, description="seconds at full level")
+    decay: float = Field(1.0, ge=0.005, le=10.0, description="seconds to fall by 60 dB")
+
+
+class Recipe(BaseModel):
+    """A layered sound: a point of the latent space and the edits on top of its weights.
+    `weights`, `pca` and `name` are filled in by the server and ignored on input."""
+
+    model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
+    version: Literal[1] = 1
+    latent: list[Annotated[float, Field(ge=-1e4, le=1e4)]] = Field(
+        ..., max_length=MAX_LATENT, description="z [latent]")
+    locks: dict[int, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
+        default_factory=dict, description="layer -> weight fixed by hand")
+    muted: list[int] = Field(default_factory=list, max_length=MAX_SOURCES)
+    solo: list[int] = Field(default_factory=list, max_length=MAX_SOURCES)
+    prune: float = Field(0.0, ge=0.0, le=1.0, description="weights below it are removed")
+    offsets_ms: dict[int, Annotated[float, Field(ge=0.0, le=500.0)]] = Field(
+        default_factory=dict, description="layer -> start offset in ms")
+    envelope: Envelope = Field(default_factory=Envelope)
+    gain_db: float = Field(0.0, ge=GAIN_DB[0], le=GAIN_DB[1])
+    residual: list[Annotated[float, Field(ge=-1.0, le=1.0)]] | None = Field(
+        None, max_length=MAX_SOURCES,
+        description="[k] added to the decoded weights before the edits (the sums clipped to "
+                    "[0, 1]): what a refined recipe's weights differ from its latent's")
+    weights: list[float] | None = Field(None, description="(output) the weights mixed [k]")
+    pca: list[float] | None = Field(None, description="(output) PCA coordinates of latent")
+    name: str | None = Field(None, max_length=300, description="(output) where it came from")
+    original: str | None = Field(None, max_length=64,
+                                 description="(output) token of the original audio")

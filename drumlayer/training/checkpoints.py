@@ -1,0 +1,97 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import time
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+from flax.training import train_state
+
+from drumlayer.model import vae as model_lib
+from drumlayer.training.optimizer import create_state, make_optimizer
+from drumlayer.training.options import TrainConfig
+from drumlayer.workdir import Workdir, write_json
+
+log = logging.getLogger(__name__)
+
+
+def _checkpoint(state: train_state.TrainState) -> dict:
+    """What a 'latest' checkpoint holds (a 'best' one holds only the params)."""
+    return {"params": state.params, "opt_state": state.opt_state, "step": state.step}
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def keep_best(best: dict, params, val_loss: jax.Array, step: jax.Array) -> dict:
+    """best {"params", "val_loss": [], "step": [] int32}, replaced on the device by (params,
+    val_loss, step) when val_loss is lower (a NaN never is): the best parameters by validation
+    are tracked without a transfer to the host, and written with the next checkpoint."""
+    better = val_loss < best["val_loss"]
+    new = {"params": params, "val_loss": val_loss, "step": step}
+    return jax.tree.map(lambda b, n: jnp.where(better, n, b), best, new)
+
+
+def _save_preempted(wd: Workdir, state, position: dict) -> None:
+    """The state mid-epoch, and where in the epoch it is (position.json written last)."""
+    _clear_preempted(wd)
+    ckptr = ocp.StandardCheckpointer()
+    ckptr.save(wd.checkpoints.preempted, _checkpoint(state))
+    ckptr.wait_until_finished()
+    write_json(wd.checkpoints.preempted_position, position)
+
+
+def _clear_preempted(wd: Workdir) -> None:
+    if os.path.exists(wd.checkpoints.preempted_position):
+        os.remove(wd.checkpoints.preempted_position)
+    shutil.rmtree(wd.checkpoints.preempted, ignore_errors=True)
+
+
+def restore_newest(mngr: ocp.CheckpointManager, target) -> tuple[int, dict | None]:
+    """(step, state) of the newest checkpoint that restores into target, or (0, None). A damaged
+    one (a truncated file after a full disk, a copy cut short) is moved aside to
+    STEP.damaged-TIME with one line saying which step and what is wrong, and the one before it
+    is tried."""
+    where = os.fspath(mngr.directory)
+    for step in sorted(mngr.all_steps(), reverse=True):
+        try:
+            return step, mngr.restore(step, args=ocp.args.StandardRestore(target))
+        except Exception as e:  # noqa: BLE001 - Orbax and TensorStore raise many kinds
+            aside = os.path.join(where, f"{step}.damaged-{int(time.time())}")
+            os.replace(os.path.join(where, str(step)), aside)
+            mngr.reload()
+            reason = (str(e).strip().splitlines() or [""])[0][:200]
+            log.warning("train: checkpoint %d in %s cannot be restored (%s: %s); moved to %s",
+                        step, where, type(e).__name__, reason, aside)
+    log.warning("train: no checkpoint in %s restores: training starts from the beginning "
+                "(the damaged ones were moved aside; delete them when done looking)", where)
+    return 0, None
+
+
+def load_params(wd: Workdir, model: model_lib.LayeringVAE, dim: int, which: str = "best",
+                tc: TrainConfig | None = None) -> dict:
+    """Parameters from WORKDIR/checkpoints: 'best' by validation, or 'latest' (whose checkpoint
+    also holds the optimiser's state: give the TrainConfig that made it). The restore target is
+    abstract (jax.eval_shape): nothing is initialised to be overwritten."""
+    where = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    if which == "best":
+        path, target = wd.checkpoints.best, {"params": model_lib.abstract_params(model, dim)}
+    elif which == "latest":
+        if tc is None:
+            raise ValueError("load_params(which='latest') needs the TrainConfig")
+        tx = make_optimizer(tc.learning_rate, tc.grad_clip)
+        path = wd.checkpoints.dir
+        target = jax.eval_shape(lambda: _checkpoint(create_state(model, dim, tx, tc.seed)))
+    else:
+        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+    target = jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=where), target)
+    mngr = ocp.CheckpointManager(path)
+    step = mngr.best_step() if which == "best" else mngr.latest_step()
+    if step is None:
+        raise FileNotFoundError(f"no {which} checkpoint in {path}")
+    return mngr.restore(step, args=ocp.args.StandardRestore(target))["params"]

@@ -1,0 +1,27 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from drumlayer.model import vae as model_lib
+from drumlayer.training.losses import LossConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    batch: int = 64
+    learning_rate: float = 1e-3
+    grad_clip: float = 1.0
+    pretrain_epochs: int = 50
+    epochs: int = 150
+    seed: int = 0
+    steps_per_call: int = 16  # most steps a device call (a lax.scan); how the run goes, not what
+    profile: bool = False  # write a jax.profiler trace of one call to WORKDIR/profile
+    checkpoint_every_s: float = 60.0  # and at each phase's end and on SIGTERM; 0: every epoch
+    loss: LossConfig = LossConfig()
+    model: model_lib.ModelConfig = model_lib.ModelConfig()
+
+
+# TrainConfig fields (and config.train keys) that change how a run goes but not what it computes
+RUN_ONLY = ("steps_per_call", "profile", "checkpoint_every_s", "spectrum")

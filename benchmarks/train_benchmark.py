@@ -53,7 +53,8 @@ def bench_train(args) -> dict:
     order_of = steps.make_order(mesh, batch)
 
     def fresh_state(m=m, data=data):
-        state = optimizer.create_state(m, data.train.shape[1], optimizer.make_optimizer(1e-3, 1.0), 0)
+        tx = optimizer.make_optimizer(1e-3, 1.0)
+        state = optimizer.create_state(m, data.train.shape[1], tx, 0)
         return jax.device_put(state, loop_lib.NamedSharding(mesh, loop_lib.P()))
 
     def step_time(phase, m, data, lc, consts) -> float:

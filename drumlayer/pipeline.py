@@ -213,8 +213,8 @@ def stage_train(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
 
 
 def stage_bundle(config: ml_collections.ConfigDict, wd: Workdir, trained: dict) -> None:
-    """What the studio and the evaluation load (drumlayer.recipes.bundle), with the PCA of the latent
-    means of the whole corpus."""
+    """What the studio and the evaluation load (drumlayer.recipes.bundle), with the PCA of the
+    latent means of the whole corpus."""
 
     def run():
         data, names = load_data(wd)

@@ -98,8 +98,8 @@ class EvalDir(_Folder):
 
 
 class AnalyzeDir(_Folder):
-    """What `python -m drumlayer.recipes.analyze --out=DIR` writes: a recipe and a mix per sound, the
-    summary and the files it could not read."""
+    """What `python -m drumlayer.recipes.analyze --out=DIR` writes: a recipe and a mix per sound,
+    the summary and the files it could not read."""
 
     summary = property(lambda s: s._p("summary.csv"))
     rejected = property(lambda s: s._p("rejected.csv"))

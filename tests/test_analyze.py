@@ -1,5 +1,5 @@
-"""Analysis by synthesis (drumlayer.recipes.analyze): the refinement on real recordings, and the command
-that refines a person's folder, whose recipes the studio reloads to the same mix."""
+"""Analysis by synthesis (drumlayer.recipes.refine and .analyze): the refinement on real
+recordings, and the command that refines a person's folder, whose recipes the studio reloads to the same mix."""
 
 import csv
 import io
@@ -128,7 +128,8 @@ def test_config_is_checked():
 
 @pytest.fixture(scope="module")
 def cli_run(trained, real_clips, tmp_path_factory):
-    """`python -m drumlayer.recipes.analyze` on a folder of three WAVs, a broken file and a text file."""
+    """`python -m drumlayer.recipes.analyze` on a folder of three WAVs, a broken file and a text
+    file."""
     wd, _ = trained
     folder = tmp_path_factory.mktemp("mine")
     for i, x in enumerate(real_clips[:3]):

@@ -127,7 +127,8 @@ def test_choose_pairs_and_blocks():
 
 
 def test_cli_on_a_workdir_without_a_bundle(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "drumlayer.evaluation.evaluate", f"--workdir={tmp_path}"],
+    r = subprocess.run([sys.executable, "-m", "drumlayer.evaluation.evaluate",
+                        f"--workdir={tmp_path}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1
     assert "bundle" in r.stderr and "run the main job" in r.stderr

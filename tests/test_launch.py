@@ -58,7 +58,8 @@ def test_ablations_train_every_config_then_tabulate(tmp_path):
                        if f.endswith(".py"))
     assert calls[0] == f"-m drumlayer.main --config=configs/snare.py --workdir={runs}/baseline"
     assert len(calls) == 2 + len(ablations)
-    assert calls[-1].startswith(f"-m drumlayer.evaluation.evaluate --compare --out={runs}/ablations ")
+    assert calls[-1].startswith(
+        f"-m drumlayer.evaluation.evaluate --compare --out={runs}/ablations ")
 
 
 def test_fetch_open_kits_refuses_without_apt(tmp_path):

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""A sound found on disk (a file, or a region of a kit) and how to read it as a clip.
+"""
 
 from __future__ import annotations
 

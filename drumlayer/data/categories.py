@@ -1,11 +1,12 @@
-"""TODO docstring."""
+"""What instrument a sound is, from its names or its General MIDI key: the category list and
+the GM drum map, in one place.
+"""
 
 from __future__ import annotations
 
 import re
 
 CATEGORIES = ("snare", "kick", "closed-hat", "open-hat", "tom", "clap", "rim", "cymbal", "other")
-
 _HAT = r"(hi ?hat|high ?hat|\bhh|\bhat|\bhi ?h\b)"
 
 # (category, pattern) tried in order on a normalised name; the first match wins. Exclusions come

@@ -66,7 +66,6 @@ FETCH_DIR = os.environ.get(
     os.path.join(os.environ.get("XDG_DATA_HOME", os.path.expanduser("~/.local/share")),
                  "drumlayer", "open-kits"),
 )
-
 NO_SAMPLES_HINT = (
     "to use real drum recordings, run `bash launch/fetch_open_kits.sh` (the open kits Debian "
     "ships, no root needed) or set data.roots / --roots to your own sample folders"

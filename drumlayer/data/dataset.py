@@ -2,8 +2,8 @@
 
 Ids 0..N-1 are the corpus clips, in manifest order; id N + j is augmented clip j, a variant of
 corpus clip `parents[j]`. This is the one place that knows that rule. Reading only: the corpus
-builder (`drumlayer.data.corpus`) writes these files; the evaluation and the studio read them through
-here without importing the builder (no multiprocessing, kit parsers or sparse graphs).
+builder (`drumlayer.data.corpus`) writes these files; the evaluation and the studio read them
+through here without importing the builder (no multiprocessing, kit parsers or sparse graphs).
 """
 
 from __future__ import annotations

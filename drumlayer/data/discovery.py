@@ -3,8 +3,8 @@
 This module reads directory trees and kit descriptions (Hydrogen `drumkit.xml`, SFZ, SF2) and
 returns `Candidate`s: where the audio is, which kit and instrument it belongs to, its category
 (snare, kick, closed-hat, open-hat, tom, clap, rim, cymbal, other) and licence. It decodes no
-audio: that is `drumlayer.data.audio` (files) and `load_candidate` below (which also reads SF2 sample
-data).
+audio: that is `drumlayer.data.audio` (files) and `candidates.load_candidate` (which also reads
+SF2 sample data).
 
 Classification trusts, in order: the kit's instrument or sample name, then a General MIDI drum key
 where the kit format maps keys (SF2 percussion banks, SFZ kits), then file and folder names. Rolls,
@@ -28,11 +28,8 @@ from drumlayer.data.kit_formats import parse_hydrogen, parse_sf2, parse_sfz
 AUDIO_EXTENSIONS = frozenset(
     ".wav .wave .aif .aiff .aifc .flac .ogg .oga .opus .mp3 .w64 .rf64 .caf .au .snd".split()
 )
-
 KIT_FILES = frozenset((".sfz", ".sf2"))  # and Hydrogen's drumkit.xml
-
 SKIPPED = "skipped: "  # how a file that is neither audio nor a kit starts its reason
-
 _CONVERT = "convert it to WAV, FLAC or AIFF"
 
 # Formats drum sounds come in that drumlayer does not read, and what to do with them.
@@ -45,7 +42,6 @@ UNREAD_FORMATS = {
     ".nki": f"a Kontakt instrument, which drumlayer does not read: {_CONVERT}",
     ".exs": f"an EXS24 instrument, which drumlayer does not read: {_CONVERT}",
 }
-
 UNREAD_FORMATS[".pcm"] = UNREAD_FORMATS[".raw"]
 
 

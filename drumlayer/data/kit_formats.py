@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Drum kits as producers own them, read into candidates: Hydrogen drumkit.xml, SFZ, SF2.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +49,6 @@ def parse_hydrogen(path: str) -> list[Candidate]:
 
 
 _SFZ_NOTE = re.compile(r"^([a-gA-G])([#b]?)(-?\d+)$")
-
 _NOTE_BASE = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 
 
@@ -125,16 +125,11 @@ def parse_sfz(path: str) -> list[Candidate]:
 
 _KEY_RANGE, _VEL_RANGE, _INSTRUMENT, _SAMPLE_ID = 43, 44, 41, 53
 _COARSE, _FINE, _SCALE, _ROOT = 51, 52, 56, 58
-
 _PHDR = np.dtype([("name", "S20"), ("preset", "<u2"), ("bank", "<u2"), ("bag", "<u2"),
                   ("library", "<u4"), ("genre", "<u4"), ("morph", "<u4")])
-
 _BAG = np.dtype([("gen", "<u2"), ("mod", "<u2")])
-
 _GEN = np.dtype([("oper", "<u2"), ("amount", "<i2")])
-
 _INST = np.dtype([("name", "S20"), ("bag", "<u2")])
-
 _SHDR = np.dtype([("name", "S20"), ("start", "<u4"), ("end", "<u4"), ("loop_start", "<u4"),
                   ("loop_end", "<u4"), ("rate", "<u4"), ("pitch", "u1"), ("correction", "i1"),
                   ("link", "<u2"), ("type", "<u2")])

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Near-duplicate groups (onset signatures) and the train/val/test split by kit or group, so
+no kit (or near-copy) is on both sides.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ from scipy.sparse import csgraph
 from drumlayer.data import npy_rows
 
 SIGNATURE_HEAD = 2048  # onset samples compared for near-duplicates (93 ms at 22.05 kHz)
-
 SIGNATURE_POOL = 2  # averaged in pairs: a 1024-d signature (2 KB) of the band below ~5.5 kHz
 
 

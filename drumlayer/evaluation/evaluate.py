@@ -1,7 +1,8 @@
 """Batch evaluation of a trained workdir: the paper's Section 4, measured, against baselines.
 
-    python -m drumlayer.evaluation.evaluate --workdir=runs/snare     # -> runs/snare/eval/report.md
-    python -m drumlayer.evaluation.evaluate --compare --out=runs/ablations/ablations runs/ablations/*/
+    python -m drumlayer.evaluation.evaluate --workdir=runs/snare  # -> runs/snare/eval/report.md
+    python -m drumlayer.evaluation.evaluate --compare --out=runs/ablations/ablations \
+        runs/ablations/*/
 
 The main job runs it as its last stage. Everything is batched: each experiment decodes all its
 latent points, mixes and measures them in fixed-size jit-compiled blocks (one compilation per
@@ -56,7 +57,6 @@ from drumlayer.recipes.bundle import Bundle
 from drumlayer.workdir import EvalDir, Workdir
 
 log = logging.getLogger(__name__)
-
 BLOCK = 64  # mixes per jit-compiled step
 
 
@@ -370,8 +370,8 @@ def _command(f, workdirs: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """python -m drumlayer.evaluation.evaluate; argv without the program name (None: sys.argv)."""
 
-    return cli.run(_command, argv, "python -m drumlayer.evaluation.evaluate", __doc__, _define_flags,
-                   positional=True)
+    return cli.run(_command, argv, "python -m drumlayer.evaluation.evaluate", __doc__,
+                   _define_flags, positional=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Typed results of the evaluation's experiments, apart from the code that makes them and the
+report that draws them.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Log-attack time (Peeters' 20%-90% convention) on a fine energy envelope: the exact one for
+analysis and a smooth one, with the same value to rounding, for the loss. clips [..., S] -> [...].
+"""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from drumlayer.features.spectral import SAMPLE_RATE, safe_sqrt
 
 # Energy envelope for the attack: 2.9 ms windows every 0.73 ms (hop 512 is 23 ms: far too coarse).
 ENV_WIN = 64
-
 ENV_HOP = 16
 
 

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""Descriptors of the paper's Section 4: librosa-compatible mel filterbank, MFCC and spectral
+centroid, and their RMS-weighted means over frames. clips [..., S] at 22.05 kHz.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The model's features, what the encoder sees and the loss compares: the RMS-weighted
+spectrum (compressed or not) and the smooth log-attack time. clips [..., S] -> [..., n_fft/2 + 1].
+"""
 
 from __future__ import annotations
 

@@ -28,9 +28,7 @@ import numpy as np
 from drumlayer.features.batching import default_chunk, default_loss_chunks, flattened, map_chunks
 
 SAMPLE_RATE = 22050
-
 N_FFT = 4096
-
 HOP = 512
 
 

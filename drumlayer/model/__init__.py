@@ -1,1 +1,2 @@
-"""TODO."""
+"""The layering VAE (Flax linen): encoder, decoder, weight normalisers and the mix.
+"""

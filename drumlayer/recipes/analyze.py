@@ -1,40 +1,4 @@
-"""Analysis by synthesis: the recipe of a drum sound, refined against the sound itself.
-
-The encoder gives a recipe in one pass (its latent mean, decoded to weights). Here that recipe
-is refined by gradient descent on what a listener compares: the features of the actual audio
-mix (the training loss) plus a term on log-mel spectrograms (dB, 80 dB floor below the target's
-peak), which the linear features alone neglect. Per target [S]:
-
-    J(v) = mean_d (features(v @ sources)_d - features(target)_d)^2
-           + db_weight * mean_{t,m} (max(L(v @ sources), fl) - max(L(target), fl))^2
-           + centroid_weight * ((c(v @ sources) - c(target)) / 100 Hz)^2
-
-with v >= 0 the mix's weights times its gain, L the 2048-point log-mel power spectrogram
-(128 bands), fl the target's loudest band minus 80 dB and c the centroid of the feature
-spectrum. Chosen by measurement on both snare configs (README, "Analysis by synthesis").
-
-Modes:
-- 'none': the encoder's recipe, as it is;
-- 'latent': the latent z and a gain, refined; the recipe stays the decoder's output;
-- 'weights' (default): the weights themselves and a gain, refined on the non-negative orthant
-  (at most `max_layers` layers), from the encoder's recipe. The recipe keeps the encoder's z
-  and the difference between the refined weights and the decoder's (`residual`), so moving z
-  still moves the sound.
-
-The exact objective costs two STFTs per step and its gradient as much again. Most steps run on a
-surrogate that costs a matrix product: the weighted sum of the sources' feature spectra (the
-matching-pursuit model) and of their mel power spectrograms (mixed incoherently), re-anchored
-every round to the exact values at the current weights (the surrogate plus the exact-minus-
-surrogate difference there); the last `exact_steps` steps use the exact features (the mel
-term stays the anchored surrogate's).
-The result is never worse than the start in J: a refined recipe whose exact J exceeds the
-encoder's is replaced by the encoder's.
-
-Pure JAX, batched over targets: one jit per batch shape, a fixed number of steps, no Python loop
-per target. Everything is per-target, so a batch gives what each target would alone (to float
-rounding).
-
-The command, a batch latent-space evaluation of a person's own sounds:
+"""Analysis by synthesis of a person's own sounds, in one batch (the refinement: `refine`).
 
     python -m drumlayer.recipes.analyze --workdir=runs/snare --out=recipes PATH...
 

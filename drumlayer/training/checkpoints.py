@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Orbax checkpoints of a run: the newest that restores (a damaged one moved aside), the best
+by validation loss (tracked on the device), the mid-epoch state a preemption leaves, and the
+parameters for the bundle.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The device mesh, arrays placed on it, and joining a multi-process run.
+"""
 
 from __future__ import annotations
 

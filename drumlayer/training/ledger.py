@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The host's side of training: each call's metrics checked and written to metrics.jsonl and
+TensorBoard, one device call behind the device.
+"""
 
 from __future__ import annotations
 

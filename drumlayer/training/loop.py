@@ -1,30 +1,13 @@
-"""Training the layering VAE: losses, the data-parallel step, the two phases, checkpoints.
+"""The two phases of training, resumable, with checkpoints and the best parameters kept.
 
 Phase 1 (pretraining, the paper's Section 3.4): the k sources are the inputs and the decoder's
-logits are trained to name each one (cross-entropy against its one-hot index). Phase 2: the
-VAE reconstructs target features through the mix and the differentiable feature extractor:
-
-    loss = MSE(features(weights @ sources), features(target))
-           + db_weight * MSE(dB(spectrum of the mix), dB(spectrum of the target))
-           + beta * mean_over_examples(max(KL - free_bits * ln 2, 0))
-
-where the dB spectra are the features' RMS-weighted spectra in dB, both floored DB_RANGE below
-the target's loudest bin (db_weight 0: the paper's loss).
-
-The step is data-parallel over a 1-D mesh of every device (axis 'data'): each device takes its
-slice of the global batch, parameters are replicated, and per-shard gradient sums are all-reduced
-with lax.psum and divided by the global example count: lax.pmean of equal shards, and still exact
-when a padded last batch leaves the shards uneven. It is jax.shard_map under jax.jit, so one
-code path serves 1 CPU, 8 accelerators or many hosts (jax.distributed); on a single device the
-same function runs without the shard_map and its collectives.
+logits are trained to name each one. Phase 2: the VAE reconstructs target features through the
+mix and the differentiable feature extractor (`losses`).
 
 Training is device-resident: the targets, sources and standardisation are put on the devices
-once (replicated: ~17 MB at the paper's scale, and every device gathers its own rows), each
-epoch's order is a permutation drawn on the device, and up to `train.steps_per_call` steps run in
-one call as a lax.scan (calls of one length: `even_calls`), their metrics coming back to the
-host once per call while the next call already runs. Everything random comes from jax.random
-keys folded from (seed, phase, epoch) and the batch's number, so a resumed run and a run on
-another number of devices see exactly the same numbers.
+once, each epoch's order is a permutation drawn on the device, and `steps` runs up to
+`train.steps_per_call` steps a call (calls of one length: `even_calls`), their metrics coming
+back to the host once per call while the next call already runs (`ledger`).
 """
 
 from __future__ import annotations

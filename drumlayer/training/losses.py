@@ -1,4 +1,13 @@
-"""TODO docstring."""
+"""The training loss, per example:
+
+    pretraining: cross-entropy of the decoder's logits against each source's own index;
+    training:    MSE(features(weights @ sources), features(target))
+                 + db_weight * MSE(dB spectrum of the mix, dB spectrum of the target)
+                 + beta * max(KL - free_bits * ln 2, 0)
+
+where the dB spectra are floored DB_RANGE below the target's loudest bin (db_weight 0: the
+paper's loss), and how the mix's spectrum is computed (SPECTRA).
+"""
 
 from __future__ import annotations
 
@@ -34,7 +43,6 @@ class LossConfig:
 # process, alternating calls: 1.19x at 20 sources, 1.02x at 30; 0.93x at 40, since the FFT
 # path computes its gradient in the forward pass, in chunks of 8 clips), "fft" otherwise.
 SPECTRA = ("auto", "fft", "linear")
-
 LINEAR_MAX_SOURCES = 32
 
 

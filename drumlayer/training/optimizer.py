@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""Adam with global-norm gradient clipping, and the train state created in one program.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""TrainConfig: what a training run is made of (numbers from the config's train and model
+sections), and which fields change how a run goes but not what it computes.
+"""
 
 from __future__ import annotations
 

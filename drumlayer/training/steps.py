@@ -1,4 +1,13 @@
-"""TODO docstring."""
+"""The train and eval steps, data-parallel over a 1-D mesh of every device (axis 'data').
+
+Each device takes its slice of the global batch, parameters are replicated, and per-shard
+gradient sums are all-reduced with lax.psum and divided by the global example count: lax.pmean
+of equal shards, still exact when a padded last batch leaves the shards uneven. jax.shard_map
+under jax.jit serves 1 CPU, 8 accelerators or many hosts; on one device the same function runs
+without the shard_map. Up to steps_per_call steps run in one call as a lax.scan over the
+device-resident table; everything random is folded from (seed, phase, epoch, batch), so a
+resumed run and a run on another number of devices see the same numbers.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Analysis by synthesis (drumlayer.recipes.refine and .analyze): the refinement on real
-recordings, and the command that refines a person's folder, whose recipes the studio reloads to the same mix."""
+recordings, and the command that refines a person's folder, whose recipes the studio reloads
+to the same mix."""
 
 import csv
 import io

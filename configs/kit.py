@@ -13,17 +13,16 @@ workdir each) and WORKDIR/kit.md.
 import ml_collections
 
 from drumlayer import configs
+from drumlayer.data.categories import KIT_CATEGORIES
 
 snare = configs.sibling(__file__, "snare.py")
-
-CATEGORIES = ("kick", "snare", "closed-hat", "open-hat", "tom", "clap", "rim", "cymbal")
 
 
 def get_config(arg: str | None = None):
     c = snare.get_config(arg)
     c.data.category = "all"  # the corpus: every category at once
     c.kit = ml_collections.ConfigDict()
-    c.kit.categories = CATEGORIES
+    c.kit.categories = KIT_CATEGORIES
     # At most this many training clips and variants per category (fewer variants where a
     # category has more clips): ~the paper's 1,836 targets, and what snare.py's recipe gives
     # the open kits' snares (116 x 17); 0: every category gets data.augment_per_clip.

@@ -49,7 +49,7 @@ def main(argv):
     logging.info("JAX %s, process %d of %d, devices: %s", jax.__version__, jax.process_index(),
                  jax.process_count(), jax.devices())
     try:
-        (job.run if job.is_kit(config) else pipeline.run)(config, workdir)
+        (job.run if job.is_kit_config(config) else pipeline.run)(config, workdir)
     except DrumlayerError as e:
         logging.error("%s", e)
         print(f"error: {e}", file=sys.stderr)

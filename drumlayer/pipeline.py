@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -224,12 +225,12 @@ def stage_bundle(config: ml_collections.ConfigDict, wd: Workdir, trained: dict) 
         ids = read_json(wd.selection.sources)["ids"]
         full = fullband.clips([ds.rows[ds.corpus_id(i)] for i in ids], data.sources,
                               [ds.variant(i) for i in ids], int(config.seed))
-        bundle_lib.save(wd, params, data.sources, data.mean, data.std, names,
-                        json.loads(config.to_json_best_effort()), audio.SAMPLE_RATE, full)
-        b = bundle_lib.Bundle.load(wd.root)
+        b = bundle_lib.Bundle(model, params, data.sources, data.mean, data.std, names,
+                              json.loads(config.to_json_best_effort()), None, full.audio,
+                              full.rate)
         p = bundle_lib.latent_pca(b, np.load(wd.features.clips, mmap_mode="r"),
                                   int(config.evaluate.components))
-        bundle_lib.save_pca(wd, p)
+        bundle_lib.save(wd, dataclasses.replace(b, pca=p), audio.SAMPLE_RATE, full)
         log.info("bundle: PCA of the corpus's latent means: %s of the variance in %d "
                  "components", f"{p['explained'].sum():.0%}", len(p["explained"]))
 

@@ -19,15 +19,18 @@ def test_save_then_load_gives_back_every_array(smoke_run, tmp_path):
     wd = Workdir(str(tmp_path / "copy"))
     full = fullband.FullBand(np.asarray(b.full_sources) * 0.5, 44100, {"why": 1},
                              np.zeros(b.k))
-    bundle.save(wd, b.params, b.sources, b.mean, b.std, b.names, b.config, 22050, full)
+    bundle.save(wd, b, 22050, full)
     c = bundle.Bundle.load(wd.root)
     np.testing.assert_array_equal(c.full_sources, full.audio)
     assert c.full_rate == 44100
+    assert b.pca is not None and set(c.pca) == set(b.pca)
+    for name, x in b.pca.items():
+        np.testing.assert_array_equal(c.pca[name], x)
     np.testing.assert_allclose(c.mix_full(np.eye(b.k)[:2]), full.audio[:2])
     # saved again while c is open (a studio on a workdir whose main job is rerun): c keeps
     # what it loaded, the next load gets the new
     again = fullband.FullBand(full.audio * 2, 44100, {}, np.zeros(b.k))
-    bundle.save(wd, b.params, b.sources, b.mean, b.std, b.names, b.config, 22050, again)
+    bundle.save(wd, b, 22050, again)
     np.testing.assert_array_equal(c.full_sources, full.audio)
     np.testing.assert_array_equal(bundle.Bundle.load(wd.root).full_sources, again.audio)
     for x, y in zip(jax.tree_util.tree_leaves(b.params), jax.tree_util.tree_leaves(c.params),

@@ -147,3 +147,30 @@ def test_sf2_drum_kits_on_a_normal_preset_are_read(tmp_path, preset, zones, want
     # a general soundfont: its normal presets stay melodic beside a bank-128 kit
     write_sf2(path, samples, drum_zones=[(36, 36, 1)], melodic=True)
     assert {c.key for c in kit_formats.parse_sf2(path)} == {36}
+
+
+# The General MIDI 1 percussion key map, as the MIDI Manufacturers Association publishes it:
+# an independent reference for the map in drumlayer.data.categories.
+GM1_PERCUSSION = {
+    35: "Acoustic Bass Drum", 36: "Bass Drum 1", 37: "Side Stick", 38: "Acoustic Snare",
+    39: "Hand Clap", 40: "Electric Snare", 41: "Low Floor Tom", 42: "Closed Hi-Hat",
+    43: "High Floor Tom", 44: "Pedal Hi-Hat", 45: "Low Tom", 46: "Open Hi-Hat",
+    47: "Low-Mid Tom", 48: "Hi-Mid Tom", 49: "Crash Cymbal 1", 50: "High Tom",
+    51: "Ride Cymbal 1", 52: "Chinese Cymbal", 53: "Ride Bell", 54: "Tambourine",
+    55: "Splash Cymbal", 56: "Cowbell", 57: "Crash Cymbal 2", 58: "Vibraslap",
+    59: "Ride Cymbal 2", 60: "Hi Bongo", 64: "Low Conga", 81: "Open Triangle",
+}
+
+
+@pytest.mark.parametrize("key", sorted(GM1_PERCUSSION))
+def test_gm_keys_are_the_category_their_gm_name_says(key):
+    assert categories.category_from_gm_key(key) == categories.classify(GM1_PERCUSSION[key])
+
+
+def test_every_kit_pad_plays_on_a_gm_note_of_its_own_category():
+    assert set(categories.GM_NOTES) == set(categories.KIT_CATEGORIES) == set(
+        categories.PAD_NAMES)
+    assert set(categories.KIT_CATEGORIES) == set(categories.CATEGORIES) - {"other"}
+    assert categories.GM_NOTES["kick"] == 36  # C1, where every drum map puts the kick
+    for category, key in categories.GM_NOTES.items():
+        assert categories.classify(GM1_PERCUSSION[key]) == category, (category, key)

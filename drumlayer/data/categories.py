@@ -65,6 +65,16 @@ def category_from_name(name: str) -> str | None:
     return None
 
 
+# The General MIDI note each kit category plays on (kick on C1 = 36), and its pad's name: the
+# one table of every kit export. Each note's category above is its own (tests).
+GM_NOTES = {"kick": 36, "rim": 37, "snare": 38, "clap": 39, "closed-hat": 42, "tom": 45,
+            "open-hat": 46, "cymbal": 49}
+PAD_NAMES = {"kick": "Kick", "rim": "Rim", "snare": "Snare", "clap": "Clap",
+             "closed-hat": "Closed Hat", "tom": "Tom", "open-hat": "Open Hat", "cymbal": "Cymbal"}
+# A kit's categories, in the order a kit lists its pads: every category but 'other'.
+KIT_CATEGORIES = ("kick", "snare", "closed-hat", "open-hat", "tom", "clap", "rim", "cymbal")
+
+
 def category_from_gm_key(key: int | None) -> str | None:
     return None if key is None else _GM_KEYS.get(int(key), "other" if 27 <= key <= 87 else None)
 

@@ -10,11 +10,12 @@ along the principal directions, scaled by their spread). Written to OUT:
   clap 39, tom 45, closed hat 42, open hat 46, cymbal 49), each pad's variants a round robin
   (`seq_length` / `seq_position`);
 - `hydrogen/<name>/drumkit.xml` + samples: a Hydrogen drumkit, one instrument per pad;
-- `recipes.json`: every pad's latents and weights; `kit.zip`: the WAVs and recipes.json.
+- `recipes.json`: every pad's latents and weights; `kit.zip`: all of the above in one file.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -25,16 +26,13 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from drumlayer import cli
+from drumlayer.data.categories import GM_NOTES, PAD_NAMES
 from drumlayer.errors import DrumlayerError
-from drumlayer.recipes import render
+from drumlayer.recipes import render, sfz
 from drumlayer.recipes.bundle import Bundle
 from drumlayer.workdir import Workdir, read_json
 
 log = logging.getLogger(__name__)
-GM_KEYS = {"kick": 36, "rim": 37, "snare": 38, "clap": 39, "closed-hat": 42, "tom": 45,
-           "open-hat": 46, "cymbal": 49}
-NAMES = {"kick": "Kick", "rim": "Rim", "snare": "Snare", "clap": "Clap",
-         "closed-hat": "Closed Hat", "tom": "Tom", "open-hat": "Open Hat", "cymbal": "Cymbal"}
 JITTER = 0.5  # variants: this many standard deviations along each principal direction, at most
 
 
@@ -81,51 +79,68 @@ def pads(workdir: str, variations: int = 4, seed: int = 0) -> dict:
     return out
 
 
-def write(pads_: dict, out: str, name: str = "drumlayer kit", rate: int = 48000) -> dict:
-    """The SFZ kit, the Hydrogen kit, recipes.json and kit.zip into out; returns their paths."""
-    os.makedirs(os.path.join(out, "samples"), exist_ok=True)
-    hyd = os.path.join(out, "hydrogen", render.safe_name(name))
-    os.makedirs(hyd, exist_ok=True)
-    sfz = ["// drumlayer: a layered kit on the General MIDI drum map; each pad's variants "
-           "play as a round robin", "<control> default_path=samples/"]
-    instruments, recipes, wavs = [], {}, {}
-    for n, (category, pad) in enumerate(pads_.items()):
-        key, audio = GM_KEYS[category], pad["audio"]
-        sfz.append(f"<group> key={key} seq_length={len(audio)} // {NAMES[category]}")
+def _hydrogen(name: str, pads_: dict) -> str:
+    """A Hydrogen drumkit.xml: one instrument per pad on its GM note, playing its first sample."""
+    instruments = [
+        f"  <instrument><id>{n}</id><name>{escape(PAD_NAMES[category])}</name>"
+        f"<midiOutNote>{GM_NOTES[category]}</midiOutNote><instrumentComponent><layer>"
+        f"<filename>{render.safe_name(category)}_1.wav</filename><min>0</min><max>1</max>"
+        "</layer></instrumentComponent></instrument>" for n, category in enumerate(pads_)]
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n<drumkit_info xmlns='
+            '"http://www.hydrogen-music.org/drumkit">\n'
+            f" <name>{escape(name)}</name>\n <author>drumlayer</author>\n"
+            " <license>the licences of the samples the sources came from</license>\n"
+            " <instrumentList>\n" + "\n".join(instruments) + "\n </instrumentList>\n"
+            "</drumkit_info>\n")
+
+
+def kit_files(pads_: dict, name: str = "drumlayer kit", rate: int = 48000) -> dict[str, bytes]:
+    """{path in the kit: bytes} of the SFZ kit (kit.sfz, samples/), the Hydrogen kit
+    (hydrogen/<name>/) and recipes.json, every sample rendered once."""
+    hyd = f"hydrogen/{render.safe_name(name)}"
+    groups, recipes, files = [], {}, {}
+    for category, pad in pads_.items():
+        key, audio = GM_NOTES[category], pad["audio"]
+        groups.append(sfz.header("group", {"key": key, "seq_length": len(audio)},
+                                 PAD_NAMES[category]))
         for i, x in enumerate(audio, start=1):
             fname = f"{render.safe_name(category)}_{i}.wav"
-            wavs[fname] = render.export_wav(x, pad["sample_rate"], rate)
-            sfz.append(f"<region> sample={fname} seq_position={i}")
-        instruments.append(
-            f"  <instrument><id>{n}</id><name>{escape(NAMES[category])}</name>"
-            f"<midiOutNote>{key}</midiOutNote><instrumentComponent><layer>"
-            f"<filename>{render.safe_name(category)}_1.wav</filename><min>0</min><max>1</max>"
-            "</layer></instrumentComponent></instrument>")
+            files[f"{sfz.SAMPLES}/{fname}"] = render.export_wav(x, pad["sample_rate"], rate)
+            if i == 1:
+                files[f"{hyd}/{fname}"] = files[f"{sfz.SAMPLES}/{fname}"]
+            groups.append(sfz.header("region", {"sample": fname, "seq_position": i}))
         recipes[category] = {"gm_key": key, **{k: np.asarray(v).tolist() if isinstance(
             v, np.ndarray) else v for k, v in pad["recipes"].items()}}
-    for fname, data in wavs.items():
-        with open(os.path.join(out, "samples", fname), "wb") as f:
+    files["kit.sfz"] = sfz.instrument(
+        "drumlayer: a layered kit on the General MIDI drum map; each pad's variants play as a "
+        "round robin", groups).encode()
+    files[f"{hyd}/drumkit.xml"] = _hydrogen(name, pads_).encode()
+    files["recipes.json"] = json.dumps(recipes, indent=1).encode()
+    return files
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    """The files {path: bytes} as one zip."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for path, data in files.items():
+            z.writestr(path, data)
+    return buf.getvalue()
+
+
+def write(pads_: dict, out: str, name: str = "drumlayer kit", rate: int = 48000) -> dict:
+    """The kit's files (`kit_files`) into out, and all of them again as out/kit.zip; returns
+    the paths of the SFZ, the Hydrogen drumkit.xml, recipes.json and the zip."""
+    files = kit_files(pads_, name, rate)
+    for path, data in files.items():
+        os.makedirs(os.path.join(out, os.path.dirname(path)), exist_ok=True)
+        with open(os.path.join(out, path), "wb") as f:
             f.write(data)
-        if fname.endswith("_1.wav"):
-            with open(os.path.join(hyd, fname), "wb") as f:
-                f.write(data)
-    paths = {"sfz": os.path.join(out, "kit.sfz"), "hydrogen": os.path.join(hyd, "drumkit.xml"),
+    paths = {"sfz": os.path.join(out, "kit.sfz"),
+             "hydrogen": os.path.join(out, "hydrogen", render.safe_name(name), "drumkit.xml"),
              "recipes": os.path.join(out, "recipes.json"), "zip": os.path.join(out, "kit.zip")}
-    with open(paths["sfz"], "w") as f:
-        f.write("\n".join(sfz) + "\n")
-    with open(paths["hydrogen"], "w") as f:
-        f.write('<?xml version="1.0" encoding="UTF-8"?>\n<drumkit_info xmlns='
-                '"http://www.hydrogen-music.org/drumkit">\n'
-                f" <name>{escape(name)}</name>\n <author>drumlayer</author>\n"
-                " <license>the licences of the samples the sources came from</license>\n"
-                " <instrumentList>\n" + "\n".join(instruments) + "\n </instrumentList>\n"
-                "</drumkit_info>\n")
-    with open(paths["recipes"], "w") as f:
-        json.dump(recipes, f, indent=1)
-    with zipfile.ZipFile(paths["zip"], "w", zipfile.ZIP_DEFLATED) as z:
-        for fname, data in wavs.items():
-            z.writestr(f"samples/{fname}", data)
-        z.writestr("recipes.json", json.dumps(recipes, indent=1))
+    with open(paths["zip"], "wb") as f:
+        f.write(zip_bytes(files))
     return paths
 
 

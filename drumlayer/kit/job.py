@@ -167,5 +167,5 @@ def report(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def is_kit(config: ml_collections.ConfigDict) -> bool:
+def is_kit_config(config: ml_collections.ConfigDict) -> bool:
     return "kit" in config

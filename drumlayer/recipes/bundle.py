@@ -127,10 +127,9 @@ class Bundle:
         return np.asarray(weights, np.float32) @ self.full_sources
 
 
-def save(wd: Workdir, params: dict, sources: np.ndarray, mean: np.ndarray, std: np.ndarray,
-         names: list[str], config: dict, sample_rate: int, full: FullBand) -> None:
-    """Write WORKDIR/bundle/ (all but pca.npz); bundle.json last, so a crash leaves no bundle
-    that looks complete."""
+def save(wd: Workdir, b: Bundle, sample_rate: int, full: FullBand) -> None:
+    """Write b (made in memory: its full_sources are full.audio) to WORKDIR/bundle/, pca.npz
+    too when b has one; bundle.json last, so a crash leaves no bundle that looks complete."""
     from flax import serialization
 
     d = wd.bundle
@@ -138,14 +137,16 @@ def save(wd: Workdir, params: dict, sources: np.ndarray, mean: np.ndarray, std: 
     if os.path.exists(d.meta):
         os.remove(d.meta)
     with open(d.params, "wb") as f:
-        f.write(serialization.to_bytes(params))
-    np.save(d.sources, sources)
+        f.write(serialization.to_bytes(b.params))
+    np.save(d.sources, b.sources)
     # by a new file, not over the old one: a studio may have the old one memory-mapped
     np.save(d.full_sources + ".tmp.npy", full.audio)
     os.replace(d.full_sources + ".tmp.npy", d.full_sources)
-    np.savez(d.standardisation, mean=mean, std=std)
+    np.savez(d.standardisation, mean=b.mean, std=b.std)
+    if b.pca is not None:
+        np.savez(d.pca, **b.pca)
     with open(d.meta + ".tmp", "w") as f:
-        json.dump({"config": config, "source_names": names, "sample_rate": sample_rate,
+        json.dump({"config": b.config, "source_names": b.names, "sample_rate": sample_rate,
                    "full_band": full.summary()}, f, indent=2)
     os.replace(d.meta + ".tmp", d.meta)
 
@@ -157,6 +158,3 @@ def latent_pca(b: Bundle, feats: np.ndarray, components: int, block: int = 1024)
                         for i in range(0, len(feats), block)])
     return measures.pca(z, components)
 
-
-def save_pca(wd: Workdir, pca: dict) -> None:
-    np.savez(wd.bundle.pca, **pca)

@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 
 from drumlayer.data import audio
+from drumlayer.recipes import sfz
 
 EXPORT_PEAK_DB = -1.05  # "under -1 dBFS" with room for 24-bit rounding
 EXPORT_RATES = (44100, 48000)
@@ -178,24 +179,25 @@ def sfz_zip(weights: np.ndarray, sources: np.ndarray, names: list[str],
     master = 20 * np.log10(scale)  # the level of the WAV export (its peak at `rate`)
     # The master level goes into every region's volume: a region's `volume` replaces the
     # <global> one rather than adding to it (sfizz plays it so).
-    lines = ["// drumlayer: a layered one-shot; every region is one layer of the mix",
-             "<control> default_path=samples/", "<global> lokey=0 hikey=127 "
-             f"pitch_keycenter=60 ampeg_attack={attack:.4f} ampeg_hold={hold:.4f} "
-             f"ampeg_decay={decay * SFZ_DECAY_DB / 60.0:.4f} ampeg_sustain=0"]
+    headers = [sfz.header("global", {
+        "lokey": 0, "hikey": 127, "pitch_keycenter": 60, "ampeg_attack": f"{attack:.4f}",
+        "ampeg_hold": f"{hold:.4f}", "ampeg_decay": f"{decay * SFZ_DECAY_DB / 60.0:.4f}",
+        "ampeg_sustain": 0})]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for n, i in enumerate(idx):
             fname = f"{n:02d}_{i:03d}_{safe_name(names[i])}.wav"
             x = sources[i]
             x = audio.resample(x, sample_rate, rate) if rate != sample_rate else x
-            z.writestr(f"samples/{fname}", wav_bytes(x, rate, "PCM_24"))
+            z.writestr(f"{sfz.SAMPLES}/{fname}", wav_bytes(x, rate, "PCM_24"))
             delay = offsets.get(i, 0) / sample_rate
             volume = max(20 * np.log10(weights[i]) + master + gain_db, -144.0)  # SFZ's range
             # a region's envelope starts with the region: a delayed layer holds that much less,
             # so that its decay starts when the mix's does
-            held = f" ampeg_hold={max(hold - delay, 0.0):.4f}" if delay > 0 else ""
-            lines.append(f"<region> sample={fname} volume={volume:.3f}"
-                         f" delay={delay:.4f}{held} // {names[i]}")
-        z.writestr("layered.sfz", "\n".join(lines) + "\n")
+            held = {"ampeg_hold": f"{max(hold - delay, 0.0):.4f}"} if delay > 0 else {}
+            headers.append(sfz.header("region", {"sample": fname, "volume": f"{volume:.3f}",
+                                                 "delay": f"{delay:.4f}", **held}, names[i]))
+        z.writestr("layered.sfz", sfz.instrument(
+            "drumlayer: a layered one-shot; every region is one layer of the mix", headers))
         z.writestr("recipe.json", json.dumps(recipe, indent=1))
     return buf.getvalue()

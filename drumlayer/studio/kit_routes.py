@@ -12,10 +12,7 @@ General MIDI drum map with the round robins, a Hydrogen drumkit and the recipes.
 
 from __future__ import annotations
 
-import io
 import os
-import tempfile
-import zipfile
 from typing import Annotated
 
 import numpy as np
@@ -23,6 +20,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from drumlayer.data import categories
 from drumlayer.kit import export as export_lib
 from drumlayer.recipes.bundle import BundleError
 from drumlayer.recipes.recipe import Recipe
@@ -46,7 +44,7 @@ class KitExport(BaseModel):
     seed: int = 0
 
 
-def is_kit(workdir: str) -> bool:
+def is_kit_workdir(workdir: str) -> bool:
     """A kit job's workdir (kit.json, no bundle of its own)."""
     wd = Workdir(workdir)
     return os.path.exists(wd.kit_summary) and not os.path.exists(wd.bundle.meta)
@@ -74,8 +72,8 @@ def create_kit_app(workdir: str, make_app, add_page) -> FastAPI:
 
     @app.get("/api/kit", summary="The pads: trained categories, their GM keys; the skipped")
     def kit() -> dict:
-        return {"pads": [{"category": c, "name": export_lib.NAMES[c],
-                          "gm_key": export_lib.GM_KEYS[c], "k": app.state.kit[c].bundle.k}
+        return {"pads": [{"category": c, "name": categories.PAD_NAMES[c],
+                          "gm_key": categories.GM_NOTES[c], "k": app.state.kit[c].bundle.k}
                          for c in trained], "skipped": skipped}
 
     @app.post("/api/kit/export", summary="The kit as a zip: SFZ (GM map, round robins), "
@@ -106,18 +104,10 @@ def create_kit_app(workdir: str, make_app, add_page) -> FastAPI:
             pads[c] = {"recipes": {"recipes": [st.filled(r).model_dump(exclude_none=True)
                                                for r in recipes]},
                        "audio": audio, "sample_rate": st.sr}
-        with tempfile.TemporaryDirectory() as tmp:
-            export_lib.write(pads, tmp, req.name, req.sample_rate)
-            buf = io.BytesIO()
-            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-                for root, _, files in os.walk(tmp):
-                    for f in sorted(files):
-                        if f != "kit.zip":
-                            path = os.path.join(root, f)
-                            z.write(path, os.path.relpath(path, tmp))
         headers = {"Content-Disposition": 'attachment; filename="drumlayer_kit.zip"',
                    "X-Empty-Pads": ",".join(empty)}
-        return Response(buf.getvalue(), media_type="application/zip", headers=headers)
+        return Response(export_lib.zip_bytes(export_lib.kit_files(pads, req.name, req.sample_rate)),
+                        media_type="application/zip", headers=headers)
 
     for c, a in apps.items():
         app.mount(f"/c/{c}", a)

@@ -218,7 +218,7 @@ def add_page(app: FastAPI) -> None:
 def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
     """The studio's ASGI app over a trained workdir (a kit job's workdir: the kit studio, see
     studio/kit_routes.py)."""
-    if kit_routes.is_kit(workdir):
+    if kit_routes.is_kit_workdir(workdir):
         return kit_routes.create_kit_app(workdir, lambda w: create_app(w, max_upload_mb), add_page)
     st = Studio(workdir)
     app = FastAPI(title="drumlayer studio", version="1",

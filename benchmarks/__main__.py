@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 from benchmarks import (  # noqa: F401 (each module registers its benchmarks)
     analyze_benchmark,
@@ -56,7 +57,9 @@ def _command(args, names: list[str]) -> int:
     for name in names:
         print(f"== {name}")
         result = {"benchmark": name, "machine": harness.machine(),
-                  **harness.BENCHMARKS[name](args)}
+                  **harness.BENCHMARKS[name](args),
+                  "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                  "command": " ".join(["python -m benchmarks", *sys.argv[1:]])}
         path = os.path.join(args.out, f"{name}.json")
         with open(path, "w") as f:
             json.dump(result, f, indent=2)

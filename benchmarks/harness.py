@@ -26,8 +26,11 @@ def benchmark(fn):
 
 
 def machine() -> dict:
+    import jax
+
     return {"platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}
 
 
 def median_time(fn, repeats: int = 5, warmup: int = 1) -> float:

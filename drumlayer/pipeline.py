@@ -17,6 +17,8 @@ import hashlib
 import json
 import logging
 import os
+import platform
+import sys
 import time
 from collections.abc import Callable
 
@@ -277,6 +279,7 @@ def write_config(config: ml_collections.ConfigDict, wd: Workdir) -> None:
 def run_stages(config: ml_collections.ConfigDict, wd: Workdir,
                shared: Workdir | None = None) -> None:
     """Every stage into wd (no lock: the caller holds one); `shared`: see stage_corpus."""
+    t0 = time.time()
     write_config(config, wd)
     corpus_stamp = stage_corpus(config, wd, shared)
     stage_features(config, wd, corpus_stamp)
@@ -284,5 +287,19 @@ def run_stages(config: ml_collections.ConfigDict, wd: Workdir,
     trained = stage_train(config, wd)
     stage_bundle(config, wd, trained)
     stage_evaluate(config, wd)
+    write_run(wd, time.time() - t0)
     log.info("done: outputs in %s (report: %s)", wd.root, wd.eval.report)
+
+
+def write_run(wd: Workdir, seconds: float) -> None:
+    """WORKDIR/run.json: when the job ended, what it ran on and how it was called, so the numbers
+    of its outputs can be quoted with their provenance (docs/regenerate.py)."""
+    write_json(wd.run, {
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seconds": round(seconds, 1),
+        "command": " ".join(["python -m drumlayer.main", *sys.argv[1:]]
+                            if sys.argv[0].endswith(os.path.join("drumlayer", "main.py"))
+                            else sys.argv),
+        "jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
+        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count()})
 

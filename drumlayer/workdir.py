@@ -130,6 +130,7 @@ class Workdir:
     train_stamp = property(lambda s: s._p("train.json"))
     train_summary = property(lambda s: s._p("train_summary.json"))
     metrics = property(lambda s: s._p("metrics.jsonl"))
+    run = property(lambda s: s._p("run.json"))  # when, where and how the last main job ended
     tensorboard = property(lambda s: s._p("tensorboard"))
     profile = property(lambda s: s._p("profile"))  # train.profile: a jax.profiler trace
     bundle = property(lambda s: BundleDir(s._p("bundle")))

@@ -92,7 +92,7 @@ def test_sfizz_plays_the_layered_sfz_as_close_as_the_wav_itself(client, tmp_path
 
 
 def test_sfizz_decay_is_the_curve_the_export_assumes(tmp_path):
-    """sfizz's ampeg decay falls engine.SFZ_DECAY_DB over ampeg_decay seconds (a straight line
+    """sfizz's ampeg decay falls render.SFZ_DECAY_DB over ampeg_decay seconds (a straight line
     in dB): the export's conversion from the studio's 60 dB decay rests on it."""
     t = np.arange(RATE) / RATE
     sf.write(tmp_path / "tone.wav", 0.5 * np.sin(2 * np.pi * 1000 * t), RATE, subtype="FLOAT")

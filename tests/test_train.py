@@ -247,7 +247,7 @@ def test_the_loss_gradient_is_the_same_by_either_spectrum(compression):
     """The FFT path differentiates its spectral terms in the forward pass
     (`spectral.spectrum_loss`), the linear path by autodiff through `mix_spectrum`: the same
     loss and the same gradient with respect to every parameter as autodiff of the loss written
-    out here from `spectral.features`, with the dB term and the KL term active and padded
+    out here from `extractor.features`, with the dB term and the KL term active and padded
     (masked) rows in the batch."""
     data = tiny_data()
     m = vae_lib.create(6, tiny_config().model)

@@ -1,5 +1,5 @@
 """Features of every clip in a clip file, written to a feature file block by block (the main
-job's features stage). The features themselves are `spectral.features`."""
+job's features stage). The features themselves are `extractor.features`."""
 
 from __future__ import annotations
 

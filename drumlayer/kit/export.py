@@ -67,7 +67,7 @@ def pads(workdir: str, variations: int = 4, seed: int = 0) -> dict:
     out = {}
     for category, entry in summary["categories"].items():
         if "workdir" not in entry:
-            log.warning("kitexport: %s has no model (%s): its pad stays empty", category,
+            log.warning("kit export: %s has no model (%s): its pad stays empty", category,
                         entry.get("skipped") or entry.get("failed"))
             continue
         b = Bundle.load(entry["workdir"])

@@ -47,7 +47,7 @@ class Bundle:
     std: np.ndarray  # [D]
     names: list[str]
     config: dict
-    pca: dict | None  # see metrics.pca; None until the bundle stage wrote it
+    pca: dict | None  # see features.measures.pca; None until the bundle stage wrote it
     full_sources: np.ndarray  # [k, full_rate * seconds]: the sources as heard
     full_rate: int
 
@@ -153,7 +153,7 @@ def save(wd: Workdir, b: Bundle, sample_rate: int, full: FullBand) -> None:
 
 def latent_pca(b: Bundle, feats: np.ndarray, components: int, block: int = 1024) -> dict:
     """The principal directions of the latent means of feats [N, D] (the paper's 4.2: the
-    studio's sliders and the evaluation's traversals); see metrics.pca."""
+    studio's sliders and the evaluation's traversals); see features.measures.pca."""
     z = np.concatenate([np.asarray(b.encode(feats[i:i + block])[0])
                         for i in range(0, len(feats), block)])
     return measures.pca(z, components)

@@ -2,6 +2,6 @@
 
     python -m drumlayer.studio --workdir=runs/snare
 
-server.py: the HTTP API (FastAPI); engine.py: recipe -> weights -> audio -> exports (numpy);
-static/: the page, which decodes and mixes in the browser with the same arithmetic as engine.py.
+server.py: the HTTP API (FastAPI); kit_routes.py: a kit workdir's pads; static/: the page,
+which decodes and mixes in the browser with the arithmetic of drumlayer/recipes/render.py.
 """

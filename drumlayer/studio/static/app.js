@@ -27,7 +27,7 @@ const S = {               // everything the page knows
 };
 let audioCtx = null;
 
-// ------------------------------------------------------------------ numerics (engine.py twins)
+// ------------------------------------------------------------------ numerics (twins of drumlayer/recipes/render.py)
 
 function latent() {
   const { components } = S.model.pca;
@@ -96,7 +96,7 @@ function envelope(n, sr) {
   const e = new Float32Array(n);
   for (let t = 0; t < n; t++) {
     const s = t / sr;
-    const rise = attack * sr >= 1 ? Math.min(s / attack, 1) : 1;  // as engine.envelope
+    const rise = attack * sr >= 1 ? Math.min(s / attack, 1) : 1;  // as render.envelope
     e[t] = rise * Math.pow(10, -3 * Math.max(s - (attack + hold), 0) / decay);
   }
   envCache = { key, e };

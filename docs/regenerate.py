@@ -1,0 +1,245 @@
+"""Write docs/results.md, docs/benchmarks.md and the README's results table from the runs' own
+output, so that every number there comes with the date, machine and command that made it.
+
+    python docs/regenerate.py results runs/snare [runs/snare_paper ...]
+    python docs/regenerate.py benchmarks [bench_results]
+
+`results` reads each workdir's run.json, eval/metrics.json, eval/report.md, train_summary.json
+and metrics.jsonl, and draws docs/images/layering.png (the README's picture: a test clip of the
+first workdir, refined) and one training curve per workdir; the first workdir's table also goes
+into the README between its `results` markers. `benchmarks` reads the JSON that
+`python -m benchmarks` writes.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+DOCS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(DOCS)
+METHODS = (("model", "VAE (the encoder's recipe)"), ("refined", "VAE + refined weights"),
+           ("refined_latent", "VAE + refined latent"),
+           ("matching_pursuit", "matching pursuit (<= 15 layers)"),
+           ("nearest", "nearest single source"), ("nnls", "NNLS"))
+MEASURES = (("log_spectral_distance_db", "LSD (dB)", "{:.2f}"),
+            ("mfcc_distance", "MFCC distance", "{:.1f}"),
+            ("centroid_error_hz", "centroid error (Hz)", "{:.0f}"),
+            ("feature_mse", "feature MSE", "{:.2f}"),
+            ("active_layers", "active layers", "{:.0f}"))
+README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _read(path: str, default=None):
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def provenance(run: dict | None, fallback: str) -> str:
+    """One line: date, machine, devices, command and wall time of a run (run.json)."""
+    if not run:
+        return f"(no run.json: {fallback})"
+    devices = ", ".join(run.get("devices", []))
+    return (f"{run['finished']}; {run.get('processor', '?')}, {run.get('cpus', '?')} CPUs, "
+            f"{run.get('platform', '?')}; JAX {run.get('jax', '?')} on {devices}; "
+            f"`{run['command']}`; {run['seconds'] / 60:.1f} min")
+
+
+def reconstruction_table(metrics: dict) -> str:
+    """Markdown: one row per method, the median of each measure over the test clips."""
+    rec = metrics["reconstruction"]
+    ms = metrics.get("reconstruction_ms_per_sound", {})
+    head = ["method", *(label for _, label, _ in MEASURES), "ms a sound"]
+    rows = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    for key, label in METHODS:
+        if key not in rec:
+            continue
+        cells = [fmt.format(rec[key][m]["median"]) for m, _, fmt in MEASURES]
+        rows.append(f"| {label} | " + " | ".join(cells) + f" | {ms.get(key, float('nan')):.1f} |")
+    return "\n".join(rows)
+
+
+def claims_section(report: str) -> str:
+    """The paper's claims table of eval/report.md, as the evaluation wrote it."""
+    lines = report.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("| claim")), None)
+    if start is None:
+        return ""
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    return "\n".join(lines[start:end])
+
+
+def training_curve(workdir: str, out: str) -> str | None:
+    """Training and validation loss per epoch of phase 2 (metrics.jsonl) -> a PNG."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return None
+    epochs = {}
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("kind") == "epoch" and r.get("phase") == "train":
+                epochs[r["epoch"]] = r  # a resumed run rewrites epochs: keep the last
+    if not epochs:
+        return None
+    e = sorted(epochs)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(e, [epochs[i]["loss"] for i in e], label="training loss")
+    ax.plot(e, [epochs[i].get("val_loss", np.nan) for i in e], label="validation loss")
+    ax.set(xlabel="epoch (phase 2)", ylabel="loss", yscale="log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def layering_figure(workdir: str, out: str) -> str:
+    """A test clip of workdir (the one with the median LSD of four), its refined recipe's mix
+    and the layers of that recipe -> a PNG."""
+    from drumlayer.evaluation.evaluate import load_test
+    from drumlayer.features import measures, spectral
+    from drumlayer.recipes import refine
+    from drumlayer.recipes.bundle import Bundle
+
+    b, test = Bundle.load(workdir), load_test(workdir)
+    clips = np.asarray(test.audio[:4], np.float32)
+    r = refine.refine_all(refine.Analyzer.from_bundle(b, refine.AnalyzeConfig()), clips)
+    weights = np.asarray(r.weights) * np.asarray(r.gain)[:, None]
+    mixes = weights @ b.sources
+    lsd = measures.batch_distances(mixes, clips)["log_spectral_distance_db"]
+    i = int(np.argsort(lsd)[len(lsd) // 2])
+    spec = np.asarray(spectral.weighted_spectrum(np.stack([clips[i], mixes[i]])))
+    hz = np.fft.rfftfreq(spectral.N_FFT, 1 / spectral.SAMPLE_RATE)[:spec.shape[1]]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.2), height_ratios=(3, 2))
+    for s, label, style in ((spec[0], f"target: {test.names[i]}", dict(color="0.6", lw=2.5)),
+                            (spec[1], f"layered mix (LSD {lsd[i]:.1f} dB)", dict(color="k"))):
+        top.semilogx(hz[1:], 20 * np.log10(np.maximum(s[1:], 1e-6)), label=label, **style)
+    top.set(xlabel="Hz", ylabel="RMS-weighted spectrum (dB)", xlim=(40, 11025))
+    top.legend(fontsize=8)
+    order = np.argsort(weights[i])[::-1]
+    order = order[weights[i][order] > 0.01 * weights[i].sum()]
+    shares = weights[i][order] / weights[i].sum()
+    bottom.barh(range(len(order)), shares, color="0.3")
+    bottom.set_yticks(range(len(order)), [b.names[j][:48] for j in order], fontsize=7)
+    bottom.invert_yaxis()
+    bottom.set(xlabel="share of the mix", title=f"{len(order)} layers of {b.k} sources")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def results(workdirs: list[str]) -> None:
+    images = os.path.join(DOCS, "images")
+    os.makedirs(images, exist_ok=True)
+    parts = ["# Results", "",
+             "Written by `python docs/regenerate.py results` from each run's own output "
+             "(`run.json`, `eval/metrics.json`, `eval/report.md`, `train_summary.json`, "
+             "`metrics.jsonl`); rerun it after a run to bring this page up to date. Medians over "
+             "each run's test clips (kits never seen in training or selection); lower is better "
+             "but for active layers. Every number of a run is in its `eval/metrics.json`, and "
+             "the figures of the paper's Section 4 in its `eval/report.md`.", ""]
+    readme_table = None
+    for n, wd in enumerate(workdirs):
+        metrics = _read(os.path.join(wd, "eval", "metrics.json"))
+        if metrics is None:
+            raise SystemExit(f"error: {wd}/eval/metrics.json is missing: run the main job there")
+        name = os.path.basename(os.path.normpath(wd))
+        run = _read(os.path.join(wd, "run.json"))
+        mtime = os.path.getmtime(os.path.join(wd, "eval", "metrics.json"))
+        summary = _read(os.path.join(wd, "train_summary.json"), {})
+        table = reconstruction_table(metrics)
+        readme_table = readme_table or table
+        parts += [f"## `{name}`", "",
+                  f"- **Run:** {provenance(run, 'evaluated ' + str(np.datetime64(int(mtime), 's')))}.",
+                  f"- **Data:** {metrics['test_clips']} test clips, {metrics['sources']} sources.",
+                  f"- **Training:** validation loss {summary.get('val_loss', float('nan')):.4g}, "
+                  f"KL {summary.get('val_kl_bits', float('nan')):.0f} bits a sound, "
+                  f"{summary.get('val_active_layers', float('nan')):.1f} active layers "
+                  f"(best epoch by validation: step {summary.get('best_step')}).", "",
+                  "### Reconstruction", "", table, ""]
+        claims = claims_section(open(os.path.join(wd, "eval", "report.md")).read()) \
+            if os.path.exists(os.path.join(wd, "eval", "report.md")) else ""
+        if claims:
+            parts += ["### The paper's claims, as this run's report states them", "", claims, ""]
+        curve = training_curve(wd, os.path.join(images, f"{name}_training.png"))
+        if curve:
+            parts += ["### Training", "", f"![training and validation loss of {name}]"
+                      f"(images/{os.path.basename(curve)})", ""]
+        if n == 0:
+            layering_figure(wd, os.path.join(images, "layering.png"))
+    with open(os.path.join(DOCS, "results.md"), "w") as f:
+        f.write("\n".join(parts))
+    readme = os.path.join(ROOT, "README.md")
+    text = open(readme).read()
+    if README_BEGIN in text and README_END in text:
+        head, rest = text.split(README_BEGIN)
+        _, tail = rest.split(README_END)
+        with open(readme, "w") as f:
+            f.write(f"{head}{README_BEGIN}\n{readme_table}\n{README_END}{tail}")
+    print(f"wrote {os.path.join(DOCS, 'results.md')} and the README's table")
+
+
+def _flat(d: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out += _flat(v, f"{prefix}{k}.")
+        elif not isinstance(v, list):
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def benchmarks(folder: str) -> None:
+    files = sorted(glob.glob(os.path.join(folder, "*.json")))
+    if not files:
+        raise SystemExit(f"error: no benchmark JSON in {folder}: run python -m benchmarks first")
+    parts = ["# Benchmarks", "",
+             "Written by `python docs/regenerate.py benchmarks` from the JSON that "
+             "`python -m benchmarks` writes. Timings are medians after a warm-up; the machines "
+             "are shared and noisy, so compare each ratio against the reference measured in the "
+             "same run rather than absolute times across runs.", ""]
+    for path in files:
+        r = _read(path)
+        m = r.get("machine", {})
+        skip = {"benchmark", "machine", "date", "command"}
+        rows = [(k, v) for k, v in _flat(r) if k.split(".")[0] not in skip]
+        parts += [f"## {r['benchmark']}", "",
+                  f"{r.get('date', '?')}; {m.get('processor', '?')}, {m.get('cpus', '?')} CPUs, "
+                  f"{m.get('platform', '?')}; JAX {m.get('jax', '?')} on "
+                  f"{', '.join(m.get('devices', [])) or '?'}; `{r.get('command', '?')}`", "",
+                  "| measure | value |", "|---|---:|"]
+        parts += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                  for k, v in rows]
+        parts.append("")
+    with open(os.path.join(DOCS, "benchmarks.md"), "w") as f:
+        f.write("\n".join(parts))
+    print(f"wrote {os.path.join(DOCS, 'benchmarks.md')} from {len(files)} files")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 2 and argv[0] == "results":
+        results(argv[1:])
+    elif argv and argv[0] == "benchmarks":
+        benchmarks(argv[1] if len(argv) > 1 else os.path.join(ROOT, "bench_results"))
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -163,8 +163,9 @@ def results(workdirs: list[str]) -> None:
         summary = _read(os.path.join(wd, "train_summary.json"), {})
         table = reconstruction_table(metrics)
         readme_table = readme_table or table
+        when = "evaluated " + str(np.datetime64(int(mtime), "s"))
         parts += [f"## `{name}`", "",
-                  f"- **Run:** {provenance(run, 'evaluated ' + str(np.datetime64(int(mtime), 's')))}.",
+                  f"- **Run:** {provenance(run, when)}.",
                   f"- **Data:** {metrics['test_clips']} test clips, {metrics['sources']} sources.",
                   f"- **Training:** validation loss {summary.get('val_loss', float('nan')):.4g}, "
                   f"KL {summary.get('val_kl_bits', float('nan')):.0f} bits a sound, "

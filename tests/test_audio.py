@@ -165,3 +165,73 @@ def test_write_wav_round_trip(tmp_path, bits, rate):
     back, _ = sf.read(path, dtype="float32")
     back = audio.resample(back, rate, SR)[:SR]
     np.testing.assert_allclose(back[100:-100], clip[100:-100], atol=2e-3 if bits == 16 else 1e-3)
+
+
+def forged_wav(path, channels: int, rate: int, frames: int = 100) -> None:
+    """A 16-bit PCM WAV whose header claims `channels` at `rate`, with `frames` frames of data:
+    written by hand, as a hostile or damaged file would be."""
+    import struct
+
+    data = np.random.default_rng(0).integers(-3000, 3000, frames * channels, np.int16).tobytes()
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, (rate * channels * 2) & 0xFFFFFFFF,
+                      channels * 2, 16)
+    body = (b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data"
+            + struct.pack("<I", len(data)) + data)
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+@pytest.mark.parametrize("channels, rate, says", [
+    (1024, 2**31 - 1, r"unsupported: 1024 channels \(at most 64\)"),
+    (255, 192000, "unsupported: 255 channels"),
+    (2, 2**31 - 1, "unsupported sample rate: 2147483647 Hz"),
+    (1, 300, "unsupported sample rate: 300 Hz"),
+])
+def test_an_absurd_header_is_refused_before_decoding_and_says_why(tmp_path, channels, rate,
+                                                                   says):
+    path = tmp_path / "bomb.wav"
+    forged_wav(path, channels, rate)
+    with pytest.raises(audio.AudioError, match=says) as e:
+        audio.load_clip(path)
+    assert str(path) in str(e.value)
+
+
+def test_many_channels_at_a_high_rate_cost_only_their_mono_mix(tmp_path):
+    """8 channels at 655 kHz (the highest FLAC rate), 10 s: 210 MB as float32, decoded block by
+    block into its 26 MB mono mix, which equals the mean of the channels."""
+    import tracemalloc
+
+    rate, seconds = 655350, 10
+    x = (0.1 * np.random.default_rng(1).standard_normal((rate * seconds, 8))).astype(np.float32)
+    path = tmp_path / "wide.flac"
+    sf.write(path, x, rate, subtype="PCM_16")
+    want = sf.read(path, dtype="float32")[0][:rate * 2].mean(axis=1)
+    del x
+    tracemalloc.start()
+    got, got_rate = audio.read_audio(path, max_seconds=seconds)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert got.shape == (rate * seconds, 1) and got_rate == rate
+    np.testing.assert_allclose(got[:rate * 2, 0], want, atol=1e-6)
+    assert peak < 3 * rate * seconds * 4, f"{peak / 1e6:.0f} MB for a 26 MB mono mix"
+
+
+def test_a_file_name_that_is_not_utf8_reads(tmp_path):
+    path = os.path.join(os.fsencode(tmp_path), b"snare_\xe9t\xe9.wav")  # Latin-1, as old kits are
+    sf.write(path, 0.5 * sine(200.0, 44100), 44100)
+    clip = audio.load_clip(os.fsdecode(path))
+    assert clip.shape == (audio.CLIP_SAMPLES,) and np.max(np.abs(clip)) == pytest.approx(1.0)
+
+
+def test_a_file_without_read_permission_says_so(tmp_path, monkeypatch):
+    path = tmp_path / "locked.wav"
+    sf.write(path, 0.5 * sine(200.0, 44100), 44100)
+    real_open = open
+
+    def deny(file, *args, **kwargs):  # as root the file system itself never denies
+        if os.fspath(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", deny)
+    with pytest.raises(audio.AudioError, match="cannot read: permission denied"):
+        audio.load_clip(path)

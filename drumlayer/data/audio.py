@@ -1,6 +1,6 @@
 """Audio I/O boundary: decode any file libsndfile reads into the canonical one-shot, and write WAV.
 
-The canonical clip (the paper's Section 3.1, conventions of ARCHITECTURE.md) is mono (mean of
+The canonical clip (the paper's Section 3.1, docs/data.md) is mono (mean of
 channels), 22,050 Hz through a band-limited resampler (libsoxr, very high quality), with leading
 silence trimmed (below -60 dB re peak, 1 ms kept), cut to 1 s with a 10 ms fade-out or zero-padded,
 and peak-normalised to 1.0.
@@ -24,6 +24,10 @@ CLIP_SECONDS = 1.0
 CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)
 # libsndfile decodes in blocks of this many frames; long files are never read whole.
 _BLOCK_FRAMES = 65536
+# What a drum recording can be: more channels or a rate outside these is a damaged or hostile
+# header (a 119 KB file can claim 255 channels at 192 kHz), refused before decoding.
+MAX_CHANNELS = 64
+RATES = (1000, 768000)
 
 
 class AudioError(Exception):
@@ -119,11 +123,13 @@ def read_audio(
     path: str | os.PathLike, max_seconds: float | None = None,
     max_duration: float | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Decode a file (anything libsndfile reads) -> (audio [frames, channels] float32, rate).
+    """Decode a file (anything libsndfile reads) -> (audio [frames, 1] float32: the mean of its
+    channels, mixed block by block; rate).
 
-    At most `max_seconds` are decoded, block by block, so a multi-hour file costs no more than that.
-    A file longer than `max_duration` seconds is refused before decoding (a loop or a song is no
-    one-shot). Raises AudioError naming the file.
+    At most `max_seconds` are decoded, block by block, so a multi-hour or many-channel file costs
+    no more than that much mono audio. A file longer than `max_duration` seconds is refused
+    before decoding (a loop or a song is no one-shot), and so is a header outside MAX_CHANNELS
+    and RATES. Raises AudioError naming the file.
     """
     path = os.fspath(path)
     try:
@@ -136,8 +142,21 @@ def read_audio(
     if st.st_size == 0:
         raise AudioError("empty file (0 bytes)", path)
     try:
-        with sf.SoundFile(path) as f:
-            rate = int(f.samplerate)
+        open(path, "rb").close()
+    except PermissionError:
+        raise AudioError("cannot read: permission denied", path,
+                         hint="give your user read permission on it (chmod)") from None
+    try:
+        # bytes: libsndfile then opens any name the file system holds, UTF-8 or not
+        with sf.SoundFile(os.fsencode(path)) as f:
+            rate, channels = int(f.samplerate), int(f.channels)
+            if channels > MAX_CHANNELS:
+                raise AudioError(f"unsupported: {channels} channels (at most {MAX_CHANNELS})",
+                                 path, hint="mix it down to stereo or mono first")
+            if not RATES[0] <= rate <= RATES[1]:
+                raise AudioError(f"unsupported sample rate: {rate} Hz (drumlayer reads "
+                                 f"{RATES[0]:,} to {RATES[1]:,} Hz)", path,
+                                 hint="a damaged header, or resample it first")
             if f.frames == 0:
                 raise AudioError("empty: no audio frames", path)
             if max_duration is not None and f.frames > max_duration * rate:
@@ -150,7 +169,7 @@ def read_audio(
                 block = f.read(min(_BLOCK_FRAMES, limit - got), dtype="float32", always_2d=True)
                 if block.shape[0] == 0:
                     break
-                blocks.append(block)
+                blocks.append(block.mean(axis=1, keepdims=True) if channels > 1 else block)
                 got += block.shape[0]
     except AudioError:
         raise

@@ -52,7 +52,7 @@ from drumlayer.workdir import CorpusDir
 
 log = logging.getLogger(__name__)
 
-# Where Debian's packages put open drum kits (DATA.md), relative to an install prefix.
+# Where Debian's packages put open drum kits (docs/data.md), relative to an install prefix.
 OPEN_KIT_DIRS = (
     "usr/share/hydrogen/data/drumkits",
     "usr/share/sounds/sf2",

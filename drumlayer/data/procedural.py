@@ -3,7 +3,8 @@
 A snare is modelled as its two parts: the drum head (a few inharmonic, pitch-dropping damped
 modes) and the snare wires (band-passed noise with its own decay), plus a click transient.
 Every parameter is drawn per clip, so the set is diverse; the same seed gives the same set.
-This is no substitute for recordings (see DATA.md for real kits); it keeps the pipeline runnable.
+This is no substitute for recordings (see docs/data.md for real kits); it keeps the pipeline
+runnable.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Spectral features of clips: pure, jit-compiled JAX, batched over any leading axes.
 
-Conventions (ARCHITECTURE.md, matching librosa with `center=True, pad_mode='constant'`):
+Conventions (matching librosa with `center=True, pad_mode='constant'`):
 frames are centred (the signal is zero-padded by n_fft // 2 on both sides), the window is a
 periodic Hann, and a 1 s clip at 22,050 Hz with hop 512 gives 44 frames.
 

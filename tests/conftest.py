@@ -1,5 +1,6 @@
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 # tests import their helpers (kitgen) as top-level modules
 sys.path.insert(0, os.path.dirname(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOCAL = "http://127.0.0.1:8765"  # TestClient's base_url: a studio answers to its own hosts only
 
 
 def real_kits() -> str:
@@ -81,3 +83,18 @@ def kit_run(tmp_path_factory):
         logger.removeHandler(lines)
         logger.setLevel(level)
     return config, wd, summary, "\n".join(lines.lines)
+
+
+def serve(wd):
+    """`python -m drumlayer.studio` on wd, any free port: (process, its address)."""
+    proc = subprocess.Popen([sys.executable, "-m", "drumlayer.studio", f"--workdir={wd}",
+                             "--port=0"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = None
+    for line in proc.stdout:  # the CLI says where it listens
+        m = re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
+        if m:
+            url = m.group(1)
+            break
+    assert url, "the studio did not say where it listens"
+    return proc, url

@@ -19,7 +19,7 @@ from drumlayer.recipes import refine
 from drumlayer.recipes.bundle import Bundle
 from drumlayer.studio.server import create_app
 
-from conftest import real_kits
+from conftest import LOCAL, real_kits
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_cli_refuses_a_folder_with_nothing_readable(trained, tmp_path, capsys):
 
 def test_cli_recipe_reloads_in_the_studio_to_the_identical_mix(cli_run, trained):
     wd, folder, out = cli_run
-    client = TestClient(create_app(str(wd)))
+    client = TestClient(create_app(str(wd)), base_url=LOCAL)
     # the recipes hold the refinement of the files, as the command batched them
     want = refine.refine_all(refine.Analyzer.from_bundle(trained[1]), np.stack(
         [audio.load_clip(folder / f"hit {i}.wav") for i in range(3)]))

@@ -17,6 +17,7 @@ from drumlayer.recipes.bundle import Bundle
 from drumlayer.studio.server import create_app
 from drumlayer.workdir import Workdir
 
+from conftest import LOCAL
 from kitgen import hit, write_hydrogen_kit
 
 
@@ -179,7 +180,7 @@ def test_every_render_a_person_hears_is_full_band(snare, kit_run, tmp_path):
 
 
 def test_the_studio_plays_and_exports_full_band_and_matches_at_the_models_rate(snare, tmp_path):
-    c = TestClient(create_app(snare.root))
+    c = TestClient(create_app(snare.root), base_url=LOCAL)
     m = c.get("/api/model").json()
     assert (m["sample_rate"], m["samples"]) == (44100, 44100)
     src = np.frombuffer(c.get("/api/sources").content, "<f4").reshape(m["k"], 44100)

@@ -16,6 +16,8 @@ from drumlayer.kit import export, job
 from drumlayer.training import ledger, loop
 from drumlayer.workdir import Workdir
 
+from conftest import LOCAL
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -220,7 +222,7 @@ def test_the_studio_of_a_kit_has_a_pad_per_model_and_exports_what_its_pads_hold(
 
     pysfizz = pytest.importorskip("pysfizz", reason="the dev extra installs pysfizz (sfizz)")
     _, wd, _, _ = kit_run
-    c = TestClient(create_app(wd.root))
+    c = TestClient(create_app(wd.root), base_url=LOCAL)
     k = c.get("/api/kit").json()
     assert [(p["category"], p["gm_key"]) for p in k["pads"]] == [("kick", 36), ("snare", 38)]
     assert "add samples" in k["skipped"]["clap"] and "tom" in k["skipped"]

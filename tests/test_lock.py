@@ -11,7 +11,7 @@ import pytest
 from drumlayer import lock
 from drumlayer.workdir import Workdir
 
-from conftest import ROOT, run_main
+from conftest import LOCAL, ROOT, run_main
 
 
 def hold(workdir):
@@ -67,7 +67,7 @@ def test_readers_work_while_another_job_writes(smoke_run, tmp_path):
 
     first = hold(smoke_run)
     try:
-        c = TestClient(create_app(str(smoke_run)))
+        c = TestClient(create_app(str(smoke_run)), base_url=LOCAL)
         assert c.get("/api/model").json()["k"] == 8
         r = subprocess.run([sys.executable, "-m", "drumlayer.evaluation.evaluate",
                             f"--workdir={smoke_run}"], cwd=ROOT, capture_output=True,

@@ -18,6 +18,8 @@ from drumlayer.features import measures
 from drumlayer.recipes import render
 from drumlayer.studio.server import create_app
 
+from conftest import LOCAL
+
 pysfizz = pytest.importorskip("pysfizz", reason="the dev extra installs pysfizz (sfizz)")
 RATE = 48000
 
@@ -45,7 +47,7 @@ def lsd(x, ref) -> float:
 
 @pytest.fixture(scope="module")
 def client(smoke_run):
-    return TestClient(create_app(str(smoke_run))), smoke_run
+    return TestClient(create_app(str(smoke_run)), base_url=LOCAL), smoke_run
 
 
 def _recipe(c, wd):

@@ -4,10 +4,7 @@ import base64
 import io
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import zipfile
 
 import httpx
@@ -17,7 +14,7 @@ import soundfile as sf
 
 from drumlayer.data import npy_rows
 
-from conftest import ROOT
+from conftest import serve
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM) and os.environ.get("CI") == "true":
@@ -26,21 +23,6 @@ if not os.path.exists(CHROMIUM) and os.environ.get("CI") == "true":
                        "(apt-get install chromium)")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"{CHROMIUM} missing: apt-get install chromium")
-
-
-def serve(wd):
-    """`python -m drumlayer.studio` on wd, any free port: (process, its address)."""
-    proc = subprocess.Popen([sys.executable, "-m", "drumlayer.studio", f"--workdir={wd}",
-                             "--port=0"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    url = None
-    for line in proc.stdout:  # the CLI says where it listens
-        m = re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
-        if m:
-            url = m.group(1)
-            break
-    assert url, "the studio did not say where it listens"
-    return proc, url
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_LATENT = 1024
 MAX_SOURCES = 4096
 GAIN_DB = (-60.0, 24.0)
+NAME_MAX = 300
+
+
+def shorten(name: str, most: int = NAME_MAX) -> str:
+    """name in at most `most` characters: its start and its end, which tell apart files that
+    differ only there (a kit's velocity layers), joined by '...'."""
+    if len(name) <= most:
+        return name
+    head = most // 3
+    return name[:head] + "..." + name[len(name) - (most - head - 3):]
 
 
 class Envelope(BaseModel):
@@ -42,6 +52,7 @@ class Recipe(BaseModel):
                     "[0, 1]): what a refined recipe's weights differ from its latent's")
     weights: list[float] | None = Field(None, description="(output) the weights mixed [k]")
     pca: list[float] | None = Field(None, description="(output) PCA coordinates of latent")
-    name: str | None = Field(None, max_length=300, description="(output) where it came from")
+    name: str | None = Field(None, max_length=NAME_MAX,
+                             description="(output) where it came from")
     original: str | None = Field(None, max_length=64,
                                  description="(output) token of the original audio")

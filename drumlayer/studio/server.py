@@ -19,10 +19,13 @@ import secrets
 import socket
 import sys
 import tempfile
+import threading
 from typing import Annotated
 
 import numpy as np
+import uvicorn
 from fastapi import APIRouter, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -35,13 +38,14 @@ from drumlayer.features import measures
 from drumlayer.recipes import refine as refine_lib
 from drumlayer.recipes import render as render_lib
 from drumlayer.recipes.bundle import Bundle, BundleError
-from drumlayer.recipes.recipe import Recipe
-from drumlayer.studio import kit_routes
+from drumlayer.recipes.recipe import NAME_MAX, Recipe, shorten
+from drumlayer.studio import guard, kit_routes
 from drumlayer.workdir import Workdir
 
 log = logging.getLogger(__name__)
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 RATES = (22050, 44100, 48000)
+WORKERS = 2  # uploads decoded and refined at once; more wait
 MATCH_BANDS = 256
 REFINE_DOC = ("refine the recipe by analysis by synthesis (weights and gain fitted to the "
               "sound; ~0.1 s): false gives the encoder's recipe alone")
@@ -95,15 +99,18 @@ class Studio:
         self.originals: collections.OrderedDict[str, tuple[np.ndarray, np.ndarray]] = (
             collections.OrderedDict())
         self.keep_uploads = keep_uploads
+        self.lock = threading.Lock()  # the requests' threads share originals and the analyzer
+        self.workers = threading.BoundedSemaphore(WORKERS)
         self._source_features = None
         self._analyzer = None
 
     @property
     def analyzer(self) -> refine_lib.Analyzer:
         """The refinement (built, and compiled, at its first use)."""
-        if self._analyzer is None:
-            self._analyzer = refine_lib.Analyzer.from_bundle(self.bundle)
-        return self._analyzer
+        with self.lock:
+            if self._analyzer is None:
+                self._analyzer = refine_lib.Analyzer.from_bundle(self.bundle)
+            return self._analyzer
 
     @property
     def sr(self) -> int:
@@ -123,10 +130,26 @@ class Studio:
         token = secrets.token_hex(8)
         if heard is None:
             heard = fullband.band_limited(x, self.sr, self.samples)
-        self.originals[token] = (x, heard)
-        while len(self.originals) > self.keep_uploads:
-            self.originals.popitem(last=False)
-        return self.filled(Recipe(**fields, name=name, original=token))
+        with self.lock:
+            self.originals[token] = (x, heard)
+            while len(self.originals) > self.keep_uploads:
+                self.originals.popitem(last=False)
+        return self.filled(Recipe(**fields, name=shorten(name, NAME_MAX), original=token))
+
+    def recipe_from_upload(self, data: bytes, label: str, refine: bool = True) -> Recipe:
+        """An uploaded file's bytes -> its recipe (`recipe_from_clip`); a file that is not a
+        usable sound is a 422 naming it. At most WORKERS run at once: the rest wait."""
+        with self.workers, tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "upload")
+            with open(path, "wb") as f:
+                f.write(data)
+            try:
+                recording, rate = audio.read_audio(path, max_seconds=10.0, max_duration=30.0)
+                x = audio.canonical(recording, rate)
+                heard = audio.canonical(recording, rate, audio.ClipSpec(sample_rate=self.sr))
+            except audio.AudioError as e:
+                raise HTTPException(422, str(e).replace(path, label)) from None
+            return self.recipe_from_clip(x, f"upload: {label}", refine, heard)
 
     def match(self, r: Recipe) -> Match:
         """How close the recipe's sound is to the original it was encoded from."""
@@ -215,26 +238,32 @@ def add_page(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
-def create_app(workdir: str, max_upload_mb: float = 50.0) -> FastAPI:
+def create_app(workdir: str, max_upload_mb: float = 50.0,
+               hosts: tuple[str, ...] = guard.LOOPBACK) -> FastAPI:
     """The studio's ASGI app over a trained workdir (a kit job's workdir: the kit studio, see
-    studio/kit_routes.py)."""
+    studio/kit_routes.py), answering to the host names `hosts` only."""
     if kit_routes.is_kit_workdir(workdir):
-        return kit_routes.create_kit_app(workdir, lambda w: create_app(w, max_upload_mb), add_page)
+        app = kit_routes.create_kit_app(workdir, lambda w: create_app(w, max_upload_mb, hosts),
+                                        add_page)
+        app.add_middleware(guard.Guard, hosts=hosts,
+                           upload_limit=int(max_upload_mb * 1024 * 1024))
+        return app
     st = Studio(workdir)
     app = FastAPI(title="drumlayer studio", version="1",
                   description="Layered drum sounds from a trained drumlayer workdir: encode a "
                   "sample to a recipe, edit it, render and export it.")
     app.state.studio = st
-    _add_guards(app, max_upload_mb)
+    _add_guards(app, max_upload_mb, hosts)
     add_page(app)
     for router in (_model_routes(st), _encode_routes(st, max_upload_mb), _recipe_routes(st)):
         app.include_router(router)
     return app
 
 
-def _add_guards(app: FastAPI, max_upload_mb: float) -> None:
-    """Errors as 4xx with a line saying what is wrong, and the upload limit."""
-    limit = int(max_upload_mb * 1024 * 1024)
+def _add_guards(app: FastAPI, max_upload_mb: float, hosts: tuple[str, ...]) -> None:
+    """Errors as 4xx with a line saying what is wrong; only the studio's own hosts and origin,
+    and bodies within their limits (`guard.Guard`)."""
+    app.add_middleware(guard.Guard, hosts=hosts, upload_limit=int(max_upload_mb * 1024 * 1024))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -242,16 +271,6 @@ def _add_guards(app: FastAPI, max_upload_mb: float) -> None:
         return JSONResponse(status_code=422, content={"detail": [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
             for e in exc.errors()]})
-
-    @app.middleware("http")
-    async def upload_limit(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if request.method == "POST" and size and size.isdigit() and int(size) > limit:
-            return JSONResponse(status_code=413, content={"detail": (
-                f"upload of {int(size) / 1e6:.1f} MB is over the studio's limit of "
-                f"{max_upload_mb:g} MB; trim the file or restart the studio with a larger "
-                "--max_upload_mb")})
-        return await call_next(request)
 
     @app.exception_handler(render_lib.SilentError)
     async def silent(request: Request, exc: render_lib.SilentError):
@@ -325,17 +344,9 @@ def _encode_routes(st: Studio, max_upload_mb: float) -> APIRouter:
         if len(data) > limit:
             raise HTTPException(413, f"{label} is over the studio's limit of {max_upload_mb:g} "
                                 "MB; trim it or restart with a larger --max_upload_mb")
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "upload")
-            with open(path, "wb") as f:
-                f.write(data)
-            try:
-                recording, rate = audio.read_audio(path, max_seconds=10.0, max_duration=30.0)
-                x = audio.canonical(recording, rate)
-                heard = audio.canonical(recording, rate, audio.ClipSpec(sample_rate=st.sr))
-            except audio.AudioError as e:
-                raise HTTPException(422, str(e).replace(path, label)) from None
-        return st.recipe_from_clip(x, f"upload: {label}", refine, heard)
+        # decoding and refining take a CPU for a while: off the event loop, so that the page's
+        # other requests (and other people's) are served meanwhile
+        return await run_in_threadpool(st.recipe_from_upload, data, label, refine)
 
     @router.get("/api/original/{token}", summary="The audio a recipe was encoded from",
              response_class=Response)
@@ -412,17 +423,19 @@ def _define_flags(fv) -> None:
                         flag_values=fv)
     flags.DEFINE_integer("port", 8765, "port (0: any free one, printed)", flag_values=fv)
     flags.DEFINE_float("max_upload_mb", 50.0, "largest upload accepted", flag_values=fv)
+    flags.DEFINE_list("allowed_hosts", [], "host names the studio answers to besides this "
+                      "machine's (127.0.0.1, localhost, ::1) and --host: the names people use "
+                      "to reach it when it listens elsewhere", flag_values=fv)
 
 
 def _serve(a, _) -> int:
-    import uvicorn
-
-
     cli.compilation_cache()
-    app = create_app(a.workdir, a.max_upload_mb)
-    if a.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("studio: listening on %s: anyone who can reach this machine can use it",
-                    a.host)
+    hosts = (*guard.LOOPBACK, *([a.host] if a.host not in ("0.0.0.0", "::") else []),
+             *a.allowed_hosts)
+    app = create_app(a.workdir, a.max_upload_mb, hosts)
+    if a.host not in guard.LOOPBACK:
+        log.warning("studio: listening on %s: anyone who can reach this machine can use it; it "
+                    "answers to %s (--allowed_hosts adds names)", a.host, ", ".join(hosts))
     if hasattr(app.state, "kit"):
         what = f"a kit of {len(app.state.kit)} pads ({', '.join(app.state.kit)}) from {a.workdir}"
     else:

@@ -1,0 +1,92 @@
+"""What keeps other web pages and oversized bodies out of the studio: an ASGI middleware.
+
+The studio listens on this machine, but any page a person visits can send requests to it. So:
+- the Host header must name one of the studio's hosts (DNS rebinding makes a hostile name
+  resolve to 127.0.0.1; its requests still say that name);
+- a request that carries an Origin (browsers send one with every cross-site POST, including the
+  "simple" multipart ones that need no preflight) must come from the studio's own origin;
+- a body may not exceed its limit, counted as it arrives: a chunked body has no Content-Length
+  to check in advance, so the count stops it at the limit, before it is spooled or parsed.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+from fastapi import HTTPException
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+JSON_LIMIT = 8 * 1024 * 1024  # a recipe over 4,096 sources is ~0.3 MB; a kit of 8 x 16 of them
+
+
+def host_name(netloc: str) -> str:
+    """'127.0.0.1:8765' -> '127.0.0.1', '[::1]:8765' -> '::1'."""
+    return (urlsplit("//" + netloc).hostname or "").lower()
+
+
+class Guard:
+    """ASGI middleware: `hosts` the names the studio answers to; `upload_limit` the bytes of a
+    multipart body, every other body JSON_LIMIT."""
+
+    def __init__(self, app, hosts: tuple[str, ...] = LOOPBACK, upload_limit: int = 50 << 20):
+        self.app, self.upload_limit = app, upload_limit
+        self.hosts = {h.lower().strip("[]") for h in hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        host = headers.get("host", "")
+        if host_name(host) not in self.hosts:
+            names = ", ".join(sorted(self.hosts))
+            return await _refuse(send, 421, f"this studio answers to {names}, not {host!r}: "
+                                 "open it by one of those names (or start it with "
+                                 "--allowed_hosts)")
+        origin = headers.get("origin")
+        if origin is not None and origin.rstrip("/").lower() != f"http://{host}".lower():
+            return await _refuse(send, 403, f"requests from {origin} are not served: the studio "
+                                 "only serves its own page")
+        multipart = headers.get("content-type", "").startswith("multipart/")
+        limit = self.upload_limit if multipart else JSON_LIMIT
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            return await _refuse(send, 413, _too_large(limit, multipart))
+        return await self.app(scope, _counted(receive, limit, multipart), send)
+
+
+def _too_large(limit: int, multipart: bool) -> str:
+    if multipart:
+        return (f"upload over the studio's limit of {limit / 2**20:g} MB; trim the file or "
+                "restart the studio with a larger --max_upload_mb")
+    return f"request body over {limit / 2**20:g} MB: a recipe is far smaller"
+
+
+def _counted(receive, limit: int, multipart: bool):
+    """receive, raising a 413 once the body passes limit bytes (FastAPI turns an HTTPException
+    raised while it reads the body into that response)."""
+    got = 0
+
+    async def wrapped():
+        nonlocal got
+        message = await receive()
+        if message["type"] == "http.request":
+            got += len(message.get("body", b""))
+            if got > limit:
+                # and close the connection, so that the sender stops rather than the server
+                # reading (and dropping) the rest
+                raise HTTPException(413, _too_large(limit, multipart),
+                                    headers={"Connection": "close"})
+        return message
+
+    return wrapped
+
+
+async def _refuse(send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,161 @@
+"""The studio against what a hostile web page or a careless upload sends: other origins and host
+names, chunked bodies past the limits, decoding bombs; and it keeps serving meanwhile."""
+
+import io
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+from test_audio import forged_wav
+
+from drumlayer.studio import guard
+from drumlayer.studio.server import create_app
+
+from conftest import LOCAL, serve
+
+
+@pytest.fixture(scope="module")
+def app(smoke_run):
+    return create_app(str(smoke_run), max_upload_mb=1.0)
+
+
+def wav_bytes(seconds=0.3, rate=44100):
+    t = np.arange(int(seconds * rate)) / rate
+    buf = io.BytesIO()
+    sf.write(buf, (0.5 * np.sin(2 * np.pi * 200 * t) * np.exp(-8 * t)).astype(np.float32), rate,
+             format="WAV")
+    return buf.getvalue()
+
+
+def test_a_cross_site_post_is_refused_before_any_work(app):
+    c = TestClient(app, base_url=LOCAL)
+    st = app.state.studio
+    before = len(st.originals)
+    r = c.post("/api/encode", files={"file": ("s.wav", wav_bytes())},
+               headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403 and "evil.example" in r.json()["detail"]
+    assert len(st.originals) == before  # nothing was decoded or kept
+    ok = c.post("/api/encode?refine=false", files={"file": ("s.wav", wav_bytes())},
+                headers={"Origin": LOCAL})
+    assert ok.status_code == 200 and len(st.originals) == before + 1
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "127.0.0.1.evil.example"])
+def test_a_rebound_host_name_reads_nothing(app, host):
+    c = TestClient(app, base_url=f"http://{host}")
+    for path in ("/api/model", "/api/corpus", "/api/sources", "/"):
+        r = c.get(path)
+        assert r.status_code == 421, (path, r.status_code)
+        assert "127.0.0.1" in r.json()["detail"]
+
+
+def test_the_hosts_it_answers_to_are_configurable(smoke_run):
+    c = TestClient(create_app(str(smoke_run), hosts=("studio.lan",)), base_url="http://studio.lan")
+    assert c.get("/api/model").status_code == 200
+    assert TestClient(c.app, base_url=LOCAL).get("/api/model").status_code == 421
+    assert guard.host_name("[::1]:8765") == "::1" and guard.host_name("LocalHost") == "localhost"
+
+
+PART = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.wav\"\r\n"
+        b"Content-Type: audio/wav\r\n\r\n")  # a multipart body's head, its file to follow
+
+
+def chunks(total: int, size: int = 1 << 16):
+    sent = 0
+    while sent < total:
+        yield b"x" * size
+        sent += size
+
+
+def test_chunked_bodies_stop_at_the_limit(app):
+    c = TestClient(app, base_url=LOCAL)
+    # a JSON body with no Content-Length (chunked): counted as it arrives
+    t = time.perf_counter()
+    r = c.post("/api/render", content=chunks(64 << 20), headers={"Content-Type":
+                                                                 "application/json"})
+    assert r.status_code == 413 and "8 MB" in r.json()["detail"]
+    # a multipart upload, chunked: the 1 MB limit of this app
+    r = c.post("/api/encode", content=iter([PART, *chunks(8 << 20)]),
+               headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413 and "--max_upload_mb" in r.json()["detail"]
+    assert time.perf_counter() - t < 10
+
+
+def test_a_huge_locks_dict_is_refused_by_its_size(app):
+    c = TestClient(app, base_url=LOCAL)
+    z = [0.0] * app.state.studio.bundle.latent
+    locks = ", ".join(f'"{i}": 0.5' for i in range(10**6))
+    body = f'{{"latent": {z}, "locks": {{{locks}}}}}'
+    t = time.perf_counter()
+    r = c.post("/api/render", content=body.encode(), headers={"Content-Type":
+                                                              "application/json"})
+    assert r.status_code == 413
+    assert time.perf_counter() - t < 1.0
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024
+
+
+def test_the_real_server_refuses_bombs_and_floods_and_keeps_answering(smoke_run, tmp_path):
+    proc, url = serve(smoke_run)
+    try:
+        base = url.rstrip("/")
+        httpx.get(f"{base}/api/model", timeout=60).raise_for_status()
+        rss = rss_mb(proc.pid)
+        slowest, stop = [], threading.Event()
+
+        def poll():
+            while not stop.is_set():
+                t = time.perf_counter()
+                httpx.get(f"{base}/api/model", timeout=30).raise_for_status()
+                slowest.append(time.perf_counter() - t)
+                time.sleep(0.05)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        try:
+            bomb = tmp_path / "bomb.wav"  # a header claiming 255 channels at 192 kHz
+            forged_wav(bomb, 255, 192000, frames=200)
+            r = httpx.post(f"{base}/api/encode", files={"file": ("bomb.wav", bomb.read_bytes())},
+                           timeout=60)
+            assert r.status_code == 422 and "255 channels" in r.json()["detail"]
+            # a legitimate but heavy upload: 8 channels at 192 kHz, decoded and refined on a
+            # worker thread while /api/model is served
+            heavy = io.BytesIO()
+            sf.write(heavy, (0.1 * np.random.default_rng(0).standard_normal((192000 * 3, 8)))
+                     .astype(np.float32), 192000, format="FLAC", subtype="PCM_16")
+            r = httpx.post(f"{base}/api/encode", files={"file": ("wide.flac", heavy.getvalue())},
+                           timeout=120)
+            assert r.status_code == 200, r.text
+            # 1 GiB, chunked: refused at the upload limit (50 MB), never spooled whole
+            sent = 0
+
+            def flood():
+                nonlocal sent
+                yield PART
+                for block in chunks(1 << 30, 1 << 20):
+                    sent += len(block)
+                    yield block
+
+            try:
+                r = httpx.post(f"{base}/api/encode", content=flood(), timeout=60, headers={
+                    "Content-Type": "multipart/form-data; boundary=b"})
+                assert r.status_code == 413
+            except httpx.HTTPError:  # the server may close the connection as it answers
+                pass
+            assert sent < 300 << 20, f"{sent >> 20} MB were taken before the refusal"
+        finally:
+            stop.set()
+            poller.join()
+        assert max(slowest) < 1.0, f"/api/model took {max(slowest):.2f} s"
+        assert rss_mb(proc.pid) - rss < 400, "the server's memory grew with the attack"
+        assert httpx.get(f"{base}/api/model", timeout=10).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

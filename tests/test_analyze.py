@@ -137,24 +137,50 @@ def cli_run(trained, real_clips, tmp_path_factory):
         sf.write(folder / f"hit {i}.wav", x, 44100 if i == 1 else 22050, subtype="PCM_24")
     (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     (folder / "notes.txt").write_text("not audio")
+    # what one odd file must not stop: a name that is not UTF-8, a path of ~400 characters, and
+    # a kit's velocity layers whose long names differ only at the end
+    odd = tmp_path_factory.mktemp("odd")
+    sf.write(os.path.join(os.fsencode(odd), b"caisse_claire_\xe9t\xe9.wav"), real_clips[0], 22050)
+    deep = odd.joinpath(*[f"folder_with_a_rather_long_name_{i}" for i in range(11)])
+    deep.mkdir(parents=True)
+    sf.write(deep / "snare.wav", real_clips[1], 22050)
+    for layer, x in (("soft", real_clips[0]), ("hard", real_clips[2])):
+        sf.write(odd / f"Vintage_Ludwig_Supraphonic_14x5_Snare_Center_Hit_Velocity_{layer}.wav",
+                 x, 22050)
     out = tmp_path_factory.mktemp("recipes")
-    assert analyze_lib.main([f"--workdir={wd}", f"--out={out}", str(folder)]) == 0
+    assert analyze_lib.main([f"--workdir={wd}", f"--out={out}", str(folder), str(odd)]) == 0
     return wd, folder, out
 
 
 def test_cli_writes_every_readable_sound_and_lists_the_rest(cli_run):
     _, folder, out = cli_run
-    rows = list(csv.DictReader(open(out / "summary.csv")))
-    assert [r["name"] for r in rows] == ["hit_0", "hit_1", "hit_2"]
+    rows = list(csv.DictReader(open(out / "summary.csv", errors="surrogateescape")))
+    assert [r["name"] for r in rows][:3] == ["hit_0", "hit_1", "hit_2"]
     for r in rows:
         assert (out / f"{r['name']}.recipe.json").exists() and (out / f"{r['name']}.wav").exists()
         assert 1 <= int(r["active_layers"]) <= 15 and 0 < float(r["largest_weight"]) <= 1
         for k in ("log_spectral_distance_db", "mfcc_distance", "centroid_error_hz", "seconds"):
             assert np.isfinite(float(r[k])) and float(r[k]) >= 0
     bad = {os.path.basename(r["file"]): r["reason"] for r in
-           csv.DictReader(open(out / "rejected.csv"))}
+           csv.DictReader(open(out / "rejected.csv", errors="surrogateescape"))}
     assert set(bad) == {"broken.wav", "notes.txt"}
     assert "unreadable" in bad["broken.wav"]
+
+
+def test_one_odd_file_name_stops_nothing_and_layers_keep_their_ends(cli_run):
+    _, _, out = cli_run
+    rows = {os.path.basename(r["file"]): r for r in
+            csv.DictReader(open(out / "summary.csv", errors="surrogateescape"))}
+    latin = os.fsdecode(b"caisse_claire_\xe9t\xe9.wav")
+    assert {latin, "snare.wav"} <= set(rows)
+    assert len(next(r["file"] for r in rows.values() if r["file"].endswith("snare.wav"))) > 300
+    soft, hard = (rows[f"Vintage_Ludwig_Supraphonic_14x5_Snare_Center_Hit_Velocity_{v}.wav"]
+                  for v in ("soft", "hard"))
+    assert soft["name"].endswith("Velocity_soft") and hard["name"].endswith("Velocity_hard")
+    for r in rows.values():
+        recipe = json.loads((out / f"{r['name']}.recipe.json").read_text())
+        assert len(recipe["name"]) <= 300 and recipe["name"].startswith("analyze: ")
+    assert "\\xe9" in json.loads((out / f"{rows[latin]['name']}.recipe.json").read_text())["name"]
 
 
 def test_cli_refuses_a_folder_with_nothing_readable(trained, tmp_path, capsys):

@@ -10,6 +10,7 @@ import soundfile as sf
 
 from drumlayer.data import audio, augment, corpus, dataset, npy_rows, split
 from drumlayer.data import procedural as procedural_lib
+from drumlayer.workdir import CorpusDir
 
 from conftest import real_kits
 from kitgen import hit, write_hydrogen_kit
@@ -372,3 +373,24 @@ def test_saturation_transient_and_room_edits():
 
     # it decays at the rate rt names: -60 dB per 0.3 s, so -30 dB from 0.05-0.1 s to 0.2-0.25 s
     assert rms_db(0.2, 0.25) - rms_db(0.05, 0.1) == pytest.approx(-30.0, abs=6.0)
+
+
+def test_a_file_name_that_is_not_utf8_joins_the_corpus_and_reads_back(tmp_path):
+    """Old kits name files in Latin-1: such a file is a clip like any other, and the manifest
+    keeps its path byte for byte, so that its recording can be read again (full band)."""
+    from drumlayer.data import candidates, fullband
+
+    src = tmp_path / "kit"
+    src.mkdir()
+    name = os.path.join(os.fsencode(src), b"caisse_claire_\xe9t\xe9.wav")
+    sf.write(name, hit(44100, freq=300, seed=1), 44100)
+    sf.write(src / "snare_2.wav", hit(44100, freq=500, seed=2), 44100)
+    out = tmp_path / "corpus"
+    corpus.build([str(src)], str(out), corpus.CorpusOptions(category="all", workers=1),
+                 progress=False)
+    rows = dataset.read_manifest(CorpusDir(str(out)))
+    files = [r["file"] for r in rows]
+    assert os.fsdecode(name) in files, files
+    row = rows[files.index(os.fsdecode(name))]
+    recording, rate = candidates.read_candidate(fullband.candidate(row))
+    assert rate == 44100 and recording.shape[0] > 0

@@ -162,7 +162,9 @@ def fingerprint(roots: list[str], opts: CorpusOptions, out_dir: str | None = Non
 
 def _write_csv(path: str, header, rows) -> None:
     tmp = path + ".tmp"
-    with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
+    # a file name that is not UTF-8 is written as its own bytes, so that it reads back as the
+    # same path (dataset.read_manifest)
+    with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         w = csv.writer(f)
         w.writerow(header)
         w.writerows(rows)

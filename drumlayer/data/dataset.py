@@ -24,7 +24,7 @@ POOL = "pool"  # a kit job's other categories' training clips: candidate sources
 
 def read_manifest(corpus: CorpusDir) -> list[dict[str, str]]:
     """The manifest's rows (MANIFEST_FIELDS, as strings), one per corpus clip, in id order."""
-    with open(corpus.manifest, newline="", encoding="utf-8") as f:
+    with open(corpus.manifest, newline="", encoding="utf-8", errors="surrogateescape") as f:
         return list(csv.DictReader(f))
 
 

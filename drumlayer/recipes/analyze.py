@@ -29,7 +29,7 @@ from drumlayer.errors import DrumlayerError
 from drumlayer.features import measures
 from drumlayer.recipes import render
 from drumlayer.recipes.bundle import Bundle
-from drumlayer.recipes.recipe import Envelope, Recipe
+from drumlayer.recipes.recipe import Envelope, Recipe, printable, shorten
 from drumlayer.recipes.refine import MODES, AnalyzeConfig, Analyzer, recipe_fields, refine_all
 from drumlayer.workdir import AnalyzeDir
 
@@ -76,7 +76,8 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
     clips, cands, names, rejected = _read(paths)
     od = AnalyzeDir(out)
     os.makedirs(od.dir, exist_ok=True)
-    with open(od.rejected, "w", newline="") as f:
+    # file names that are not UTF-8 are written as their own bytes (as the corpus's manifest)
+    with open(od.rejected, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         csv.writer(f).writerows([("file", "reason"), *rejected])
     for reason, n in collections.Counter(r for _, r in rejected).most_common():
         log.warning("analyze: %d file(s) skipped: %s", n, reason)
@@ -94,7 +95,7 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
              for s, rate in ((b.sources, audio.SAMPLE_RATE), (b.full_sources, b.full_rate))]
     mixes, rows = [], []
     for i, (c, name) in enumerate(zip(cands, names, strict=True)):
-        recipe = Recipe(**recipe_fields(r, i), name=f"analyze: {c.file}")
+        recipe = Recipe(**recipe_fields(r, i), name=shorten(printable(f"analyze: {c.file}")))
         z = np.asarray(recipe.latent, np.float32)
         w = render.edit_weights(render.decode(decoder, z, normaliser), {}, set(), set(), 0.0,
                                 recipe.residual)
@@ -112,7 +113,7 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
     header = ["file", "name", "active_layers", "largest_weight", "gain_db",
               "log_spectral_distance_db", "mfcc_distance", "centroid_error_hz", "seconds"]
     path = od.summary
-    with open(path, "w", newline="") as f:
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         w = csv.writer(f)
         w.writerow(header)
         for i, row in enumerate(rows):

@@ -13,6 +13,12 @@ GAIN_DB = (-60.0, 24.0)
 NAME_MAX = 300
 
 
+def printable(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (kept by Python as surrogate escapes,
+    which JSON cannot hold) shown as backslash escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def shorten(name: str, most: int = NAME_MAX) -> str:
     """name in at most `most` characters: its start and its end, which tell apart files that
     differ only there (a kit's velocity layers), joined by '...'."""

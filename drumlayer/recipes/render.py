@@ -141,9 +141,13 @@ def export_wav(x: np.ndarray, sample_rate: int, rate: int) -> bytes:
     return wav_bytes(y * scale, rate, "PCM_24")
 
 
-def safe_name(name: str) -> str:
-    """A source's name as a file name: letters, digits, '-', '_' only."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:60] or "layer"
+def safe_name(name: str, most: int = 60) -> str:
+    """A name as a file name: letters, digits, '-', '_' only; a longer one keeps its start and
+    its end, where the names of one kit's velocity layers or round robins differ."""
+    s = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")
+    if len(s) > most:
+        s = s[:most // 3] + "-" + s[len(s) - (most - most // 3 - 1):]
+    return s or "layer"
 
 
 def stems_zip(parts: dict[int, np.ndarray], names: list[str], env: np.ndarray, gain_db: float,

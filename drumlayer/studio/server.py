@@ -38,7 +38,7 @@ from drumlayer.features import measures
 from drumlayer.recipes import refine as refine_lib
 from drumlayer.recipes import render as render_lib
 from drumlayer.recipes.bundle import Bundle, BundleError
-from drumlayer.recipes.recipe import NAME_MAX, Recipe, shorten
+from drumlayer.recipes.recipe import NAME_MAX, Recipe, printable, shorten
 from drumlayer.studio import guard, kit_routes
 from drumlayer.workdir import Workdir
 
@@ -93,7 +93,7 @@ class Studio:
             log.warning("studio: no corpus in %s: corpus clips are not offered", self.wd.corpus)
             self.dataset = None
         rows = self.dataset.rows if self.dataset else []
-        self.clips = [Clip(id=int(r["id"]), name=f"{r['kit']} / {r['instrument']}",
+        self.clips = [Clip(id=int(r["id"]), name=printable(f"{r['kit']} / {r['instrument']}"),
                            split=r["split"]) for r in rows]
         # token -> (the clip at 22.05 kHz, as the model hears it; the same at self.sr)
         self.originals: collections.OrderedDict[str, tuple[np.ndarray, np.ndarray]] = (
@@ -134,7 +134,8 @@ class Studio:
             self.originals[token] = (x, heard)
             while len(self.originals) > self.keep_uploads:
                 self.originals.popitem(last=False)
-        return self.filled(Recipe(**fields, name=shorten(name, NAME_MAX), original=token))
+        return self.filled(Recipe(**fields, name=shorten(printable(name), NAME_MAX),
+                                  original=token))
 
     def recipe_from_upload(self, data: bytes, label: str, refine: bool = True) -> Recipe:
         """An uploaded file's bytes -> its recipe (`recipe_from_clip`); a file that is not a
@@ -286,7 +287,8 @@ def _model_routes(st: Studio) -> APIRouter:
         p = st.bundle.pca
         return {"k": st.bundle.k, "latent": st.bundle.latent, "sample_rate": st.sr,
                 "samples": st.samples, "normaliser": st.normaliser,
-                "names": st.bundle.names, "workdir": os.path.basename(st.wd.root),
+                "names": [printable(n) for n in st.bundle.names],
+                "workdir": os.path.basename(st.wd.root),
                 "decoder": {k: {n: a.tolist() for n, a in v.items()}
                             for k, v in st.decoder.items()},
                 "pca": {"center": p["center"].tolist(), "components": p["components"].tolist(),

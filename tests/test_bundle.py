@@ -38,7 +38,7 @@ def test_save_then_load_gives_back_every_array(smoke_run, tmp_path):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(c.sources, b.sources)
     np.testing.assert_array_equal(c.std, b.std)
-    assert c.names == b.names and c.config == b.config and c.pca is None
+    assert c.names == b.names and c.config == b.config
     assert (c.k, c.latent) == (8, 4)
     feats = np.load(Workdir(str(smoke_run)).features.clips)
     p = bundle.latent_pca(c, feats, 3, block=7)  # blocks of 7: the same as one pass
@@ -65,7 +65,7 @@ def test_the_bundle_builds_the_model_its_config_names(smoke_run):
 
 
 @pytest.mark.parametrize("name", ["params.msgpack", "sources.npy", "full_sources.npy",
-                                  "standardisation.npz", "bundle.json"])
+                                  "standardisation.npz", "bundle.json", "pca.npz"])
 def test_a_damaged_file_is_one_line_naming_it(smoke_run, tmp_path, name):
     shutil.copytree(smoke_run / "bundle", tmp_path / "bundle")
     path = tmp_path / "bundle" / name
@@ -74,6 +74,41 @@ def test_a_damaged_file_is_one_line_naming_it(smoke_run, tmp_path, name):
         bundle.Bundle.load(str(tmp_path))
     msg = str(e.value)
     assert msg.startswith(f"{path} is damaged (") and "\n" not in msg
+    assert "rerun the main job" in msg
+
+
+def _wrong_shape(path, name):
+    """Rewrite one bundle file with one array cut short, as a copy from another run would be."""
+    if name == "params.msgpack":
+        from flax import serialization
+
+        leaves, tree = jax.tree_util.tree_flatten(
+            serialization.msgpack_restore(path.read_bytes()))
+        i = next(i for i, v in enumerate(leaves) if np.ndim(v) == 2)
+        leaves[i] = leaves[i][:, :-1]
+        path.write_bytes(serialization.msgpack_serialize(
+            jax.tree_util.tree_unflatten(tree, leaves)))
+    elif name.endswith(".npy"):
+        np.save(path, np.load(path)[:-1])
+    else:
+        arrays = dict(np.load(path))
+        first = sorted(arrays)[0]
+        arrays[first] = arrays[first][..., :-1]
+        np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("name", ["params.msgpack", "sources.npy", "full_sources.npy",
+                                  "standardisation.npz", "pca.npz"])
+def test_a_file_of_the_wrong_shape_is_one_line_naming_it(smoke_run, tmp_path, name):
+    """Each file against bundle.json at load: otherwise the studio started with the wrong k
+    and answered every request with a 500."""
+    shutil.copytree(smoke_run / "bundle", tmp_path / "bundle")
+    path = tmp_path / "bundle" / name
+    _wrong_shape(path, name)
+    with pytest.raises(bundle.BundleError) as e:
+        bundle.Bundle.load(str(tmp_path))
+    msg = str(e.value)
+    assert msg.startswith(f"{path} does not fit ") and "\n" not in msg, msg
     assert "rerun the main job" in msg
 
 

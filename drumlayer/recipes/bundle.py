@@ -71,6 +71,8 @@ class Bundle:
             if "full_band" in meta:
                 path = d.full_sources
                 full, full_rate = np.load(path, mmap_mode="r"), int(meta["full_band"]["rate"])
+            path = d.pca
+            pca = dict(np.load(path)) if os.path.exists(path) else None
         except FileNotFoundError as e:
             raise BundleError(f"{d} is incomplete ({e.filename} missing): run the main job "
                               f"(python -m drumlayer.main --config=... --workdir={workdir}) "
@@ -79,9 +81,10 @@ class Bundle:
             first = (str(e).strip().splitlines() or [""])[0][:160]
             raise BundleError(f"{path} is damaged ({type(e).__name__}: {first}): delete {d} "
                               "and rerun the main job to rebuild the bundle") from e
-        model = model_lib.create(sources.shape[0],
+        model = model_lib.create(len(meta["source_names"]),
                                  model_lib.ModelConfig.from_mapping(meta["config"]["model"]))
-        pca = dict(np.load(d.pca)) if os.path.exists(d.pca) else None
+        _check_shapes(d, meta, model, {"sources": sources, "full_sources": full, **std},
+                      pca or {}, raw)
         params = jax.tree_util.tree_map(jnp.asarray, raw)
         return cls(model, params, sources, std["mean"], std["std"], meta["source_names"],
                    meta["config"], pca, full, full_rate)
@@ -125,6 +128,37 @@ class Bundle:
     def mix_full(self, weights: np.ndarray) -> np.ndarray:
         """weights [B, k] -> audio [B, full_rate * seconds]: the same mix at full band."""
         return np.asarray(weights, np.float32) @ self.full_sources
+
+
+def _check_shapes(d, meta: dict, model: model_lib.LayeringVAE, arrays: dict, pca: dict,
+                  raw: dict) -> None:
+    """Every array of a loaded bundle against bundle.json: k sources (its names), D features
+    (its n_fft), L latent dimensions; raises BundleError naming the first file that differs.
+    None in an expected shape: any length."""
+    k, latent = len(meta["source_names"]), model.latent
+    dim = int(meta["config"]["features"]["n_fft"]) // 2 + 1
+    want = {"sources": (d.sources, (k, None)), "full_sources": (d.full_sources, (k, None)),
+            "mean": (d.standardisation, (dim,)), "std": (d.standardisation, (dim,))}
+    if pca:
+        n = np.shape(pca.get("variance"))[:1]
+        want.update({"center": (d.pca, (latent,)), "components": (d.pca, (*n, latent)),
+                     "variance": (d.pca, n), "explained": (d.pca, n)})
+    have = {**arrays, **pca}
+    for name, (path, shape) in want.items():
+        got = np.shape(have.get(name))
+        fits = len(got) == len(shape) and all(w in (None, g) for w, g in zip(shape, got,
+                                                                              strict=True))
+        if not fits:
+            raise BundleError(f"{path} does not fit {d.meta}: its {name} is {list(got)}, "
+                              f"expected {['any' if w is None else w for w in shape]} "
+                              f"({k} sources, {dim} features, latent {latent}): delete {d} and "
+                              "rerun the main job to rebuild the bundle")
+    expected = jax.tree_util.tree_map(lambda a: tuple(a.shape),
+                                      model_lib.abstract_params(model, dim))
+    if jax.tree_util.tree_map(np.shape, raw) != expected:
+        raise BundleError(f"{d.params} does not fit {d.meta}: its parameters are not those of "
+                          f"a model of {k} sources, {dim} features and latent {latent}: delete "
+                          f"{d} and rerun the main job to rebuild the bundle")
 
 
 def save(wd: Workdir, b: Bundle, sample_rate: int, full: FullBand) -> None:

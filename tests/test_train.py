@@ -78,16 +78,18 @@ def test_killed_mid_training_then_resumed_matches_an_uninterrupted_run(uninterru
     if sig == signal.SIGTERM:  # saved at the next step, or (during validation) at the epoch end
         assert "stopped by SIGTERM" in err and "run the same command again" in err
         assert mid_epoch or " after train epoch " in err
-    lines_before = len((cut / "metrics.jsonl").read_text().splitlines())
     resumed = run_helper(cut, tmp_path / "resumed.npz", epochs=EPOCHS)
     # it resumed: what was trained before the signal was not trained again
     done, skip = int(resumed["resumed_from"]), int(resumed["resumed_batches"])
     assert int(full["resumed_from"]) == 0 and 3 <= done < 1 + EPOCHS
     assert (skip > 0) == mid_epoch and not (mid_epoch and sig == signal.SIGKILL)
-    new = [json.loads(x) for x in (cut / "metrics.jsonl").read_text().splitlines()[
-        lines_before:]]
-    assert [r["epoch"] for r in new if r["kind"] == "epoch"][0] == done - 1  # train epoch
-    assert sum(r["kind"] == "step" for r in new) == 3 * (1 + EPOCHS - done) - skip
+    # metrics.jsonl holds every step and epoch once: what the killed run logged past its saved
+    # state was dropped and logged again
+    records = [json.loads(x) for x in (cut / "metrics.jsonl").read_text().splitlines()]
+    epochs = [(r["phase"], r["epoch"]) for r in records if r["kind"] == "epoch"]
+    assert len(epochs) == len(set(epochs)) == 1 + EPOCHS
+    assert [r["step"] for r in records if r["kind"] == "step"] == list(
+        range(1, 1 + 3 * EPOCHS + 1))  # 6 sources: 1 pretraining step; 22 targets: 3 a train epoch
     assert not (cut / "checkpoints" / "preempted.json").exists()
     for k in ("val_loss", *(k for k in full if "/" in k)):
         np.testing.assert_allclose(resumed[k], full[k], atol=1e-6, err_msg=k)
@@ -342,6 +344,19 @@ def test_a_damaged_latest_checkpoint_resumes_from_the_one_before(tmp_path, caplo
     assert any(p.name.startswith("3.damaged-") for p in newest.parent.iterdir())
     _assert_same_params(_final_params(full_wd, tiny_config(epochs=3)),
                         _final_params(cut_wd, tiny_config(epochs=3)))
+
+
+def test_a_rerun_after_training_ended_keeps_its_summary_and_metrics(tmp_path):
+    """Killed after the last checkpoint but before the main job recorded it: the rerun trains
+    nothing, and says what the run it resumes had said."""
+    data, wd = tiny_data(), Workdir(tmp_path / "w")
+    first = loop.train_and_evaluate(data, tiny_config(epochs=2), wd, progress=False)
+    metrics = (tmp_path / "w" / "metrics.jsonl").read_text()
+    again = loop.train_and_evaluate(data, tiny_config(epochs=2), wd, progress=False)
+    assert again["resumed_from"] == 3 and np.isfinite(again["val_loss"])
+    assert {k: v for k, v in again.items() if k != "resumed_from"} == {
+        k: v for k, v in first.items() if k != "resumed_from"}
+    assert (tmp_path / "w" / "metrics.jsonl").read_text() == metrics
 
 
 def _final_params(wd, tc):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 
 import jax
@@ -20,15 +21,41 @@ class NonFiniteLoss(DrumlayerError, RuntimeError):
     """The loss became NaN or infinite; the run stops and the last good checkpoint stays."""
 
 
-class MetricsWriter:
-    """metrics.jsonl (one JSON object a line) and TensorBoard event files; process 0 only."""
+def keep_metrics(path: str, step: int) -> dict:
+    """Cut metrics.jsonl back to the records of steps <= step (a resumed run's state: what a
+    killed run logged after it is logged again), and return the last epoch record kept, as
+    the run's summary ({} when none)."""
+    if not os.path.exists(path):
+        return {}
+    kept, last = [], {}
+    with open(path) as f:
+        for line in f:
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by the kill
+                continue
+            if r.get("step", 0) <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+                if r.get("kind") == "epoch":
+                    last = {k: v for k, v in r.items() if k not in ("step", "kind")}
+    with open(path + ".tmp", "w") as f:
+        f.writelines(kept)
+    os.replace(path + ".tmp", path)
+    return last
 
-    def __init__(self, wd: Workdir):
+
+class MetricsWriter:
+    """metrics.jsonl (one JSON object a line) and TensorBoard event files; process 0 only.
+    `summary`: the last epoch record of the steps up to `step` that the file already holds."""
+
+    def __init__(self, wd: Workdir, step: int = 0):
         self.active = jax.process_index() == 0
+        self.summary: dict = {}
         if not self.active:
             return
+        self.summary = keep_metrics(wd.metrics, step)
         self.f = open(wd.metrics, "a")  # noqa: SIM115
-        from tensorboardX import SummaryWriter
+        from tensorboardX import SummaryWriter  # heavy (protobuf): only once a run writes
 
         self.tb = SummaryWriter(wd.tensorboard)
 
@@ -44,6 +71,12 @@ class MetricsWriter:
             if isinstance(v, (int, float)) and k not in ("epoch",):
                 self.tb.add_scalar(f"{record.get('phase', '')}/{record.get('kind', '')}/{k}",
                                    v, step)
+
+    def flush(self) -> None:
+        """To disk: what a checkpoint is written with, so that a killed run loses no record of
+        the steps its checkpoint holds."""
+        if self.active:
+            self.f.flush()
 
     def close(self) -> None:
         if self.active:

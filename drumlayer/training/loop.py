@@ -149,7 +149,7 @@ class _Run:
         self.val = put(self.mesh, np.asarray(data.val, np.float32))
         self.latest, self.best = _checkpoint_managers(wd)
         self.start, self.skip, partial = self._resume()
-        self.writer = MetricsWriter(wd)
+        self.writer = MetricsWriter(wd, int(self.state.step))
         self.total = tc.pretrain_epochs + tc.epochs
         self.order_of = make_order(self.mesh, tc.batch)
         self.per_call = {ph: even_calls(-(-t.shape[0] // tc.batch), tc.steps_per_call)
@@ -164,6 +164,7 @@ class _Run:
                               lambda: f"{wd.checkpoints.dir}/{self.latest.latest_step()}",
                               self.bar)
         self.ledger.sums[self.start] = dict(partial)
+        self.ledger.summary = dict(self.writer.summary)  # what a finished run said, if it did
         self.tracked = {"params": jax.tree.map(jnp.copy, self.state.params),
                         "val_loss": put(self.mesh, np.array(np.inf, np.float32)),
                         "step": put(self.mesh, np.array(-1, np.int32))}
@@ -217,6 +218,7 @@ class _Run:
         """Everything after epoch g: the host's work done first, so that a non-finite loss
         stops the run before its state is written."""
         self.ledger.run()
+        self.writer.flush()
         self.latest.save(g + 1, args=ocp.args.StandardSave(_checkpoint(self.state)))
         self.write_best()
         if self.preempted_pending:
@@ -265,6 +267,7 @@ class _Run:
         end, n_batches = self._train_calls(g, phase, epoch, stop)
         if stop.signum is not None and end < n_batches:
             self.ledger.run()
+            self.writer.flush()
             self.latest.wait_until_finished()
             self.write_best()
             _save_preempted(wd, self.state,

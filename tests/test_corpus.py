@@ -151,6 +151,28 @@ def test_split_falls_back_to_groups_when_whole_kits_cannot_come_near(kit_sizes):
     assert have[1] >= 2 and have[2] >= 2 and abs(have[0] - 0.8 * len(kits_)) <= 2, have
 
 
+def test_split_falls_back_to_groups_when_a_category_would_get_too_few_test_clips():
+    """A small library split by kits (a kit job's corpus): 27 kicks, most in the kit that holds
+    most snares, would leave the kicks 1 test clip and every kick evaluation skipped. With the
+    categories given, groups are dealt within each category, and the kicks get enough."""
+    kits_, cats = [], []
+    for kit, kicks, snares in (("big", 23, 40), ("k2", 3, 5), ("k3", 1, 5),
+                               *((f"s{i}", 0, 8) for i in range(10))):
+        kits_ += [kit] * (kicks + snares)
+        cats += ["kick"] * kicks + ["snare"] * snares
+    groups = np.arange(len(kits_))
+    fractions = (0.8, 0.1, 0.1)
+    by_kit, by = split.split_ids(kits_, groups, fractions, seed=0)
+    assert by == "kit" and split.short_categories(by_kit, cats, fractions) == {"kick"}
+    s, by = split.split_ids(kits_, groups, fractions, seed=0, categories=cats)
+    assert by == "group" and not split.short_categories(s, cats, fractions)
+    for c in ("kick", "snare"):
+        have = np.bincount(s[np.asarray(cats) == c], minlength=3)
+        assert have[1] >= split.MIN_TEST_CLIPS and have[2] >= split.MIN_TEST_CLIPS, (c, have)
+    # a category too small to give 2 clips to both at 10% each (under 20 clips) asks nothing
+    assert not split.short_categories(np.zeros(19, np.int64), ["clap"] * 19, fractions)
+
+
 def test_split_shares_come_close_to_targets():
     units = np.repeat(np.arange(200), 5)
     s = split.split_units(units, (0.8, 0.1, 0.1), seed=0)

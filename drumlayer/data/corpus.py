@@ -40,6 +40,7 @@ from drumlayer.data import candidates, categories, discovery, npy_rows
 from drumlayer.data import procedural as procedural_lib
 from drumlayer.data.dataset import MANIFEST_FIELDS, POOL, SPLITS, read_manifest
 from drumlayer.data.split import (
+    MIN_TEST_CLIPS,
     SIGNATURE_HEAD,
     SIGNATURE_POOL,
     near_duplicate_groups,
@@ -236,11 +237,14 @@ def build(
     os.replace(tmp_path, cd.clips)
     layer_keys = [f"{c.kit}\0{c.instrument}\0{c.key}" for c in kept]
     groups = near_duplicate_groups(sig_path, layer_keys, opts.near_duplicate)
-    splits, split_by = split_ids([c.kit for c in kept], groups, opts.split, opts.seed)
+    splits, split_by = split_ids([c.kit for c in kept], groups, opts.split, opts.seed,
+                                 [c.category for c in kept])
     if split_by == "group":
-        log.warning("corpus: whole kits (%d) cannot be split near %s; split by near-duplicate "
-                    "group instead, so clips of one kit may be on both sides", len(
-                        {c.kit for c in kept}), "/".join(f"{x:g}" for x in opts.split))
+        log.warning("corpus: whole kits (%d) cannot be split near %s, or leave a category "
+                    "fewer than %d clips to validate or test on; split by near-duplicate group "
+                    "instead (within each category), so clips of one kit may be on both sides",
+                    len({c.kit for c in kept}), "/".join(f"{x:g}" for x in opts.split),
+                    MIN_TEST_CLIPS)
     rows = [(i, c.file, c.kit, c.instrument, c.category, c.source_format, c.licence,
              "" if c.key is None else c.key, c.layer, int(groups[i]), SPLITS[splits[i]])
             for i, c in enumerate(kept)]

@@ -64,6 +64,7 @@ def near_duplicate_groups(
 
 
 SPLIT_TOLERANCE = 0.5  # split_error above which whole kits are given up for groups
+MIN_TEST_CLIPS = 2  # what the evaluation needs of a category's test split (it takes pairs)
 
 
 def split_units(units: np.ndarray, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> np.ndarray:
@@ -98,21 +99,47 @@ def split_error(splits: np.ndarray, fractions) -> float:
     return float(np.max(np.abs(have - target) / np.maximum(target, 1.0)))
 
 
-def split_ids(kit_names: list[str], groups: np.ndarray, fractions,
-              seed: int) -> tuple[np.ndarray, str]:
+def short_categories(splits: np.ndarray, categories, fractions) -> set[str]:
+    """The categories with enough clips to give validation and test MIN_TEST_CLIPS each at
+    their shares of `fractions`, that got fewer in splits [n]."""
+    f = np.asarray(fractions, np.float64) / np.sum(fractions)
+    need = MIN_TEST_CLIPS / max(float(np.min(f[1:])), 1e-9)
+    cats = np.asarray(categories)
+    return {str(c) for c in np.unique(cats) if np.sum(cats == c) >= need and np.any(
+        np.bincount(splits[cats == c], minlength=len(f))[1:] < MIN_TEST_CLIPS)}
+
+
+def _by_group(groups: np.ndarray, categories, fractions, seed: int) -> np.ndarray:
+    """Near-duplicate groups dealt to splits, within each category on its own when given."""
+    if categories is None:
+        return split_units(groups, fractions, seed)
+    cats, out = np.asarray(categories), np.empty(len(groups), np.int64)
+    for c in np.unique(cats):
+        out[cats == c] = split_units(groups[cats == c], fractions, seed)
+    return out
+
+
+def split_ids(kit_names: list[str], groups: np.ndarray, fractions, seed: int,
+              categories: list[str] | None = None) -> tuple[np.ndarray, str]:
     """(splits [n] in {0: train, 1: val, 2: test}, 'kit' or 'group').
 
     Whole kits (joined with near-duplicate groups) stay on one side, so no test clip shares a
     kit with a training clip. When whole kits cannot come near the fractions (a library in one
-    folder is one kit; a few kits of uneven size), near-duplicate groups alone are dealt
-    instead: velocity layers and reused recordings still never straddle two splits.
+    folder is one kit; a few kits of uneven size), or leave a category that has the clips for
+    it fewer than MIN_TEST_CLIPS to validate or test on (categories [n]: a kit job's corpus),
+    near-duplicate groups alone are dealt instead, within each category: velocity layers and
+    reused recordings still never straddle two splits.
     """
+    groups = np.asarray(groups)
     by_kit = split_units(_components(len(kit_names), [_same_key_edges(kit_names),
                                                       _same_key_edges(list(groups))]),
                          fractions, seed)
-    if split_error(by_kit, fractions) <= SPLIT_TOLERANCE:
+    short = set() if categories is None else short_categories(by_kit, categories, fractions)
+    if split_error(by_kit, fractions) <= SPLIT_TOLERANCE and not short:
         return by_kit, "kit"
-    by_group = split_units(np.asarray(groups), fractions, seed)
+    by_group = _by_group(groups, categories, fractions, seed)
+    if short and len(short_categories(by_group, categories, fractions)) < len(short):
+        return by_group, "group"
     if split_error(by_group, fractions) < split_error(by_kit, fractions):
         return by_group, "group"
     return by_kit, "kit"

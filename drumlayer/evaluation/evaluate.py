@@ -37,6 +37,7 @@ import numpy as np
 from drumlayer import cli, lock
 from drumlayer.data import audio, fullband
 from drumlayer.data.dataset import Dataset
+from drumlayer.data.split import MIN_TEST_CLIPS
 from drumlayer.errors import DrumlayerError
 from drumlayer.evaluation import baselines, report
 from drumlayer.evaluation.results import (
@@ -69,9 +70,10 @@ def load_test(workdir: str) -> TestSet:
     wd = Workdir(workdir)
     with open(wd.selection.targets) as f:
         ids = np.array(json.load(f)["test"], np.int64)
-    if len(ids) < 2:
+    if len(ids) < MIN_TEST_CLIPS:
         raise TooFewTestClips(f"{wd.selection.targets} has {len(ids)} test clips; the "
-                              "evaluation needs at least 2: add samples or widen data.split")
+                              f"evaluation needs at least {MIN_TEST_CLIPS}: add samples or "
+                              "widen data.split")
     ds = Dataset(wd.corpus)
     feats = np.load(wd.features.clips, mmap_mode="r")
     return TestSet(ids, [ds.name(i) for i in ids], ds.audio(ids), np.asarray(feats[ids]),

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from absl import flags
 
-from drumlayer.errors import DrumlayerError
+from drumlayer.errors import DrumlayerError, disk_full
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -80,7 +80,11 @@ def run(command: Callable[[flags.FlagValues, list[str]], int], argv: list[str] |
         return command(fv, rest)
     except _Exit as e:
         return e.code
-    except DrumlayerError as e:
+    except Exception as e:  # noqa: BLE001 - a full disk is one line whatever raised it
+        if not isinstance(e, DrumlayerError):
+            e = disk_full(e, os.getcwd())
+            if e is None:
+                raise
         logging.getLogger(prog).error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 1

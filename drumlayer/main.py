@@ -18,7 +18,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from drumlayer import cli, pipeline
-from drumlayer.errors import DrumlayerError
+from drumlayer.errors import DiskFull, DrumlayerError, disk_full
 from drumlayer.kit import job
 from drumlayer.training import distributed
 
@@ -33,10 +33,16 @@ def default_workdir(config_path: str) -> str:
 
 
 class _QuietLibraries:
-    """Keep Orbax's per-save INFO chatter out of the run's log (warnings still show)."""
+    """Keep Orbax's per-save INFO chatter out of the run's log (warnings still show), and its
+    tracebacks of a full disk: the job ends with one line that says so."""
 
     def filter(self, record) -> bool:
-        return record.levelno >= 30 or "orbax" not in record.pathname
+        if "orbax" not in record.pathname:
+            return True
+        if record.levelno < 30:
+            return False
+        told = [Exception(record.getMessage()), *(record.exc_info or (None, None))[1:2]]
+        return all(e is None or disk_full(e, "") is None for e in told)
 
 
 def main(argv):
@@ -50,9 +56,15 @@ def main(argv):
                  jax.process_count(), jax.devices())
     try:
         (job.run if job.is_kit_config(config) else pipeline.run)(config, workdir)
-    except DrumlayerError as e:
+    except Exception as e:  # noqa: BLE001 - a full disk is one line whatever raised it
+        if not isinstance(e, DrumlayerError):
+            e = disk_full(e, workdir)
+            if e is None:
+                raise
         logging.error("%s", e)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        if isinstance(e, DiskFull):  # Orbax's writer threads, failing too, print as they stop
+            sys.stderr = open(os.devnull, "w")  # noqa: SIM115
         sys.exit(1)
     finally:
         if joined:

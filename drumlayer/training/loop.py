@@ -28,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
-from drumlayer.errors import DrumlayerError
+from drumlayer.errors import DrumlayerError, check_room
 from drumlayer.model import vae as model_lib
 from drumlayer.training import aot
 from drumlayer.training.checkpoints import (
@@ -169,6 +169,8 @@ class _Run:
                         "val_loss": put(self.mesh, np.array(np.inf, np.float32)),
                         "step": put(self.mesh, np.array(-1, np.int32))}
         self.best_written = self.best.latest_step() or 0
+        self.checkpoint_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(
+            (_checkpoint(self.state), self.tracked["params"])))
         self.preempted_pending = bool(self.skip)  # a mid-epoch state to clear at the next save
         self.saved_at = time.time()
 
@@ -219,6 +221,8 @@ class _Run:
         stops the run before its state is written."""
         self.ledger.run()
         self.writer.flush()
+        # the state and the best parameters, with room for Orbax's metadata and a margin
+        check_room(self.wd.checkpoints.dir, int(1.25 * self.checkpoint_bytes) + (4 << 20))
         self.latest.save(g + 1, args=ocp.args.StandardSave(_checkpoint(self.state)))
         self.write_best()
         if self.preempted_pending:

@@ -204,6 +204,10 @@ def _flat(d: dict, prefix: str = "") -> list[tuple[str, object]]:
     return out
 
 
+def _cell(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def benchmarks(folder: str) -> None:
     files = sorted(glob.glob(os.path.join(folder, "*.json")))
     if not files:
@@ -223,9 +227,15 @@ def benchmarks(folder: str) -> None:
                   f"{m.get('platform', '?')}; JAX {m.get('jax', '?')} on "
                   f"{', '.join(m.get('devices', [])) or '?'}; `{r.get('command', '?')}`", "",
                   "| measure | value |", "|---|---:|"]
-        parts += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-                  for k, v in rows]
+        parts += [f"| {k} | {_cell(v)} |" for k, v in rows]
         parts.append("")
+        for table in r.values():
+            if isinstance(table, list) and table and isinstance(table[0], dict):
+                head = list(dict.fromkeys(k for row in table for k in row))
+                parts += [f"| {' | '.join(head)} |", "|---" * len(head) + "|"]
+                parts += [f"| {' | '.join(_cell(row.get(h, '')) for h in head)} |"
+                          for row in table]
+                parts.append("")
     with open(os.path.join(DOCS, "benchmarks.md"), "w") as f:
         f.write("\n".join(parts))
     print(f"wrote {os.path.join(DOCS, 'benchmarks.md')} from {len(files)} files")

@@ -66,3 +66,14 @@ def test_nearest_and_uniform(problem):
     np.testing.assert_allclose(np.asarray(baselines.uniform(F, Y)), 1 / 12)
     with pytest.raises(ValueError, match="baseline must be one of"):
         baselines.fit("lasso", F, Y)
+
+
+def test_matching_pursuit_never_takes_a_negative_step():
+    """Where every correlation with the residual is negative, a non-negative pursuit adds
+    nothing (no layer at a negative weight), whatever the target."""
+    rng = np.random.default_rng(1)
+    F = rng.random((6, 40)).astype(np.float32)  # spectra: non-negative
+    Y = -rng.random((3, 40)).astype(np.float32)  # anti-correlated with every source
+    np.testing.assert_array_equal(np.asarray(baselines.matching_pursuit(F, Y, layers=5)), 0.0)
+    mixed = rng.standard_normal((8, 40)).astype(np.float32)
+    assert np.all(np.asarray(baselines.matching_pursuit(F, mixed, layers=15)) >= 0.0)

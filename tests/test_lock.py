@@ -77,3 +77,15 @@ def test_readers_work_while_another_job_writes(smoke_run, tmp_path):
         first.kill()
         first.wait()
     assert os.path.exists(smoke_run / "eval" / "report.md")
+
+
+def test_an_error_inside_the_job_releases_the_lock_cleanly(tmp_path, caplog):
+    """The next job finds nothing to warn about: the failed one released what it held."""
+    wd = Workdir(str(tmp_path / "w"))
+    with pytest.raises(RuntimeError, match="inside"), lock.exclusive(wd, "first"):
+        raise RuntimeError("inside the job")
+    assert (tmp_path / "w" / ".lock").read_text() == ""
+    caplog.set_level(logging.WARNING, logger="drumlayer.lock")
+    with lock.exclusive(wd, "second"):
+        pass
+    assert not caplog.records, [r.getMessage() for r in caplog.records]

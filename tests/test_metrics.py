@@ -100,3 +100,15 @@ def test_path_distances_and_new_layers_by_hand():
     np.testing.assert_allclose(d["centroid"][0], [0, 150, 50])
     np.testing.assert_allclose(d["mfcc"][0], [0, 0, 5])
     np.testing.assert_array_equal(measures.new_layers_mid_path(w), [1])  # layer 1 only mid-path
+
+
+def test_distances_of_a_gain_by_hand(pair):
+    """x against x/2: the log spectrum moves 6.02 dB everywhere (but below the floor), so the
+    MFCCs (an orthonormal DCT of 128 mel bands in dB, each floored relative to its own peak)
+    move only in coefficient 0, by 6.02 x 128 / sqrt(128); the centroid does not move."""
+    s, _ = pair
+    d = {k: float(v[0]) for k, v in measures.batch_distances(s[:1], s[:1] / 2).items()}
+    db = 20 * np.log10(2.0)
+    assert 0 < d["log_spectral_distance_db"] <= db + 1e-4  # floored at -80 dB: up to 6.02
+    assert d["mfcc_distance"] == pytest.approx(db * 128 / np.sqrt(128), rel=1e-3)
+    assert d["centroid_error_hz"] == pytest.approx(0.0, abs=0.5)

@@ -72,3 +72,19 @@ def test_kl_matches_closed_form():
     scale = jnp.array([[2.0, 0.5]])
     expect = 0.5 * sum(m**2 + s**2 - 1 - 2 * np.log(s) for m, s in ((0.5, 2.0), (-1.0, 0.5)))
     assert float(vae.kl_nats(mean, scale)[0]) == pytest.approx(expect, rel=1e-6)
+
+
+def test_the_forward_pass_samples_z_from_the_encoders_gaussian():
+    """z = mean + scale * eps (the reparameterisation): with noise, the weights are the decoding
+    of that z, not of the mean."""
+    model = vae.LayeringVAE(sources=5, latent=3, encoder_hidden=16, decoder_hidden=8)
+    params = vae.init_params(model, 7, 0)
+    x = jax.random.normal(jax.random.key(1), (4, 7))
+    eps = jax.random.normal(jax.random.key(2), (4, 3))
+    out = model.apply({"params": params}, x, eps)
+    mean, scale = model.apply({"params": params}, x, method=vae.LayeringVAE.encode)
+    assert np.all(np.asarray(scale) > 0)
+    np.testing.assert_allclose(out["z"], mean + scale * eps, rtol=1e-6, atol=1e-6)
+    decode = lambda z: model.apply({"params": params}, z, method=vae.LayeringVAE.decode)  # noqa: E731
+    np.testing.assert_allclose(out["weights"], decode(mean + scale * eps), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(out["weights"], decode(mean), atol=1e-4)

@@ -109,3 +109,16 @@ def test_k_medoids_finds_one_medoid_per_cluster_and_each_is_optimal():
     np.testing.assert_array_equal(med, selection.k_medoids(X, 4, seed=1))  # seeded
     with pytest.raises(ValueError, match="k must be in"):
         selection.k_medoids(X, 0)
+
+
+@pytest.mark.parametrize("method", ["frank_wolfe", "k_medoids", "random"])
+def test_select_returns_clip_ids_of_the_pool_not_positions_in_it(method):
+    """The pool is the training split: every other row here. The sources are rows of feats."""
+    rng = np.random.default_rng(0)
+    feats = rng.random((60, 12)).astype(np.float32)
+    pool = np.arange(1, 60, 2)  # odd ids only
+    ids, _ = selection.select(feats, pool, 5, method=method)
+    assert len(ids) == 5 and set(ids.tolist()) <= set(pool.tolist()), ids
+    if method == "frank_wolfe":  # the same picks as Frank-Wolfe on the pool's own rows
+        A = selection.normalise_columns(feats[pool].T)
+        np.testing.assert_array_equal(ids, pool[selection.frank_wolfe(A, 5, beta=1000.0).indices])

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from drumlayer.data import audio, augment, candidates, fullband, kit_formats
 from drumlayer.data.dataset import read_manifest
+from drumlayer.features import measures
 from drumlayer.kit import export
 from drumlayer.recipes import analyze as analyze_lib
 from drumlayer.recipes.bundle import Bundle
@@ -203,3 +204,25 @@ def test_the_studio_plays_and_exports_full_band_and_matches_at_the_models_rate(s
     clip = c.get("/api/corpus/0/recipe?refine=false").json()
     orig, rate = sf.read(io.BytesIO(c.get(f"/api/original/{clip['original']}").content))
     assert rate == 44100 and high_band(orig, rate) > 1e-3
+
+
+def test_match_delays_a_layer_at_the_rate_of_the_sources_it_compares(snare, tmp_path):
+    """/api/match measures the 22.05 kHz mix of a full-band (44.1 kHz) studio: a 50 ms offset
+    is 1,102 samples there, not the 2,205 of the full band. The mix is built here by hand."""
+    c = TestClient(create_app(snare.root), base_url=LOCAL)
+    b = Bundle.load(snare.root)
+    path = tmp_path / "up.wav"
+    sf.write(path, hit(48000, freq=220, noise=0.6, seed=5), 48000)
+    r = c.post("/api/encode", files={"file": ("up.wav", path.read_bytes(), "audio/wav")}).json()
+    w = np.asarray(c.post("/api/weights", json=r).json()["weights"], np.float64)
+    j = int(np.argmax(w))
+    got = c.post("/api/match", json={**r, "offsets_ms": {str(j): 50.0}}).json()
+    n = round(0.050 * 22050)
+    src = np.asarray(b.sources, np.float64)
+    mix = (w @ src - w[j] * src[j] + w[j] * np.concatenate([np.zeros(n), src[j][:-n]])) * 10 ** (
+        r["gain_db"] / 20)  # the default envelope holds the whole second
+    want = measures.batch_distances(mix[None].astype(np.float32),
+                                    audio.load_clip(path)[None])
+    for k, v in want.items():
+        assert got[k] == pytest.approx(float(v[0]), rel=1e-3, abs=1e-3), k
+

@@ -323,3 +323,4 @@ def test_envelope_by_hand():
     assert e[int(0.8 * 22050)] == pytest.approx(1e-3, rel=1e-3)  # -60 dB after the decay
     tiny = render_lib.envelope(100, 22050, attack=1e-300, hold=0.0, decay=1.0)  # < one sample
     assert np.isfinite(tiny).all() and tiny[0] == 1.0
+

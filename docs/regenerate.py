@@ -170,7 +170,8 @@ def results(workdirs: list[str]) -> None:
                   f"- **Training:** validation loss {summary.get('val_loss', float('nan')):.4g}, "
                   f"KL {summary.get('val_kl_bits', float('nan')):.0f} bits a sound, "
                   f"{summary.get('val_active_layers', float('nan')):.1f} active layers "
-                  f"(best epoch by validation: step {summary.get('best_step')}).", "",
+                  f"(the best by validation after epoch {summary.get('best_step')}, "
+                  "pretraining's included).", "",
                   "### Reconstruction", "", table, ""]
         claims = claims_section(open(os.path.join(wd, "eval", "report.md")).read()) \
             if os.path.exists(os.path.join(wd, "eval", "report.md")) else ""

@@ -38,9 +38,8 @@ from drumlayer.data import audio as audio_lib
 from drumlayer.data import augment as augment_lib
 from drumlayer.data import candidates, categories, discovery, npy_rows
 from drumlayer.data import procedural as procedural_lib
-from drumlayer.data.dataset import MANIFEST_FIELDS, POOL, SPLITS, read_manifest
+from drumlayer.data.dataset import MANIFEST_FIELDS, MIN_TEST_CLIPS, POOL, SPLITS, read_manifest
 from drumlayer.data.split import (
-    MIN_TEST_CLIPS,
     SIGNATURE_HEAD,
     SIGNATURE_POOL,
     near_duplicate_groups,

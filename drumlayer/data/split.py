@@ -9,6 +9,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from drumlayer.data import npy_rows
+from drumlayer.data.dataset import MIN_TEST_CLIPS
 
 SIGNATURE_HEAD = 2048  # onset samples compared for near-duplicates (93 ms at 22.05 kHz)
 SIGNATURE_POOL = 2  # averaged in pairs: a 1024-d signature (2 KB) of the band below ~5.5 kHz
@@ -64,7 +65,6 @@ def near_duplicate_groups(
 
 
 SPLIT_TOLERANCE = 0.5  # split_error above which whole kits are given up for groups
-MIN_TEST_CLIPS = 2  # what the evaluation needs of a category's test split (it takes pairs)
 
 
 def split_units(units: np.ndarray, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> np.ndarray:

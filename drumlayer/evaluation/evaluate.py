@@ -36,8 +36,7 @@ import numpy as np
 
 from drumlayer import cli, lock
 from drumlayer.data import audio, fullband
-from drumlayer.data.dataset import Dataset
-from drumlayer.data.split import MIN_TEST_CLIPS
+from drumlayer.data.dataset import MIN_TEST_CLIPS, Dataset
 from drumlayer.errors import DrumlayerError
 from drumlayer.evaluation import baselines, report
 from drumlayer.evaluation.results import (

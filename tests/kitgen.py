@@ -80,63 +80,49 @@ def _list(kind: bytes, chunks: list[bytes]) -> bytes:
     return _chunk(b"LIST", kind + b"".join(chunks))
 
 
-def write_sf2(path: str, samples: list[tuple[str, np.ndarray, int, int]],
-              drum_zones: list[tuple[int, int, int]], melodic: bool = True,
-              kit: str = "Test Kit", bank: int = 128) -> None:
-    """A minimal SF2 soundfont.
+def write_soundfont(path: str, samples: list[tuple], instruments: list[tuple[str, list[dict]]],
+                    presets: list[tuple[str, int, list[dict]]], info: dict[bytes, bytes] | None
+                    = None) -> None:
+    """An SF2 soundfont as the spec lays it out, written field by field.
 
-    samples: (name, int16 data, rate, original_pitch). drum_zones: (lo_key, hi_key, sample index)
-    of one preset named `kit` in `bank` (128: percussion) with overridingRootKey unset; a melodic
-    preset (bank 0) using sample 0 is added when `melodic`.
+    samples: (name, int16 data, rate, original_pitch[, correction, type, link]).
+    instruments: (name, zones); presets: (name, bank, zones); a zone is {generator: amount}
+    (43 key range and 44 velocity range as (lo, hi)), its generators written in that order.
+    info: INFO sub-chunks (INAM, ICOP), none by default.
     """
     smpl, shdr, offset = b"", b"", 0
-    for name, data, rate, pitch in samples:
+    for name, data, rate, pitch, *rest in samples:
+        correction, kind, link = (tuple(rest) + (0, 1, 0)[len(rest):])
         data = np.asarray(data, "<i2")
         smpl += data.tobytes() + b"\0" * 92  # 46 zero frames after each sample, as the spec asks
         shdr += struct.pack("<20sIIIIIBbHH", name.encode(), offset, offset + data.size, offset,
-                            offset + data.size, rate, pitch, 0, 0, 1)
+                            offset + data.size, rate, pitch, correction, link, kind)
         offset += data.size + 46
     shdr += struct.pack("<20sIIIIIBbHH", b"EOS", 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
-    def gen(oper: int, amount: int) -> bytes:
-        return struct.pack("<Hh", oper, amount)
+    def gens(zone: dict) -> bytes:
+        return b"".join(struct.pack("<HBB", op, *v) if isinstance(v, tuple)
+                        else struct.pack("<Hh", op, v) for op, v in zone.items())
 
-    def key_range(lo: int, hi: int) -> bytes:
-        return struct.pack("<HBB", 43, lo, hi)
+    def table(headers, fmt, term, extra) -> tuple[bytes, bytes, bytes]:
+        """(header, bag, gen) chunks of named zone lists, each ended by its terminal record."""
+        hdr, bag, gen, n_bag, n_gen = b"", b"", b"", 0, 0
+        for name, *rest, zones in headers:
+            hdr += struct.pack(fmt, name.encode(), *extra(rest, n_bag))
+            for z in zones:
+                bag += struct.pack("<HH", n_gen, 0)
+                gen += gens(z)
+                n_gen += len(z)
+                n_bag += 1
+        hdr += struct.pack(fmt, term, *extra([0], n_bag))
+        return hdr, bag + struct.pack("<HH", n_gen, 0), gen + struct.pack("<Hh", 0, 0)
 
-    # instrument 0: drums (one zone per drum_zone); instrument 1: melodic
-    igen, ibag, inst = b"", b"", b""
-    n_gen = n_bag = 0
-    inst += struct.pack("<20sH", b"Drums", n_bag)
-    for lo, hi, s in drum_zones:
-        ibag += struct.pack("<HH", n_gen, 0)
-        igen += key_range(lo, hi) + gen(53, s)
-        n_gen += 2
-        n_bag += 1
-    inst += struct.pack("<20sH", b"Piano", n_bag)
-    ibag += struct.pack("<HH", n_gen, 0)
-    igen += gen(53, 0)
-    n_gen += 1
-    n_bag += 1
-    inst += struct.pack("<20sH", b"EOI", n_bag)
-    ibag += struct.pack("<HH", n_gen, 0)
-    igen += gen(0, 0)
-
-    phdr = struct.pack("<20sHHHIII", kit.encode(), 0, bank, 0, 0, 0, 0)
-    pbag = struct.pack("<HH", 0, 0)
-    pgen = gen(41, 0)
-    n_pbag, n_pgen = 1, 1
-    if melodic:
-        phdr += struct.pack("<20sHHHIII", b"Piano", 0, 0, n_pbag, 0, 0, 0)
-        pbag += struct.pack("<HH", n_pgen, 0)
-        pgen += gen(41, 1)
-        n_pbag, n_pgen = 2, 2
-    phdr += struct.pack("<20sHHHIII", b"EOP", 0, 0, n_pbag, 0, 0, 0)
-    pbag += struct.pack("<HH", n_pgen, 0)
-    pgen += gen(0, 0)
-    body = b"sfbk" + _list(b"INFO", [_chunk(b"ifil", struct.pack("<HH", 2, 1)),
-                                     _chunk(b"INAM", b"Test Font\0"),
-                                     _chunk(b"ICOP", b"CC0 test data\0")])
+    inst, ibag, igen = table(instruments, "<20sH", b"EOI", lambda rest, n: (n,))
+    phdr, pbag, pgen = table(presets, "<20sHHHIII", b"EOP",
+                             lambda rest, n: (0, rest[0], n, 0, 0, 0))
+    infos = [_chunk(b"ifil", struct.pack("<HH", 2, 1))]
+    infos += [_chunk(k, v + b"\0") for k, v in (info or {}).items()]
+    body = b"sfbk" + _list(b"INFO", infos)
     body += _list(b"sdta", [_chunk(b"smpl", smpl)])
     body += _list(b"pdta", [_chunk(b"phdr", phdr), _chunk(b"pbag", pbag),
                             _chunk(b"pmod", b"\0" * 10), _chunk(b"pgen", pgen),
@@ -145,6 +131,22 @@ def write_sf2(path: str, samples: list[tuple[str, np.ndarray, int, int]],
                             _chunk(b"shdr", shdr)])
     with open(path, "wb") as f:
         f.write(_chunk(b"RIFF", body))
+
+
+def write_sf2(path: str, samples: list[tuple[str, np.ndarray, int, int]],
+              drum_zones: list[tuple[int, int, int]], melodic: bool = True,
+              kit: str = "Test Kit", bank: int = 128) -> None:
+    """A minimal SF2 soundfont named 'Test Font' (licence 'CC0 test data').
+
+    samples: (name, int16 data, rate, original_pitch). drum_zones: (lo_key, hi_key, sample index)
+    of one preset named `kit` in `bank` (128: percussion) with overridingRootKey unset; a melodic
+    preset (bank 0) using sample 0 is added when `melodic`.
+    """
+    instruments = [("Drums", [{43: (lo, hi), 53: s} for lo, hi, s in drum_zones]),
+                   ("Piano", [{53: 0}])]
+    presets = [(kit, bank, [{41: 0}])] + ([("Piano", 0, [{41: 1}])] if melodic else [])
+    write_soundfont(path, samples, instruments, presets,
+                    {b"INAM": b"Test Font", b"ICOP": b"CC0 test data"})
 
 
 def write_kits(root, n: int = 20, claps: int = 3, rate: int = 44100) -> None:

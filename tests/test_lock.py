@@ -1,8 +1,10 @@
 """lock: one writer per workdir; a dead writer's lock is taken over; readers need none."""
 
+import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -89,3 +91,40 @@ def test_an_error_inside_the_job_releases_the_lock_cleanly(tmp_path, caplog):
     with lock.exclusive(wd, "second"):
         pass
     assert not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+def test_the_refusal_names_the_holder_in_full(tmp_path):
+    wd = tmp_path / "run"
+    first = hold(wd)
+    try:
+        held = json.loads((wd / ".lock").read_text())
+        assert held["pid"] == first.pid and held["host"] == socket.gethostname()
+        with pytest.raises(lock.WorkdirBusy) as e:
+            with lock.exclusive(Workdir(str(wd))):
+                pass
+        assert str(e.value) == (
+            f"{wd} is in use by PID {first.pid} on {socket.gethostname()}, started "
+            f"{held['started']} (python -m drumlayer.main --config=first): wait for it to finish "
+            "or stop it, or choose another --workdir")
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_takeover_of_an_unreadable_lock_says_who_as_far_as_known(tmp_path, caplog):
+    wd = tmp_path / "run"
+    wd.mkdir()
+    (wd / ".lock").write_text('{"pid": 7}')  # left by a job that died
+    caplog.set_level(logging.WARNING, logger="drumlayer.lock")
+    with lock.exclusive(Workdir(str(wd))):
+        pass
+    assert "taking over the lock left by PID 7 on ?, started ? (?), which is gone" in caplog.text
+    (wd / ".lock").write_text("not json")
+    caplog.clear()
+    with lock.exclusive(Workdir(str(wd))):
+        pass
+    assert "taking over" not in caplog.text  # unreadable: nothing to name
+    (wd / ".lock").write_text('{"host": "elsewhere"}')
+    with lock.exclusive(Workdir(str(wd))):
+        pass
+    assert "left by PID ? on elsewhere, started ? (?)" in caplog.text

@@ -137,7 +137,8 @@ def train_config(config: ml_collections.ConfigDict) -> options.TrainConfig:
     t, f = config.train, config.features
     return options.TrainConfig(
         batch=int(t.batch), learning_rate=float(t.learning_rate), grad_clip=float(t.grad_clip),
-        pretrain_epochs=int(t.pretrain_epochs), epochs=int(t.epochs), seed=int(config.seed),
+        pretrain_epochs=int(t.pretrain_epochs), epochs=int(t.epochs),
+        patience=int(t.get("patience", 0)), seed=int(config.seed),
         steps_per_call=int(t.steps_per_call), profile=bool(t.profile),
         checkpoint_every_s=float(t.checkpoint_every_s),
         loss=losses.LossConfig(beta=float(t.beta), free_bits=float(t.free_bits),

@@ -359,6 +359,35 @@ def test_a_rerun_after_training_ended_keeps_its_summary_and_metrics(tmp_path):
     assert (tmp_path / "w" / "metrics.jsonl").read_text() == metrics
 
 
+def test_patience_stops_phase_2_and_a_resumed_run_stops_at_the_same_epoch(tmp_path):
+    """With a learning rate of 0 the validation loss never improves on phase 2's first epoch:
+    patience 2 stops after its third (epoch count 1 + 3), says why, and a run resumed from
+    an earlier checkpoint (there: the end of a 2-epoch run) stops at the same epoch."""
+    data = tiny_data()
+    tc = dataclasses.replace(tiny_config(epochs=10), learning_rate=0.0, patience=2)
+    full = loop.train_and_evaluate(data, tc, Workdir(tmp_path / "full"), progress=False)
+    assert full["stopped"].startswith("early: validation loss ")
+    assert "at phase-2 epoch 0 not bettered in 2 epochs (train.patience); stopped after epoch " \
+           "2 of 10" in full["stopped"]
+    records = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().split(
+        "\n") if x]
+    assert [r["epoch"] for r in records if r["kind"] == "epoch" and r["phase"] == "train"] == [
+        0, 1, 2]
+    assert sorted(os.listdir(tmp_path / "full" / "checkpoints"))[-1] == "best"
+    assert full["best_step"] == 2
+    cut = Workdir(tmp_path / "cut")
+    short = loop.train_and_evaluate(data, dataclasses.replace(tc, epochs=2), cut, progress=False)
+    assert short["stopped"] == "after the last epoch (2)"
+    resumed = loop.train_and_evaluate(data, tc, cut, progress=False)
+    assert resumed["resumed_from"] == 3 and resumed["stopped"] == full["stopped"]
+    assert resumed["best_step"] == 2
+    again = loop.train_and_evaluate(data, tc, cut, progress=False)  # stopped: trains nothing
+    assert again["resumed_from"] == 4 and again["stopped"] == full["stopped"]
+    off = loop.train_and_evaluate(data, dataclasses.replace(tc, patience=0, epochs=4),
+                                  Workdir(tmp_path / "off"), progress=False)
+    assert off["stopped"] == "after the last epoch (4)"
+
+
 def _final_params(wd, tc):
     return checkpoints.load_params(wd, vae_lib.create(6, tc.model), tiny_data().train.shape[1],
                              which="latest", tc=tc)

@@ -16,6 +16,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import logging
+import math
 import signal
 import sys
 import time
@@ -165,10 +166,18 @@ class _Run:
                               self.bar)
         self.ledger.sums[self.start] = dict(partial)
         self.ledger.summary = dict(self.writer.summary)  # what a finished run said, if it did
-        self.tracked = {"params": jax.tree.map(jnp.copy, self.state.params),
-                        "val_loss": put(self.mesh, np.array(np.inf, np.float32)),
-                        "step": put(self.mesh, np.array(-1, np.int32))}
         self.best_written = self.best.latest_step() or 0
+        # the best validation loss so far and the epoch count it came at (a resumed run's: its
+        # best checkpoint's, which holds the best up to the checkpoint it resumes from)
+        best = self.best.best_step()
+        self.best_seen = ((self.best.metrics(best)["val_loss"], best) if best is not None
+                          else (math.inf, 0))
+        # what the device compares each validation with: the best so far (its parameters are
+        # in the best checkpoint already: only a better epoch replaces them)
+        self.tracked = {"params": jax.tree.map(jnp.copy, self.state.params),
+                        "val_loss": put(self.mesh, np.array(self.best_seen[0], np.float32)),
+                        "step": put(self.mesh, np.array(best or -1, np.int32))}
+        self.stopped = ""  # why phase 2 ended before its last epoch
         self.checkpoint_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(
             (_checkpoint(self.state), self.tracked["params"])))
         self.preempted_pending = bool(self.skip)  # a mid-epoch state to clear at the next save
@@ -285,8 +294,13 @@ class _Run:
             v = self.steps[phase][1](self.state.params, self.val, self.consts)
             self.tracked = keep_best(self.tracked, self.state.params, v["loss"],
                                      put(self.mesh, np.array(g + 1, np.int32)))
+            if tc.patience:  # the host reads one number an epoch: every process the same
+                loss = float(jax.device_get(v["loss"]))
+                if loss < self.best_seen[0]:
+                    self.best_seen = (loss, g + 1)
+                self.stopped = self.patience_ran_out(g + 1)
         self.ledger.queue.append(functools.partial(self.ledger.end_epoch, g, phase, epoch, v))
-        if (g + 1 in (tc.pretrain_epochs, self.total) or stop.signum is not None
+        if (g + 1 in (tc.pretrain_epochs, self.total) or stop.signum is not None or self.stopped
                 or time.time() - self.saved_at >= tc.checkpoint_every_s):
             self.save(g)
         if stop.signum is not None:  # it came in the epoch's last call, or after it
@@ -294,10 +308,26 @@ class _Run:
                             f"epoch {epoch}; its checkpoint is in {wd.checkpoints.dir}: run the "
                             "same command again to resume")
 
+    def patience_ran_out(self, done: int) -> str:
+        """Why phase 2 stops after `done` epochs in all ('' when it goes on): no better
+        validation loss for train.patience epochs. A function of the best checkpoint's epoch, so
+        a resumed run stops where an uninterrupted one did."""
+        tc, (loss, at) = self.tc, self.best_seen
+        if not tc.patience or done <= tc.pretrain_epochs or done >= self.total:
+            return ""
+        if done - max(at, tc.pretrain_epochs) < tc.patience:
+            return ""
+        return (f"early: validation loss {loss:.4g} at phase-2 epoch {at - tc.pretrain_epochs - 1}"
+                f" not bettered in {tc.patience} epochs (train.patience); stopped after epoch "
+                f"{done - tc.pretrain_epochs - 1} of {tc.epochs}")
+
     def run(self) -> dict:
+        self.stopped = self.patience_ran_out(self.start)
         try:
             with _StopRequest() as stop:
                 for g in range(self.start, self.total):
+                    if self.stopped:
+                        break
                     self.epoch(g, stop)
         except NonFiniteLoss:
             self.write_best()  # what validation chose before the loss went bad
@@ -309,6 +339,9 @@ class _Run:
             self.best.wait_until_finished()
             self.writer.close()
         summary = dict(self.ledger.summary)
+        summary["stopped"] = self.stopped or f"after the last epoch ({self.tc.epochs})"
+        if self.stopped:
+            log.info("train: stopped %s", self.stopped)
         summary["best_step"] = self.best.best_step()
         summary["resumed_from"] = self.start  # epochs already done when this call began
         summary["resumed_batches"] = self.skip  # and batches of the next one (after preemption)

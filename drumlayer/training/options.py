@@ -16,7 +16,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     grad_clip: float = 1.0
     pretrain_epochs: int = 50
-    epochs: int = 150
+    epochs: int = 150  # the most epochs of phase 2
+    patience: int = 0  # stop phase 2 when validation has not improved for this many; 0: never
     seed: int = 0
     steps_per_call: int = 16  # most steps a device call (a lax.scan); how the run goes, not what
     profile: bool = False  # write a jax.profiler trace of one call to WORKDIR/profile

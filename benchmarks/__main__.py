@@ -1,7 +1,7 @@
 """The project's benchmarks: drumlayer against a reference measured in the same process.
 
     python -m benchmarks [corpus] [features] [selection] [train] [evaluate] [studio] [analyze]
-        [kit_studio]
+        [kit_studio] [first_upload]
         [--out=bench_results] [--workdir=runs/snare_paper]
 
 Run from the repository root with the dev extra installed (librosa, Playwright; the studio
@@ -41,6 +41,8 @@ def _define_flags(fv) -> None:
     flags.DEFINE_string("workdir", "runs/snare_paper",
                         "a trained workdir (evaluate; studio; analyze)", flag_values=fv)
     flags.DEFINE_integer("moves", 300, "slider input events (studio)", flag_values=fv)
+    flags.DEFINE_integer("repeats", 3, "studio starts of each kind (first_upload)",
+                         flag_values=fv)
     flags.DEFINE_string("kit_workdir", "runs/kit", "a trained kit workdir (kit_studio)",
                         flag_values=fv)
 

@@ -13,13 +13,13 @@ from benchmarks import harness
 
 
 @contextlib.contextmanager
-def _studio(workdir: str, bench: str):
+def _studio(workdir: str, bench: str, *flags: str, env: dict | None = None):
     """`python -m drumlayer.studio` on workdir (any free port), stopped after: its address."""
     import subprocess
 
     proc = subprocess.Popen([sys.executable, "-m", "drumlayer.studio", f"--workdir={workdir}",
-                             "--port=0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                             "--port=0", *flags], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
     try:
         url = None
         for line in proc.stdout:
@@ -186,3 +186,43 @@ def bench_kit_studio(args) -> dict:
     ok = np.percentile(r["switch_ms"], 95) < 50
     print(f"target: switching pads and playing p95 < 50 ms: {'met' if ok else 'NOT met'}")
     return {"rows": rows, **r, "workdir": os.path.abspath(args.kit_workdir)}
+
+
+@harness.benchmark
+def bench_first_upload(args) -> dict:
+    """The first upload of a session: `python -m drumlayer.studio` started with an empty JAX
+    compilation cache, the page given a second to load, then one snare posted to /api/encode
+    (refined): the time to its recipe, with the encoder and refinement compiled from the start
+    (--warm_up, the default) and, as the reference, at the first upload (--nowarm_up)."""
+    import io
+    import tempfile
+    import time
+
+    import httpx
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, harness.snares(1, seed=3)[0], 22050, format="WAV")
+    files = {"file": ("snare.wav", buf.getvalue(), "audio/wav")}
+    times: dict[str, list[float]] = {"warm_up": [], "nowarm_up": []}
+    for _ in range(args.repeats):
+        for flag in times:
+            with tempfile.TemporaryDirectory() as cache, _studio(
+                    args.workdir, "first_upload", f"--{flag}",
+                    env={**os.environ, "DRUMLAYER_JAX_CACHE": cache}) as url:
+                time.sleep(1.0)  # the page loads
+                t = time.perf_counter()
+                r = httpx.post(url + "api/encode", files=files, timeout=120,
+                               headers={"Origin": url.rstrip("/")})
+                times[flag].append(time.perf_counter() - t)
+                r.raise_for_status()
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    rows = [{"what": "first upload, compiled from the start (--warm_up)",
+             "median_s": round(med["warm_up"], 3), "runs": len(times["warm_up"])},
+            {"what": "reference: compiled at the first upload (--nowarm_up)",
+             "median_s": round(med["nowarm_up"], 3), "runs": len(times["nowarm_up"])}]
+    harness.print_table(("what", "median_s", "runs"), rows)
+    print(f"target: first upload < 1 s: {'met' if med['warm_up'] < 1 else 'NOT met'}; "
+          f"{med['nowarm_up'] / med['warm_up']:.1f}x faster than compiling at the upload")
+    return {"rows": rows, "workdir": os.path.abspath(args.workdir), "seconds": times,
+            "ratio": med["nowarm_up"] / med["warm_up"]}

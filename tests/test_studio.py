@@ -324,3 +324,26 @@ def test_envelope_by_hand():
     tiny = render_lib.envelope(100, 22050, attack=1e-300, hold=0.0, decay=1.0)  # < one sample
     assert np.isfinite(tiny).all() and tiny[0] == 1.0
 
+
+
+def test_warm_up_compiles_encode_and_refinement_before_the_first_upload(smoke_run, caplog):
+    """The studio as `python -m drumlayer.studio` starts it: the refinement is built and run on
+    a thread from the start; an upload meanwhile waits for it, and gets the same recipe as a
+    studio that compiled at its first upload."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="drumlayer.studio.server")
+    cold = TestClient(create_app(str(smoke_run)), base_url=LOCAL)
+    assert cold.app.state.studio._analyzer is None  # nothing compiled ahead unless asked
+    app = create_app(str(smoke_run), warm_up=True)
+    st = app.state.studio
+    warm = TestClient(app, base_url=LOCAL)
+    clip = np.asarray(st.bundle.sources[3])
+    files = {"file": ("hit.wav", wav_file(clip), "audio/wav")}
+    got = warm.post("/api/encode", files=files)  # sent at once: waits for the warm-up
+    assert st.warm.is_set() and st._analyzer is not None
+    assert any(r.getMessage().startswith("studio: encode and refinement compiled in ")
+               for r in caplog.records)
+    want = cold.post("/api/encode", files=files)
+    assert got.status_code == want.status_code == 200
+    np.testing.assert_allclose(got.json()["weights"], want.json()["weights"], atol=1e-6)

@@ -20,6 +20,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from typing import Annotated
 
 import numpy as np
@@ -103,6 +104,29 @@ class Studio:
         self.workers = threading.BoundedSemaphore(WORKERS)
         self._source_features = None
         self._analyzer = None
+        self.warm = threading.Event()  # set once encode and refinement are compiled (warm_up)
+        self.warm.set()
+
+    def warm_up(self) -> threading.Thread:
+        """Compile encode and refinement on a thread, on the first source's sound: uploads
+        meanwhile wait for it rather than compile the same functions again."""
+        self.warm.clear()
+
+        def run():
+            t, x = time.perf_counter(), np.asarray(self.bundle.sources[:1], np.float32)
+            try:
+                self.bundle.encode(np.asarray(self.bundle.features(x)))
+                refine_lib.recipe_fields(self.analyzer(x), 0)
+                log.info("studio: encode and refinement compiled in %.1f s",
+                         time.perf_counter() - t)
+            except Exception:  # noqa: BLE001 - the first upload compiles instead, and says why
+                log.exception("studio: compiling ahead failed")
+            finally:
+                self.warm.set()
+
+        thread = threading.Thread(target=run, name="studio-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     @property
     def analyzer(self) -> refine_lib.Analyzer:
@@ -122,6 +146,7 @@ class Studio:
         """A canonical clip [S]'s recipe: its latent mean, then (refine) the weights and gain
         refined by analysis by synthesis (`analyze`); filled with weights and PCA coordinates.
         heard: the clip at full band (self.sr), for 'play original'; None: x resampled."""
+        self.warm.wait()
         if refine:
             fields = refine_lib.recipe_fields(self.analyzer(x[None]), 0)
         else:
@@ -240,16 +265,19 @@ def add_page(app: FastAPI) -> None:
 
 
 def create_app(workdir: str, max_upload_mb: float = 50.0,
-               hosts: tuple[str, ...] = guard.LOOPBACK) -> FastAPI:
+               hosts: tuple[str, ...] = guard.LOOPBACK, warm_up: bool = False) -> FastAPI:
     """The studio's ASGI app over a trained workdir (a kit job's workdir: the kit studio, see
-    studio/kit_routes.py), answering to the host names `hosts` only."""
+    studio/kit_routes.py), answering to the host names `hosts` only. warm_up: compile the
+    encoder and refinement on a thread from the start (`Studio.warm_up`)."""
     if kit_routes.is_kit_workdir(workdir):
-        app = kit_routes.create_kit_app(workdir, lambda w: create_app(w, max_upload_mb, hosts),
-                                        add_page)
+        app = kit_routes.create_kit_app(
+            workdir, lambda w: create_app(w, max_upload_mb, hosts, warm_up), add_page)
         app.add_middleware(guard.Guard, hosts=hosts,
                            upload_limit=int(max_upload_mb * 1024 * 1024))
         return app
     st = Studio(workdir)
+    if warm_up:
+        st.warm_up()
     app = FastAPI(title="drumlayer studio", version="1",
                   description="Layered drum sounds from a trained drumlayer workdir: encode a "
                   "sample to a recipe, edit it, render and export it.")
@@ -428,13 +456,14 @@ def _define_flags(fv) -> None:
     flags.DEFINE_list("allowed_hosts", [], "host names the studio answers to besides this "
                       "machine's (127.0.0.1, localhost, ::1) and --host: the names people use "
                       "to reach it when it listens elsewhere", flag_values=fv)
+    flags.DEFINE_bool("warm_up", True, "compile encode and refine at start", flag_values=fv)
 
 
 def _serve(a, _) -> int:
     cli.compilation_cache()
     hosts = (*guard.LOOPBACK, *([a.host] if a.host not in ("0.0.0.0", "::") else []),
              *a.allowed_hosts)
-    app = create_app(a.workdir, a.max_upload_mb, hosts)
+    app = create_app(a.workdir, a.max_upload_mb, hosts, warm_up=a.warm_up)
     if a.host not in guard.LOOPBACK:
         log.warning("studio: listening on %s: anyone who can reach this machine can use it; it "
                     "answers to %s (--allowed_hosts adds names)", a.host, ", ".join(hosts))

@@ -18,15 +18,17 @@ import csv
 import logging
 import os
 import sys
+import threading
 import time
 
+import jax
 import numpy as np
 from tqdm import tqdm
 
 from drumlayer import cli
 from drumlayer.data import audio, candidates, discovery
 from drumlayer.errors import DrumlayerError
-from drumlayer.features import measures
+from drumlayer.features import batching, measures
 from drumlayer.recipes import render
 from drumlayer.recipes.bundle import Bundle
 from drumlayer.recipes.recipe import Envelope, Recipe, printable, shorten
@@ -50,10 +52,9 @@ def _unique_names(cands) -> list[str]:
     return out
 
 
-def _read(paths: list[str]):
-    """(clips [N, S], candidates, names, rejected [(path, reason)]) of every sound under paths."""
-
-    cands, rejected = discovery.discover(paths)
+def _read(cands, rejected: list):
+    """(clips [N, S], candidates, names, rejected [(path, reason)]) of the candidates that read;
+    the others added to rejected."""
     clips, ok = [], []
     for c in tqdm(cands, desc="reading", unit="file", file=sys.stderr, mininterval=1.0,
                   disable=len(cands) < 50):
@@ -67,13 +68,26 @@ def _read(paths: list[str]):
     return x, ok, _unique_names(ok), rejected
 
 
+def _compile(an: Analyzer, size: int) -> None:
+    try:
+        jax.block_until_ready(an(np.zeros((size, audio.ClipSpec().samples), np.float32)))
+    except Exception:  # noqa: BLE001 - the first block compiles instead
+        log.exception("analyze: compiling ahead failed")
+
+
 def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = AnalyzeConfig(),
         block: int = 64) -> dict:
     """Refine a recipe for every sound under paths; write OUT/<name>.recipe.json, <name>.wav,
     summary.csv and rejected.csv. Returns {'written': n, 'rejected': n, 'summary': path}."""
 
     b = Bundle.load(workdir)
-    clips, cands, names, rejected = _read(paths)
+    cands, rejected = discovery.discover(paths)
+    an = Analyzer.from_bundle(b, config)
+    # the refinement compiles for the first block's shape while the files are read
+    size = batching.block_size(max(len(cands), 1), block)
+    ahead = threading.Thread(target=_compile, args=(an, size), name="compile", daemon=True)
+    ahead.start()
+    clips, cands, names, rejected = _read(cands, rejected)
     od = AnalyzeDir(out)
     os.makedirs(od.dir, exist_ok=True)
     # file names that are not UTF-8 are written as their own bytes (as the corpus's manifest)
@@ -83,8 +97,8 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
         log.warning("analyze: %d file(s) skipped: %s", n, reason)
     if not len(clips):
         raise DrumlayerError(f"no readable sound under {', '.join(paths)}: see {od.rejected}")
-    an = Analyzer.from_bundle(b, config)
     log.info("analyze: %d sounds, mode %s, %d sources", len(clips), config.mode, b.k)
+    ahead.join()
     t0 = time.perf_counter()
     r = refine_all(an, clips, block)
     seconds = (time.perf_counter() - t0) / len(clips)

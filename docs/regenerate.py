@@ -24,6 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from drumlayer.evaluation import report  # noqa: E402
+
 DOCS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(DOCS)
 METHODS = (("model", "VAE (the encoder's recipe)"), ("refined", "VAE + refined weights"),
@@ -79,31 +81,6 @@ def claims_section(report: str) -> str:
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
     return "\n".join(lines[start:end])
-
-
-def training_curve(workdir: str, out: str) -> str | None:
-    """Training and validation loss per epoch of phase 2 (metrics.jsonl) -> a PNG."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return None
-    epochs = {}
-    with open(path) as f:
-        for line in f:
-            r = json.loads(line)
-            if r.get("kind") == "epoch" and r.get("phase") == "train":
-                epochs[r["epoch"]] = r  # a resumed run rewrites epochs: keep the last
-    if not epochs:
-        return None
-    e = sorted(epochs)
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.plot(e, [epochs[i]["loss"] for i in e], label="training loss")
-    ax.plot(e, [epochs[i].get("val_loss", np.nan) for i in e], label="validation loss")
-    ax.set(xlabel="epoch (phase 2)", ylabel="loss", yscale="log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
 
 
 def layering_figure(workdir: str, out: str) -> str:
@@ -177,7 +154,8 @@ def results(workdirs: list[str]) -> None:
             if os.path.exists(os.path.join(wd, "eval", "report.md")) else ""
         if claims:
             parts += ["### The paper's claims, as this run's report states them", "", claims, ""]
-        curve = training_curve(wd, os.path.join(images, f"{name}_training.png"))
+        curve = report.fig_training(os.path.join(wd, "metrics.jsonl"),
+                                   os.path.join(images, f"{name}_training.png"))
         if curve:
             parts += ["### Training", "", f"![training and validation loss of {name}]"
                       f"(images/{os.path.basename(curve)})", ""]

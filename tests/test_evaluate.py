@@ -45,8 +45,8 @@ def test_report_metrics_figures_and_audio(smoke):
         assert all(np.isfinite(v["median"]) for v in method.values())
     assert len(s["pca"]["explained"]) == 4  # latent 4 in :smoke: at most 4 directions
     md = (out / "report.md").read_text()
-    for fig in ("fig2_interpolation", "fig3_pairs", "fig4_pca", "fig4b_components",
-                "fig5_cardinality"):
+    for fig in ("fig1_training", "fig2_interpolation", "fig3_pairs", "fig4_pca",
+                "fig4b_components", "fig5_cardinality"):
         assert f"({fig}.png)" in md
         assert (out / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
     # the report's numbers are this run's: the reconstruction table and the claims' verdicts
@@ -58,6 +58,9 @@ def test_report_metrics_figures_and_audio(smoke):
     for claim, measured, holds in report.claims(s):
         assert f"| {claim} | {measured} | {'yes' if holds else '**no**'} |" in md
     assert "Refined recipes against matching pursuit (medians): " in md
+    summary = json.loads((wd / "train_summary.json").read_text())
+    assert (f"The best parameters by validation came after epoch {summary['best_step']} "
+            "(pretraining's included); phase 2 stopped after the last epoch (2).") in md
     x, sr = sf.read(out / "audio" / "recon0_refined.wav")
     assert sr == 22050 and x.shape == (22050,)
     x, sr = sf.read(out / "audio" / "recon0_model.wav")

@@ -132,6 +132,46 @@ def fig_cardinality(weights: np.ndarray, out: str) -> str:
     return _save(fig, out, "fig5_cardinality.png")
 
 
+def fig_training(metrics: str, out: str) -> str | None:
+    """Training and validation loss per epoch of phase 2 (a run's metrics.jsonl) -> the PNG
+    at out (None when there is no phase-2 epoch)."""
+    epochs = {}
+    if os.path.exists(metrics):
+        with open(metrics) as f:
+            for line in f:
+                r = json.loads(line)
+                if r.get("kind") == "epoch" and r.get("phase") == "train":
+                    epochs[r["epoch"]] = r  # a resumed run rewrites epochs: keep the last
+    if not epochs:
+        return None
+    e = sorted(epochs)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(e, [epochs[i]["loss"] for i in e], label="training loss")
+    ax.plot(e, [epochs[i].get("val_loss", np.nan) for i in e], label="validation loss")
+    ax.set(xlabel="epoch (phase 2)", ylabel="loss", yscale="log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _training_section(wd: Workdir, out: str) -> list[str]:
+    """report.md's training section: the loss curves, where the best epoch was, why it ended."""
+    fig = fig_training(wd.metrics, os.path.join(out, "fig1_training.png"))
+    if fig is None:
+        return []
+    s = {}
+    if os.path.exists(wd.train_summary):
+        with open(wd.train_summary) as f:
+            s = json.load(f)
+    stopped = f"; phase 2 stopped {s['stopped']}" if s.get("stopped") else ""
+    return ["## Training", "",
+            f"The best parameters by validation came after epoch {s.get('best_step', '?')} "
+            f"(pretraining's included){stopped}.", "", f"![training]({os.path.basename(fig)})",
+            ""]
+
+
 def claims(s: dict) -> list[tuple[str, str, bool]]:
     """(the paper's claim, what we measured, whether it holds here)."""
     it, card, rec, pc = s["interpolation"], s["cardinality"], s["reconstruction"], s["pca"]
@@ -201,6 +241,7 @@ def write(res: Results, s: dict, ed: EvalDir, audio_files: list[str]) -> str:
           "unless marked.", "", "## The paper's claims, measured", "",
           _table(["claim", "measured", "holds here"],
                  [[c, m, "yes" if ok else "**no**"] for c, m, ok in claims(s)]), "",
+          *_training_section(Workdir(os.path.dirname(os.path.abspath(out))), out),
           "## Interpolation (Section 4.1, Figures 2 and 3)", "",
           f"{s['interpolation']['pairs']} ordered pairs of test clips, "
           f"{s['interpolation']['points']} points each.", "", f"![fig 2]({figs[0]})", "",

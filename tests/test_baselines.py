@@ -63,9 +63,19 @@ def test_nearest_and_uniform(problem):
     want = np.argmin(((Y[:, None] - F[None]) ** 2).sum(-1), axis=1)
     np.testing.assert_array_equal(near.argmax(1), want)
     np.testing.assert_array_equal(near.sum(1), 1.0)
-    np.testing.assert_allclose(np.asarray(baselines.uniform(F, Y)), 1 / 12)
+    uni = np.asarray(baselines.uniform(F, Y[:5]))
+    assert uni.shape == (5, 12)  # [targets, sources]
+    np.testing.assert_allclose(uni, 1 / 12)
     with pytest.raises(ValueError, match="baseline must be one of"):
         baselines.fit("lasso", F, Y)
+
+
+@pytest.mark.parametrize("name", ["nnls", "nnls_simplex", "matching_pursuit", "nearest",
+                                  "uniform"])
+def test_fit_by_name_is_that_baseline(problem, name):
+    F, Y = problem
+    np.testing.assert_array_equal(np.asarray(baselines.fit(name, F, Y)),
+                                  np.asarray(getattr(baselines, name)(F, Y)))
 
 
 def test_matching_pursuit_never_takes_a_negative_step():

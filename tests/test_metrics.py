@@ -75,6 +75,11 @@ def test_r_squared_against_scipy():
     assert measures.r_squared(3 * x + 1) == pytest.approx(1.0)
     y = x**2 + np.random.default_rng(0).normal(0, 0.05, 21)
     assert measures.r_squared(y) == pytest.approx(scipy.stats.linregress(x, y).rvalue ** 2)
+    small = 0.01 * y  # a total sum of squares below 1 is still a curve
+    assert measures.r_squared(small) == pytest.approx(scipy.stats.linregress(x, small).rvalue ** 2)
+    xs = np.sort(np.random.default_rng(1).uniform(0, 5, 21))  # uneven steps, given
+    ys = np.sqrt(xs)
+    assert measures.r_squared(ys, xs) == pytest.approx(scipy.stats.linregress(xs, ys).rvalue ** 2)
 
 
 def test_pca_against_the_covariance_eigendecomposition():
@@ -100,6 +105,22 @@ def test_path_distances_and_new_layers_by_hand():
     np.testing.assert_allclose(d["centroid"][0], [0, 150, 50])
     np.testing.assert_allclose(d["mfcc"][0], [0, 0, 5])
     np.testing.assert_array_equal(measures.new_layers_mid_path(w), [1])  # layer 1 only mid-path
+    # [3 pairs, 3 points, 3 layers]; pair 1's middle holds only layers its ends hold
+    three = np.stack([w[0], [[1, 0, 0], [0.5, 0, 0.5], [0, 0, 1]], w[0][::-1]])
+    np.testing.assert_array_equal(measures.new_layers_mid_path(three), [1, 0, 1])
+
+
+def test_distances_of_a_batch_are_each_clips_own(pair):
+    """Three different clips at once: each row's distances are that clip's alone."""
+    (s0, s1), noise = pair
+    mixes = np.stack([s0, 0.5 * s0 + 0.5 * s1, 0.1 * noise])
+    refs = np.stack([s1, s0, s0])
+    batch = measures.batch_distances(mixes, refs)
+    for i in range(3):
+        one = measures.batch_distances(mixes[i:i + 1], refs[i:i + 1])
+        for k in batch:
+            assert batch[k].shape == (3,)
+            np.testing.assert_allclose(batch[k][i], one[k][0], rtol=1e-4)
 
 
 def test_distances_of_a_gain_by_hand(pair):

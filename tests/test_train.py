@@ -567,3 +567,13 @@ def test_even_calls_splits_an_epoch_into_calls_of_one_length():
             assert lengths == {d} if one_length else -(-n // d) == -(-n // min(most, n))
             if one_length:
                 assert d == max(one_length)
+
+
+def test_standardisation_is_per_feature_with_a_floor_by_hand():
+    """The encoder's input: each feature's own mean and std over the training rows; a feature
+    that never varies gets a floor (1e-3 of the largest std), not a division by zero."""
+    feats = np.array([[1.0, 10.0, 5.0], [3.0, 30.0, 5.0], [5.0, 50.0, 5.0]], np.float32)
+    mean, std = loop.standardisation(feats)
+    np.testing.assert_allclose(mean, [3.0, 30.0, 5.0])
+    sd = np.sqrt(8.0 / 3.0)  # population std of (1, 3, 5)
+    np.testing.assert_allclose(std, [sd, 10 * sd, 1e-3 * 10 * sd + 1e-8], rtol=1e-6)

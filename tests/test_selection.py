@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from drumlayer.errors import ConfigError
 from drumlayer.features import selection
 
 
@@ -122,3 +123,32 @@ def test_select_returns_clip_ids_of_the_pool_not_positions_in_it(method):
     if method == "frank_wolfe":  # the same picks as Frank-Wolfe on the pool's own rows
         A = selection.normalise_columns(feats[pool].T)
         np.testing.assert_array_equal(ids, pool[selection.frank_wolfe(A, 5, beta=1000.0).indices])
+
+
+def test_random_selection_is_k_distinct_seeded_pool_ids():
+    pool = np.arange(100, 130)
+    feats = np.zeros((130, 4), np.float32)
+    ids, info = selection.select(feats, pool, 29, method="random", seed=3)
+    assert len(set(ids.tolist())) == 29 and set(ids.tolist()) <= set(pool.tolist())
+    assert list(ids) == sorted(ids) and info == {}
+    np.testing.assert_array_equal(ids, selection.select(feats, pool, 29, "random", seed=3)[0])
+    assert not np.array_equal(ids, selection.select(feats, pool, 29, "random", seed=4)[0])
+
+
+def test_select_passes_beta_and_says_what_to_raise():
+    feats = clustered(seed=4).T.copy()  # [n, d] rows
+    pool = np.arange(len(feats))
+    with pytest.raises(ConfigError, match=r"Frank-Wolfe found \d+ of 50 sources in \d+ "
+                                          r"iterations: raise selection.beta \(now 1.0\)"):
+        selection.select(feats, pool, 50, beta=1.0)
+    with pytest.raises(ConfigError, match="selection.method must be one of .* got 'greedy'"):
+        selection.select(feats, pool, 5, method="greedy")
+    with pytest.raises(ValueError, match="form must be 'auto', 'kernel' or 'matrix-free', got "
+                                         "'dense'"):
+        selection.frank_wolfe(feats.T, 2, form="dense")
+
+
+def test_normalise_columns_by_hand():
+    A = np.array([[3.0, 0.0, 0.06, 0.0], [4.0, 2.0, 0.08, 0.0]])
+    np.testing.assert_allclose(selection.normalise_columns(A),
+                               [[0.6, 0.0, 0.6, 0.0], [0.8, 1.0, 0.8, 0.0]])

@@ -204,25 +204,34 @@ def bench_first_upload(args) -> dict:
     buf = io.BytesIO()
     sf.write(buf, harness.snares(1, seed=3)[0], 22050, format="WAV")
     files = {"file": ("snare.wav", buf.getvalue(), "audio/wav")}
-    times: dict[str, list[float]] = {"warm_up": [], "nowarm_up": []}
-    for _ in range(args.repeats):
-        for flag in times:
-            with tempfile.TemporaryDirectory() as cache, _studio(
-                    args.workdir, "first_upload", f"--{flag}",
-                    env={**os.environ, "DRUMLAYER_JAX_CACHE": cache}) as url:
-                time.sleep(1.0)  # the page loads
-                t = time.perf_counter()
-                r = httpx.post(url + "api/encode", files=files, timeout=120,
-                               headers={"Origin": url.rstrip("/")})
-                times[flag].append(time.perf_counter() - t)
-                r.raise_for_status()
+    kinds = {"warm_up": "first upload, compiled from the start (--warm_up), empty JAX cache",
+             "nowarm_up": "reference: compiled at the first upload (--nowarm_up), empty cache",
+             "cached": "first upload, --warm_up, the JAX cache of an earlier start"}
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    with tempfile.TemporaryDirectory() as kept:
+        for i in range(args.repeats + 1):
+            for kind in kinds:
+                if i == args.repeats and kind != "cached":
+                    continue  # the cached kind's first start only fills its cache
+                with tempfile.TemporaryDirectory() as empty, _studio(
+                        args.workdir, "first_upload", "--nowarm_up" if kind == "nowarm_up"
+                        else "--warm_up", env={**os.environ, "DRUMLAYER_JAX_CACHE":
+                                               kept if kind == "cached" else empty}) as url:
+                    time.sleep(1.0)  # the page loads
+                    t = time.perf_counter()
+                    r = httpx.post(url + "api/encode", files=files, timeout=120,
+                                   headers={"Origin": url.rstrip("/")})
+                    seconds = time.perf_counter() - t
+                    r.raise_for_status()
+                if kind != "cached" or i > 0:
+                    times[kind].append(seconds)
     med = {k: float(np.median(v)) for k, v in times.items()}
-    rows = [{"what": "first upload, compiled from the start (--warm_up)",
-             "median_s": round(med["warm_up"], 3), "runs": len(times["warm_up"])},
-            {"what": "reference: compiled at the first upload (--nowarm_up)",
-             "median_s": round(med["nowarm_up"], 3), "runs": len(times["nowarm_up"])}]
+    rows = [{"what": kinds[k], "median_s": round(med[k], 3), "runs": len(times[k])}
+            for k in kinds]
     harness.print_table(("what", "median_s", "runs"), rows)
-    print(f"target: first upload < 1 s: {'met' if med['warm_up'] < 1 else 'NOT met'}; "
-          f"{med['nowarm_up'] / med['warm_up']:.1f}x faster than compiling at the upload")
+    print(f"target: first upload < 1 s: with an empty cache "
+          f"{'met' if med['warm_up'] < 1 else 'NOT met'}, with the cache of an earlier start "
+          f"{'met' if med['cached'] < 1 else 'NOT met'}; compiling from the start is "
+          f"{med['nowarm_up'] / med['warm_up']:.1f}x faster than at the upload")
     return {"rows": rows, "workdir": os.path.abspath(args.workdir), "seconds": times,
             "ratio": med["nowarm_up"] / med["warm_up"]}

@@ -318,8 +318,9 @@ class _Run:
         if done - max(at, tc.pretrain_epochs) < tc.patience:
             return ""
         return (f"early: validation loss {loss:.4g} at phase-2 epoch {at - tc.pretrain_epochs - 1}"
-                f" not bettered in {tc.patience} epochs (train.patience); stopped after epoch "
-                f"{done - tc.pretrain_epochs - 1} of {tc.epochs}")
+                f" not bettered in {tc.patience} epoch{'s' * (tc.patience != 1)} "
+                f"(train.patience); stopped after epoch {done - tc.pretrain_epochs - 1} of "
+                f"{tc.epochs}")
 
     def run(self) -> dict:
         self.stopped = self.patience_ran_out(self.start)

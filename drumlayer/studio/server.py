@@ -108,8 +108,7 @@ class Studio:
         self.warm.set()
 
     def warm_up(self) -> threading.Thread:
-        """Compile encode and refinement on a thread, on the first source's sound: uploads
-        meanwhile wait for it rather than compile the same functions again."""
+        """Compile encode and refinement on a thread (uploads meanwhile wait for it)."""
         self.warm.clear()
 
         def run():
@@ -477,6 +476,7 @@ def _serve(a, _) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((a.host, a.port))  # port 0: any free port, reported below
+        sock.listen(2048)  # from here a connection waits for the server: none is refused
     except OSError as e:
         print(f"error: cannot listen on {a.host}:{a.port}: {e.strerror}; choose another "
               "--port", file=sys.stderr)

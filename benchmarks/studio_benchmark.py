@@ -207,24 +207,26 @@ def bench_first_upload(args) -> dict:
     kinds = {"warm_up": "first upload, compiled from the start (--warm_up), empty JAX cache",
              "nowarm_up": "reference: compiled at the first upload (--nowarm_up), empty cache",
              "cached": "first upload, --warm_up, the JAX cache of an earlier start"}
+
+    def first_upload(flag: str, cache: str) -> float:
+        """Start a studio, let the page load for a second, time one upload."""
+        with _studio(args.workdir, "first_upload", flag,
+                     env={**os.environ, "DRUMLAYER_JAX_CACHE": cache}) as url:
+            time.sleep(1.0)
+            t = time.perf_counter()
+            httpx.post(url + "api/encode", files=files, timeout=120,
+                       headers={"Origin": url.rstrip("/")}).raise_for_status()
+            return time.perf_counter() - t
+
     times: dict[str, list[float]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as kept:
-        for i in range(args.repeats + 1):
+        first_upload("--warm_up", kept)  # an earlier start fills the kept cache
+        for _ in range(args.repeats):
             for kind in kinds:
-                if i == args.repeats and kind != "cached":
-                    continue  # the cached kind's first start only fills its cache
-                with tempfile.TemporaryDirectory() as empty, _studio(
-                        args.workdir, "first_upload", "--nowarm_up" if kind == "nowarm_up"
-                        else "--warm_up", env={**os.environ, "DRUMLAYER_JAX_CACHE":
-                                               kept if kind == "cached" else empty}) as url:
-                    time.sleep(1.0)  # the page loads
-                    t = time.perf_counter()
-                    r = httpx.post(url + "api/encode", files=files, timeout=120,
-                                   headers={"Origin": url.rstrip("/")})
-                    seconds = time.perf_counter() - t
-                    r.raise_for_status()
-                if kind != "cached" or i > 0:
-                    times[kind].append(seconds)
+                with tempfile.TemporaryDirectory() as empty:
+                    times[kind].append(first_upload(
+                        "--nowarm_up" if kind == "nowarm_up" else "--warm_up",
+                        kept if kind == "cached" else empty))
     med = {k: float(np.median(v)) for k, v in times.items()}
     rows = [{"what": kinds[k], "median_s": round(med[k], 3), "runs": len(times[k])}
             for k in kinds]

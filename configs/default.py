@@ -18,7 +18,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     d.max_duration = 30.0  # seconds; longer files are loops or songs, not one-shots
     d.near_duplicate = 0.9  # onset-waveform correlation that makes two clips one group
     d.split = (0.8, 0.1, 0.1)  # train / val / test, by kit and near-duplicate group
+    # The out-of-library test set: folders or files never trained on (nor sources, nor
+    # augmented), with every near-copy of their clips elsewhere. An absolute path, or a name
+    # matched as whole path components under the roots; the default holds out the Fluid R3 GM
+    # soundfont's kits when the corpus has them (the open kits). () : none.
+    d.holdout = ("FluidR3_GM.sf2",)
     d.augment_per_clip = 0  # augmented variants of each training target
+    d.layered_per_clip = 0  # layered targets: a training clip with 1-2 others mixed under it
     d.procedural = 300  # synthetic snares generated when no samples are found
 
     # Features (Section 3.2): RMS-weighted magnitude spectrum + log-attack time.

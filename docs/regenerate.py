@@ -3,6 +3,7 @@ output, so that every number there comes with the date, machine and command that
 
     python docs/regenerate.py results runs/snare [runs/snare_paper ...]
     python docs/regenerate.py benchmarks [bench_results]
+    python docs/regenerate.py seeds base=runs/s0,runs/s1,runs/s2 [other=...]
 
 `results` reads each workdir's run.json, eval/metrics.json, eval/report.md, train_summary.json
 and metrics.jsonl, and draws docs/images/layering.png (the README's picture: a test clip of the
@@ -24,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from drumlayer.data.dataset import OUTSIDE  # noqa: E402
 from drumlayer.evaluation import report  # noqa: E402
 
 DOCS = os.path.dirname(os.path.abspath(__file__))
@@ -150,6 +152,11 @@ def results(workdirs: list[str]) -> None:
                   f"(the best by validation after epoch {summary.get('best_step')}, "
                   "pretraining's included).", "",
                   "### Reconstruction", "", table, ""]
+        if OUTSIDE in metrics:
+            o = metrics[OUTSIDE]
+            parts += [f"### Out of library: {o['clips']} clips of {', '.join(o['holdout'])}",
+                      "", "Never trained on, never sources, never augmented (`data.holdout`).",
+                      "", reconstruction_table(o), ""]
         claims = claims_section(open(os.path.join(wd, "eval", "report.md")).read()) \
             if os.path.exists(os.path.join(wd, "eval", "report.md")) else ""
         if claims:
@@ -220,9 +227,71 @@ def benchmarks(folder: str) -> None:
     print(f"wrote {os.path.join(DOCS, 'benchmarks.md')} from {len(files)} files")
 
 
+def training_seconds(workdir: str) -> float:
+    """Seconds of both training phases: the sum of metrics.jsonl's epoch times."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f if '"kind": "epoch"' in line]
+    return float(sum(r.get("seconds", 0.0) for r in rows))
+
+
+def seed_table(runs: list[dict], split: str | None) -> list[str]:
+    """Markdown: per method, the median over seeds of each run's median, and the range over
+    seeds, on the test split (split None) or OUTSIDE."""
+    recs = [(m if split is None else m[split])["reconstruction"] for m in runs]
+    head = ["method", *(label for _, label, _ in MEASURES[:4])]
+    rows = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    for key, label in METHODS:
+        if not all(key in r for r in recs):
+            continue
+        cells = []
+        for m, _, f in MEASURES[:4]:
+            v = np.array([r[key][m]["median"] for r in recs])
+            cells.append(f"{f.format(np.median(v))} ({f.format(v.min())}-{f.format(v.max())})")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def seeds(groups: list[str]) -> None:
+    """docs/generalization.md: configs run over several seeds (NAME=W1,W2,W3 each), on the test
+    split and the out-of-library set, with training times."""
+    parts = ["# Generalization: configs over seeds", "",
+             "Written by `python docs/regenerate.py seeds NAME=W1,W2,... ...` from the runs' own "
+             "output. Each cell: the median over seeds of the run's median over its clips, and "
+             "(in brackets) the lowest and highest of the seeds. Lower is better. The test split "
+             "is kits of the corpus that training never saw (it changes with the seed); the out-"
+             "of-library set is a library held out of every run (`data.holdout`).", ""]
+    for group in groups:
+        name, _, dirs = group.partition("=")
+        wds = [d for d in dirs.split(",") if d]
+        runs = [_read(os.path.join(w, "eval", "metrics.json")) for w in wds]
+        if any(m is None for m in runs):
+            raise SystemExit(f"error: {name}: a workdir has no eval/metrics.json")
+        info = [_read(os.path.join(w, "run.json"), {}) for w in wds]
+        secs = [training_seconds(w) for w in wds]
+        wins = sum(not report.refined_losses(m["reconstruction"]) for m in runs)
+        parts += [f"## `{name}`", "",
+                  f"- **Runs:** {len(wds)} seeds; {provenance(info[0], 'unknown')}"
+                  f" (the first); training {np.mean(secs) / 60:.1f} min on average "
+                  f"({', '.join(f'{s / 60:.1f}' for s in secs)}).",
+                  f"- **Refined recipes ahead of matching pursuit on all four medians** (test "
+                  f"split): {wins} of {len(wds)} seeds.", "",
+                  f"### Test split ({', '.join(str(m['test_clips']) for m in runs)} clips)", "",
+                  *seed_table(runs, None), ""]
+        if all(OUTSIDE in m for m in runs):
+            o = runs[0][OUTSIDE]
+            parts += [f"### Out of library ({o['clips']} clips of {', '.join(o['holdout'])})",
+                      "", *seed_table(runs, OUTSIDE), ""]
+    out = os.path.join(DOCS, "generalization.md")
+    with open(out, "w") as f:
+        f.write("\n".join(parts))
+    print(f"wrote {out}")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[0] == "results":
         results(argv[1:])
+    elif len(argv) >= 2 and argv[0] == "seeds":
+        seeds(argv[1:])
     elif argv and argv[0] == "benchmarks":
         benchmarks(argv[1] if len(argv) > 1 else os.path.join(ROOT, "bench_results"))
     else:

@@ -65,9 +65,13 @@ def check(config: ml_collections.ConfigDict) -> None:
     _need(len(split) == 3 and all(isinstance(x, (int, float)) and x >= 0 for x in split)
           and abs(sum(split) - 1.0) < 1e-6 and split[0] > 0, "data.split", split,
           "must be three fractions (train, val, test) >= 0 summing to 1, train > 0")
+    holdout = _get(config, "data.holdout")
+    _need(isinstance(holdout, (tuple, list)) and all(isinstance(h, str) for h in holdout),
+          "data.holdout", holdout, "must be a tuple of folders or file names")
     _number(config, "data.max_duration", 0, low_open=True)
     _number(config, "data.near_duplicate", 0, 1, low_open=True)
     _number(config, "data.augment_per_clip", 0, integer=True)
+    _number(config, "data.layered_per_clip", 0, integer=True)
     _number(config, "data.procedural", 1, integer=True)
     _number(config, "features.n_fft", 16, integer=True)
     _number(config, "features.hop", 1, config.features.n_fft, integer=True)
@@ -126,6 +130,7 @@ def corpus_options(config: ml_collections.ConfigDict) -> corpus_lib.CorpusOption
         category=d.category, spec=audio.ClipSpec(), max_duration=float(d.max_duration),
         near_duplicate=float(d.near_duplicate), split=tuple(float(x) for x in d.split),
         seed=int(config.seed), procedural=int(d.procedural),
+        holdout=tuple(str(h) for h in d.get("holdout", ())),
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -29,7 +30,7 @@ import numpy as np
 from drumlayer import configs, lock
 from drumlayer.data import audio, fullband
 from drumlayer.data import corpus as corpus_lib
-from drumlayer.data.dataset import POOL, Dataset
+from drumlayer.data.dataset import OUTSIDE, POOL, Dataset
 from drumlayer.evaluation import evaluate as evaluate_lib
 from drumlayer.features import featurize, selection
 from drumlayer.model import vae as model_lib
@@ -98,15 +99,19 @@ def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir,
             shared.corpus.dir, cd.dir, config.data.category, pool), cd.dir)
     # a corpus that cannot train this config is refused before anything is made from it
     configs.check_split(config, read_json(cd.meta)["split"])
-    n_aug = int(config.data.augment_per_clip)
-    aug = {"per_clip": n_aug, "seed": int(config.seed), "corpus": stamp["fingerprint"]}
-    if n_aug > 0:
-        cached("augmentation", cd.augmented_stamp, aug,
-               lambda: corpus_lib.write_augmented(cd.dir, n_aug, seed=int(config.seed)), cd.dir)
-    else:  # an earlier config's variants are not this run's targets
-        for path in (cd.augmented, cd.augmented_index, cd.augmented_stamp):
-            if os.path.exists(path):
-                os.remove(path)
+    for name, per_clip, write, paths in (
+            ("augmentation", int(config.data.augment_per_clip), corpus_lib.write_augmented,
+             (cd.augmented, cd.augmented_index, cd.augmented_stamp)),
+            ("layering", int(config.data.get("layered_per_clip", 0)), corpus_lib.write_layered,
+             (cd.layered, cd.layered_index, cd.layered_stamp))):
+        made = {"per_clip": per_clip, "seed": int(config.seed), "corpus": stamp["fingerprint"]}
+        if per_clip > 0:
+            cached(name, paths[-1], made, functools.partial(
+                write, cd.dir, per_clip, seed=int(config.seed)), cd.dir)
+        else:  # an earlier config's targets are not this run's
+            for path in paths:
+                if os.path.exists(path):
+                    os.remove(path)
     return stamp
 
 
@@ -119,14 +124,17 @@ def stage_features(config: ml_collections.ConfigDict, wd: Workdir, corpus_stamp:
         opts = dict(n_fft=int(f.n_fft), hop=int(f.hop), compression=f.compression,
                     batch=int(f.batch))
         featurize.feature_file(cd.clips, fd.clips, **opts)
-        if os.path.exists(cd.augmented):
-            featurize.feature_file(cd.augmented, fd.augmented, desc="features (augmented)",
-                                 **opts)
-        elif os.path.exists(fd.augmented):
-            os.remove(fd.augmented)
+        for clips, feats, what in ((cd.augmented, fd.augmented, "augmented"),
+                                   (cd.layered, fd.layered, "layered")):
+            if os.path.exists(clips):
+                featurize.feature_file(clips, feats, desc=f"features ({what})", **opts)
+            elif os.path.exists(feats):
+                os.remove(feats)
 
     stamp = {"corpus": corpus_stamp["fingerprint"],
              "augment": int(config.data.augment_per_clip), "features": f.to_dict()}
+    if config.data.get("layered_per_clip", 0):  # runs from before the field stay current
+        stamp["layered"] = int(config.data.layered_per_clip)
     cached("features", fd.stamp, stamp, run, fd.dir)
 
 
@@ -150,12 +158,14 @@ def stage_selection(config: ml_collections.ConfigDict, wd: Workdir, corpus_stamp
                    "categories": dict(cats.most_common()), **info}
         chosen = set(order)
         targets = {"train": [int(i) for i in train_ids if int(i) not in chosen],
-                   "val": ds.ids("val").tolist(), "test": ds.ids("test").tolist()}
+                   "val": ds.ids("val").tolist(), "test": ds.ids("test").tolist(),
+                   OUTSIDE: ds.ids(OUTSIDE).tolist()}
         write_json(sd.sources, sources)
         write_json(sd.targets, targets)
         log.info("selection: %d sources (%s) from %d candidates; targets: %d train, %d val, "
-                 "%d test", len(order), s.method, len(pool), len(targets["train"]),
-                 len(targets["val"]), len(targets["test"]))
+                 "%d test, %d out of library", len(order), s.method, len(pool),
+                 len(targets["train"]), len(targets["val"]), len(targets["test"]),
+                 len(targets[OUTSIDE]))
 
     stamp = {"corpus": corpus_stamp["fingerprint"], "features": config.features.to_dict(),
              "selection": s.to_dict(), "seed": int(config.seed)}
@@ -169,6 +179,8 @@ def load_data(wd: Workdir) -> tuple[loop.Data, list[str]]:
     sources = read_json(wd.selection.sources)
     targets = read_json(wd.selection.targets)
     train_feats = feats[targets["train"]]
+    if os.path.exists(wd.features.layered):  # layered targets: training targets only
+        train_feats = np.concatenate([train_feats, np.load(wd.features.layered)])
     mean, std = loop.standardisation(train_feats)
     data = loop.Data(sources=np.load(wd.selection.audio), source_features=feats[sources["ids"]],
                       train=train_feats, val=feats[targets["val"]], mean=mean, std=std)
@@ -181,6 +193,8 @@ def train_stamp(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     sd = wd.selection
     made_of = [read_json(sd.sources)["ids"], read_json(sd.targets),
                read_json(sd.stamp)["corpus"]]
+    if os.path.exists(wd.corpus.layered_stamp):
+        made_of.append(read_json(wd.corpus.layered_stamp))
     how = {k: v for k, v in config.train.to_dict().items() if k not in options.RUN_ONLY}
     if not how.get("db_weight"):  # the paper's loss: runs from before the field stay current
         how.pop("db_weight", None)

@@ -4,8 +4,9 @@
     WORKDIR/.lock               held by the job writing here (drumlayer.lock)
     WORKDIR/corpus/             clips.npy, manifest.csv, rejected.csv, signatures.npy,
                                 corpus.json, augmented.npy, augmented.csv, augmented.json,
-                                stamp.json
-    WORKDIR/features/           clips.npy [N, D], augmented.npy [M, D], features.json
+                                layered.npy, layered.csv, layered.json, stamp.json
+    WORKDIR/features/           clips.npy [N, D], augmented.npy [M, D], layered.npy [L, D],
+                                features.json
     WORKDIR/selection/          sources.json, sources.npy [k, S], targets.json, selection.json
     WORKDIR/checkpoints/        Orbax: the latest epochs, best/ (by validation loss), inputs.json,
                                 preempted/ + preempted.json (a state saved mid-epoch on SIGTERM)
@@ -54,12 +55,16 @@ class CorpusDir(_Folder):
     augmented = property(lambda s: s._p("augmented.npy"))  # float32 [M, S]
     augmented_index = property(lambda s: s._p("augmented.csv"))  # id, parent
     augmented_stamp = property(lambda s: s._p("augmented.json"))
+    layered = property(lambda s: s._p("layered.npy"))  # float32 [L, S]: mixes of train clips
+    layered_index = property(lambda s: s._p("layered.csv"))  # id, parents, gains (';'-joined)
+    layered_stamp = property(lambda s: s._p("layered.json"))
     stamp = property(lambda s: s._p("stamp.json"))  # the main job's: what it was built from
 
 
 class FeaturesDir(_Folder):
     clips = property(lambda s: s._p("clips.npy"))  # [N, D] of the corpus clips
     augmented = property(lambda s: s._p("augmented.npy"))  # [M, D] of the augmented ones
+    layered = property(lambda s: s._p("layered.npy"))  # [L, D] of the layered targets
     stamp = property(lambda s: s._p("features.json"))
 
 

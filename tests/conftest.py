@@ -70,6 +70,7 @@ def kit_run(tmp_path_factory):
     with config.unlocked():
         config.data.roots = (str(tmp_path / "samples"),)
         config.data.split = (0.7, 0.15, 0.15)  # 3 test kits: each category is evaluated
+        config.data.holdout = ("kit18", "kit19")  # out of library: 2 clips of each category
         config.selection.pool = "train+augmented"  # variants become sources (full band)
         config.kit.max_targets = 30  # 14 training clips x (1 + 2 variants) is over: 1 variant
     wd = Workdir(tmp_path / "run")

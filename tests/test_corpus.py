@@ -416,3 +416,84 @@ def test_a_file_name_that_is_not_utf8_joins_the_corpus_and_reads_back(tmp_path):
     row = rows[files.index(os.fsdecode(name))]
     recording, rate = candidates.read_candidate(fullband.candidate(row))
     assert rate == 44100 and recording.shape[0] > 0
+
+
+def test_held_out_matches_absolute_folders_and_whole_path_components():
+    f = "/data/sounds/sf2/FluidR3_GM.sf2"
+    assert corpus.held_out(f, ("FluidR3_GM.sf2",))
+    assert corpus.held_out(f, ("sounds/sf2",)) and corpus.held_out(f, ("/data/sounds/",))
+    assert corpus.held_out(f, (f,))  # the file itself
+    assert not corpus.held_out(f, ("Fluid",))  # part of a name is not a name
+    assert not corpus.held_out(f, ("/sounds/sf2",))  # absolute: from the root only
+    assert not corpus.held_out(f, ("FluidR3_GM.sf",)) and not corpus.held_out(f, ("", "/"))
+    assert not corpus.held_out("/data/kit18b/snare.wav", ("kit18",))
+    assert corpus.held_out(os.path.expanduser("~/x/a.wav"), ("~/x",))
+
+
+def test_a_held_out_library_and_its_near_copies_are_out_of_library(tmp_path, caplog):
+    """data.holdout: its clips, and a copy of one of them in another kit, form the 'outside'
+    split; the other clips are split as before and nothing of theirs is outside."""
+    rng = np.random.default_rng(0)
+    for n, folder in enumerate([f"lib/kit{k:02d}" for k in range(12)] + ["other"] * 2):
+        os.makedirs(tmp_path / folder, exist_ok=True)
+        for i in range(2):
+            x = hit(44100, freq=float(rng.uniform(150, 400)),
+                    noise=float(rng.uniform(0.3, 1.5)), seed=1000 + 2 * n + i)
+            sf.write(tmp_path / folder / f"snare {2 * n + i:02d}.wav", x, 44100)
+    x, _ = sf.read(tmp_path / "other" / "snare 24.wav")
+    sf.write(tmp_path / "lib" / "kit00" / "snare copy.wav", 0.8 * x, 44100)  # a near-copy
+    out = tmp_path / "out"
+    with caplog.at_level("INFO"):
+        meta = corpus.build([str(tmp_path)], str(out), corpus.CorpusOptions(
+            workers=1, holdout=("other", "nowhere")), progress=False)
+    m = rows(out / "manifest.csv")
+    outside = {r["file"] for r in m if r["split"] == dataset.OUTSIDE}
+    assert outside == {str(tmp_path / "other" / f"snare {i}.wav") for i in range(24, 28)} | {
+        str(tmp_path / "lib" / "kit00" / "snare copy.wav")}
+    assert meta["split"][dataset.OUTSIDE] == 5 and sum(meta["split"].values()) == len(m) == 29
+    inside = [r for r in m if r["split"] != dataset.OUTSIDE]
+    assert {r["split"] for r in inside} == {"train", "val", "test"}
+    assert "5 clips out of library" in caplog.text and "nothing matched nowhere" in caplog.text
+    # an augmentation varies training clips only: none of the held-out library
+    corpus.write_augmented(str(out), 1)
+    index = rows(out / "augmented.csv")
+    assert {m[int(r["parent"])]["split"] for r in index} == {"train"}
+
+
+def test_a_layered_target_is_its_clip_with_one_or_two_others_under_it(tmp_path):
+    clips = procedural_lib.procedural_snares(5, SR, seed=2)
+    sizes, drawn = set(), []
+    for i in range(5):
+        for j in range(6):
+            mix, idx, gains = augment.layered(clips, 3, i, j)
+            again = augment.layered(clips, 3, i, j)
+            np.testing.assert_array_equal(mix, again[0])
+            assert idx[0] == i and gains[0] == 1.0 and len(set(idx.tolist())) == len(idx)
+            assert all(0.15 <= g <= 0.8 for g in gains[1:]) and 0 <= idx.min() < idx.max() < 5
+            sizes.add(len(idx))
+            drawn += gains[1:].tolist()
+            by_hand = clips[i].astype(np.float64) + sum(
+                g * clips[k].astype(np.float64) for k, g in zip(idx[1:], gains[1:], strict=True))
+            np.testing.assert_allclose(mix, by_hand / np.abs(by_hand).max(), atol=1e-6)
+    assert sizes == {2, 3}
+    assert np.std(drawn) > 0.12 and min(drawn) < 0.3 and max(drawn) > 0.65  # uniform draws
+    assert not np.array_equal(augment.layered(clips, 3, 0, 0)[0],
+                              augment.layered(clips, 4, 0, 0)[0])  # the seed draws anew
+    # write_layered: the train split's clips only, with their ids and gains in layered.csv
+    distinct_snares(tmp_path / "Snares", 30)
+    out = tmp_path / "out"
+    corpus.build([str(tmp_path / "Snares")], str(out), corpus.CorpusOptions(workers=1),
+                 progress=False)
+    n = corpus.write_layered(str(out), 2, seed=5)
+    m = rows(out / "manifest.csv")
+    train = [int(r["id"]) for r in m if r["split"] == "train"]
+    index = rows(out / "layered.csv")
+    assert n == len(index) == 2 * len(train) == len(np.load(out / "layered.npy"))
+    mixes = np.load(out / "layered.npy")
+    all_clips = np.load(out / "clips.npy")
+    for r, mix in zip(index, mixes, strict=True):
+        parents = [int(p) for p in r["parents"].split(";")]
+        gains = [float(g) for g in r["gains"].split(";")]
+        assert set(parents) <= set(train)
+        by_hand = np.asarray(gains) @ all_clips[parents].astype(np.float64)
+        np.testing.assert_allclose(mix, by_hand / np.abs(by_hand).max(), atol=2e-4)

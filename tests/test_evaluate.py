@@ -58,6 +58,8 @@ def test_report_metrics_figures_and_audio(smoke):
     for claim, measured, holds in report.claims(s):
         assert f"| {claim} | {measured} | {'yes' if holds else '**no**'} |" in md
     assert "Refined recipes against matching pursuit (medians): " in md
+    # procedural snares: no library to hold out, and the report says how to name one
+    assert "outside" not in s and "No out-of-library set: `data.holdout`" in md
     summary = json.loads((wd / "train_summary.json").read_text())
     assert (f"The best parameters by validation came after epoch {summary['best_step']} "
             "(pretraining's included); phase 2 stopped after the last epoch (2).") in md
@@ -105,7 +107,7 @@ def test_principal_directions_move_along_the_bundles_pca(smoke):
 
 def test_reconstruction_model_row_is_the_decoded_mean(smoke):
     _, b, test, z = smoke
-    rec = evaluate_lib.reconstruction(b, test, z)
+    rec = evaluate_lib.reconstruction(b, test)
     np.testing.assert_allclose(rec["model"].weights, np.asarray(b.decode(z)), atol=1e-6)
     mixed = np.asarray(b.mix(rec["nearest"].weights[:1]))
     np.testing.assert_allclose(rec["nearest"].scores.log_spectral_distance_db[0],

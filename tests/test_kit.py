@@ -10,11 +10,11 @@ import soundfile as sf
 
 from drumlayer import configs, pipeline
 from drumlayer.data import discovery
-from drumlayer.data.dataset import read_manifest
+from drumlayer.data.dataset import OUTSIDE, read_manifest, read_parents
 from drumlayer.errors import DrumlayerError
 from drumlayer.kit import export, job
 from drumlayer.training import ledger, loop
-from drumlayer.workdir import Workdir
+from drumlayer.workdir import Workdir, read_json
 
 from conftest import LOCAL
 
@@ -93,9 +93,38 @@ def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_ru
         assert f"kit: {cat}: 1 variants of each of its {n_train} training clips" in log_text
         assert len(np.load(wd.category(cat).corpus.augmented)) == n_train
     assert f"| {cats['kick']['sources']} | {cats['kick']['variants']} | " in report
-    t = cats["kick"]["test"]
+    t, o = cats["kick"]["test"], cats["kick"]["outside"]
     assert (f"| {t['model']['feature_mse']:.3g} / {t['refined']['feature_mse']:.3g} / "
-            f"{t['matching_pursuit']['feature_mse']:.3g} |") in report
+            f"{t['matching_pursuit']['feature_mse']:.3g} ({o['model']['feature_mse']:.3g} / "
+            f"{o['refined']['feature_mse']:.3g} / {o['matching_pursuit']['feature_mse']:.3g}) "
+            "|") in report
+    # data.holdout: kits 18 and 19 are out of library in every category: never a target,
+    # never a source, never a parent of a variant, and measured on their own
+    for cat in ("kick", "snare"):
+        sub = wd.category(cat)
+        rows = read_manifest(sub.corpus)
+        outside = {i for i, r in enumerate(rows) if r["split"] == OUTSIDE}
+        assert {os.path.basename(os.path.dirname(rows[i]["file"])) for i in outside} == {
+            "kit18", "kit19"} and len(outside) == 2
+        targets, sources = read_json(sub.selection.targets), read_json(sub.selection.sources)
+        assert set(targets[OUTSIDE]) == outside
+        assert not outside & set(targets["train"] + targets["val"] + targets["test"]
+                                 + sources["ids"])
+        assert not outside & set(read_parents(sub.corpus).tolist())
+        m = read_json(sub.eval.metrics)
+        assert m[OUTSIDE]["clips"] == 2 and m[OUTSIDE]["holdout"] == ["kit18", "kit19"]
+        assert cats[cat]["split"][OUTSIDE] == 2
+        assert cats[cat]["outside"]["model"]["feature_mse"] == round(
+            m[OUTSIDE]["reconstruction"]["model"]["feature_mse"]["median"], 3)
+        md = open(sub.eval.report).read()
+        rec = m[OUTSIDE]["reconstruction"]
+        assert md.index("## Out of library") < md.index(
+            f"| VAE (raw) | {rec['model']['log_spectral_distance_db']['median']:.3g} | "
+            f"{rec['model']['mfcc_distance']['median']:.3g} | ")
+        claim = ("beyond the paper (out of library, 2 clips): the encoder's recipes beat the "
+                 "nearest single source")
+        assert f"| {claim} | LSD {rec['model']['log_spectral_distance_db']['median']:.1f} vs " \
+               f"{rec['nearest']['log_spectral_distance_db']['median']:.1f} dB" in md
     assert json.load(open(wd.kit_summary)) == summary
 
     # a rerun repeats nothing

@@ -110,3 +110,20 @@ def augment(clips: np.ndarray, per_clip: int, seed: int = 0) -> tuple[np.ndarray
             rng = np.random.default_rng([seed, i, j])
             out[i * per_clip + j] = augment_clip(np.asarray(clips[i]), rng)
     return out, parents
+
+
+def layered(clips: np.ndarray, seed: int, i: int, j: int) -> tuple[np.ndarray, np.ndarray,
+                                                                    np.ndarray]:
+    """Layered target j of clip i: clips[i] with one or two other clips of `clips` [n, S]
+    (n >= 2) mixed under it at random gains, as a producer layers samples. Its draws depend only
+    on (seed, i, j). Returns (mix float32 [S], peak 1; the clips' indices [m], i first; their
+    gains [m], 1 for clips[i])."""
+    rng = np.random.default_rng([seed * 1_000_003 + i, 1, j])
+    n = len(clips)
+    others = rng.choice(n - 1, size=min(n - 1, int(rng.integers(1, 3))), replace=False)
+    idx = np.concatenate([[i], others + (others >= i)]).astype(np.int64)
+    gains = np.concatenate([[1.0], rng.uniform(0.15, 0.8, len(others))])
+    y = gains @ np.asarray(clips[idx], np.float64)
+    peak = np.abs(y).max()
+    return (y / peak if peak > 0 else y).astype(np.float32), idx, gains
+

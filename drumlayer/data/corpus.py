@@ -1,6 +1,7 @@
 """Build a corpus of canonical one-shots from a person's folders and kits.
 
     python -m drumlayer.data.corpus --roots=DIR[,DIR...] --category=snare --out=DIR [--augment=N]
+        [--holdout=DIR_OR_NAME[,...]]
 
 writes into DIR:
     clips.npy      float32 [N, 22050], written row by row as files decode (memory grows by a few
@@ -38,7 +39,14 @@ from drumlayer.data import audio as audio_lib
 from drumlayer.data import augment as augment_lib
 from drumlayer.data import candidates, categories, discovery, npy_rows
 from drumlayer.data import procedural as procedural_lib
-from drumlayer.data.dataset import MANIFEST_FIELDS, MIN_TEST_CLIPS, POOL, SPLITS, read_manifest
+from drumlayer.data.dataset import (
+    MANIFEST_FIELDS,
+    MIN_TEST_CLIPS,
+    OUTSIDE,
+    POOL,
+    SPLITS,
+    read_manifest,
+)
 from drumlayer.data.split import (
     SIGNATURE_HEAD,
     SIGNATURE_POOL,
@@ -86,6 +94,9 @@ class CorpusOptions:
     seed: int = 0
     procedural: int = 300  # clips generated when no samples are found at all
     workers: int = 0  # 0: all cores
+    # folders or files (absolute, or names matched as whole path components anywhere under the
+    # roots) whose clips, and every near-copy of them, form the out-of-library test set
+    holdout: tuple[str, ...] = ()
 
 
 def default_roots() -> list[str]:
@@ -97,6 +108,41 @@ def default_roots() -> list[str]:
             if os.path.isdir(d):
                 found.append(d)
     return found
+
+
+def held_out(path: str, holdout: tuple[str, ...]) -> bool:
+    """Whether a file lies under one of `holdout`: an absolute path (the file itself or a folder
+    above it), or a relative one matched as whole path components ('FluidR3_GM.sf2',
+    'lmms/samples')."""
+    path = "/" + path.replace(os.sep, "/").strip("/") + "/"
+    for h in holdout:
+        h = os.path.expanduser(h)
+        key = h.replace(os.sep, "/").strip("/")
+        if not key:
+            continue
+        if (path.startswith("/" + key + "/") if os.path.isabs(h) else f"/{key}/" in path):
+            return True
+    return False
+
+
+def split_with_holdout(kept: list[candidates.Candidate], groups: np.ndarray,
+                       opts: CorpusOptions) -> tuple[np.ndarray, str, list[str]]:
+    """(split index [n] into SPLITS, 'kit' or 'group', holdout entries that matched nothing).
+
+    The clips under opts.holdout and every clip of their near-duplicate groups (the same
+    recording in another kit) are out of library; the rest are split by kit or group."""
+    held = np.array([held_out(c.file, opts.holdout) for c in kept], bool)
+    unmatched = [h for h in opts.holdout
+                 if not any(held_out(c.file, (h,)) for c in kept)]
+    outside = np.isin(groups, groups[held])
+    splits = np.full(len(kept), SPLITS.index(OUTSIDE), np.int64)
+    inside = np.flatnonzero(~outside)
+    split_by = "kit"
+    if inside.size:
+        splits[inside], split_by = split_ids(
+            [kept[i].kit for i in inside], groups[inside], opts.split, opts.seed,
+            [kept[i].category for i in inside])
+    return splits, split_by, unmatched
 
 
 def _decode(job: tuple[candidates.Candidate, audio_lib.ClipSpec, float]):
@@ -236,8 +282,11 @@ def build(
     os.replace(tmp_path, cd.clips)
     layer_keys = [f"{c.kit}\0{c.instrument}\0{c.key}" for c in kept]
     groups = near_duplicate_groups(sig_path, layer_keys, opts.near_duplicate)
-    splits, split_by = split_ids([c.kit for c in kept], groups, opts.split, opts.seed,
-                                 [c.category for c in kept])
+    splits, split_by, unmatched = split_with_holdout(kept, groups, opts)
+    if opts.holdout:
+        log.info("corpus: %d clips out of library (data.holdout %s and their near-copies)%s",
+                 int(np.sum(splits == SPLITS.index(OUTSIDE))), ", ".join(opts.holdout),
+                 f"; nothing matched {', '.join(unmatched)}" if unmatched else "")
     if split_by == "group":
         log.warning("corpus: whole kits (%d) cannot be split near %s, or leave a category "
                     "fewer than %d clips to validate or test on; split by near-duplicate group "
@@ -367,6 +416,31 @@ def write_augmented(out_dir: str, per_clip: int, seed: int = 0, split: str = "tr
     return len(parents) * per_clip
 
 
+def write_layered(out_dir: str, per_clip: int, seed: int = 0) -> int:
+    """Layered targets of the train split: layered.npy [L, S] (L = per_clip x its clips), each
+    a training clip with one or two others mixed under it (`augment.layered`), and layered.csv
+    (id, parents, gains). Training targets only: never sources, never measured. Returns L."""
+    cd = CorpusDir(out_dir)
+    ids = np.array([int(r["id"]) for r in read_manifest(cd) if r["split"] == "train"], np.int64)
+    if len(ids) < 2:
+        raise CorpusError(f"data.layered_per_clip needs 2 training clips to layer; "
+                          f"{cd.manifest} has {len(ids)}")
+    clips = np.load(cd.clips, mmap_mode="r")[ids]
+    index = []
+    with npy_rows.RowWriter(cd.layered + ".tmp.npy", (clips.shape[1],), np.float32,
+                            len(ids) * per_clip) as out:
+        for i in range(len(ids)):
+            for j in range(per_clip):
+                mix, idx, gains = augment_lib.layered(clips, seed, i, j)
+                index.append((out.append(mix), ";".join(str(int(ids[k])) for k in idx),
+                              ";".join(f"{g:.4f}" for g in gains)))
+    os.replace(cd.layered + ".tmp.npy", cd.layered)
+    _write_csv(cd.layered_index, ("id", "parents", "gains"), index)
+    log.info("corpus: %d layered targets (%d per training clip) -> %s", len(index), per_clip,
+             cd.layered)
+    return len(index)
+
+
 def _define_flags(fv) -> None:
     from absl import flags
 
@@ -375,6 +449,8 @@ def _define_flags(fv) -> None:
     flags.DEFINE_string("category", "snare", f"one of {', '.join(categories.CATEGORIES)}, or 'all'",
                         flag_values=fv)
     flags.DEFINE_string("out", "runs/corpus", "output folder", flag_values=fv)
+    flags.DEFINE_string("holdout", "", "comma-separated folders or file names held out of the "
+                        "library: the 'outside' split (out-of-library test set)", flag_values=fv)
     flags.DEFINE_integer("augment", 0, "augmented variants per train clip (0: none)",
                          flag_values=fv)
     flags.DEFINE_float("max_duration", 30.0, "longest file, in seconds, taken as a one-shot",
@@ -387,7 +463,7 @@ def _define_flags(fv) -> None:
 def _command(f, _) -> int:
     roots = [r for r in f.roots.split(",") if r] if f.roots else None
     opts = CorpusOptions(category=f.category, max_duration=f.max_duration, seed=f.seed,
-                         workers=f.workers)
+                         workers=f.workers, holdout=tuple(h for h in f.holdout.split(",") if h))
     meta = build(roots, f.out, opts, progress=not f.quiet)
     if f.augment:
         write_augmented(f.out, f.augment, seed=f.seed)

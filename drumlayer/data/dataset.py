@@ -18,7 +18,8 @@ from drumlayer.workdir import CorpusDir, FeaturesDir
 
 MANIFEST_FIELDS = ("id", "file", "kit", "instrument", "category", "source_format", "licence",
                    "key", "layer", "group", "split")
-SPLITS = ("train", "val", "test")
+OUTSIDE = "outside"  # out of library: clips of data.holdout, and their near-copies
+SPLITS = ("train", "val", "test", OUTSIDE)
 MIN_TEST_CLIPS = 2  # what the evaluation needs of a category's test split (it takes pairs)
 POOL = "pool"  # a kit job's other categories' training clips: candidate sources, not targets
 

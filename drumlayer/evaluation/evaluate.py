@@ -36,7 +36,7 @@ import numpy as np
 
 from drumlayer import cli, lock
 from drumlayer.data import audio, fullband
-from drumlayer.data.dataset import MIN_TEST_CLIPS, Dataset
+from drumlayer.data.dataset import MIN_TEST_CLIPS, OUTSIDE, Dataset
 from drumlayer.errors import DrumlayerError
 from drumlayer.evaluation import baselines, report
 from drumlayer.evaluation.results import (
@@ -64,12 +64,17 @@ class TooFewTestClips(DrumlayerError):
     """The split left fewer than 2 test clips: nothing to interpolate between."""
 
 
-def load_test(workdir: str) -> TestSet:
-    """The run's test clips (never seen in training or selection), their audio and features."""
+def load_test(workdir: str, split: str = "test") -> TestSet | None:
+    """The run's clips of one split that training and selection never saw, their audio and
+    features: 'test' (other kits of the corpus; raises TooFewTestClips below MIN_TEST_CLIPS)
+    or OUTSIDE (the out-of-library set; None below MIN_TEST_CLIPS, e.g. when data.holdout
+    matched nothing)."""
     wd = Workdir(workdir)
     with open(wd.selection.targets) as f:
-        ids = np.array(json.load(f)["test"], np.int64)
+        ids = np.array(json.load(f).get(split, []), np.int64)
     if len(ids) < MIN_TEST_CLIPS:
+        if split != "test":
+            return None
         raise TooFewTestClips(f"{wd.selection.targets} has {len(ids)} test clips; the "
                               f"evaluation needs at least {MIN_TEST_CLIPS}: add samples or "
                               "widen data.split")
@@ -184,7 +189,7 @@ def _timed(fns: dict, n: int, pool) -> dict[str, tuple[np.ndarray, float]]:
     return out
 
 
-def reconstruction(b: Bundle, test: TestSet, z: np.ndarray) -> dict[str, Fit]:
+def reconstruction(b: Bundle, test: TestSet) -> dict[str, Fit]:
     """Section 4.4, the recipes refined by analysis by synthesis, and the baselines:
     {method: Fit}, all mixed from the same sources."""
     f = b.config["features"]
@@ -226,12 +231,14 @@ def reconstruction(b: Bundle, test: TestSet, z: np.ndarray) -> dict[str, Fit]:
 
 
 def run(workdir: str, ec: EvalConfig | None = None) -> Results:
-    """Every experiment on a trained workdir."""
+    """Every experiment on a trained workdir; the reconstruction once more on the
+    out-of-library set, when the run has one."""
     b = Bundle.load(workdir)
     ec = ec or EvalConfig.from_config(b.config)
-    test = load_test(workdir)
+    test, outside = load_test(workdir), load_test(workdir, OUTSIDE)
     z = encode(b, test.features)
-    log.info("evaluate: %d test clips, %d sources, latent %d", len(z), b.k, b.latent)
+    log.info("evaluate: %d test clips, %d out of library, %d sources, latent %d", len(z),
+             0 if outside is None else len(outside.ids), b.k, b.latent)
     seconds = {}
 
     def timed(name, fn, *args):
@@ -243,10 +250,13 @@ def run(workdir: str, ec: EvalConfig | None = None) -> Results:
 
     interp = timed("interpolation", interpolation, b, z, ec)
     pcs = timed("principal_directions", principal_directions, b, z, ec)
-    recon = timed("reconstruction", reconstruction, b, test, z)
+    recon = timed("reconstruction", reconstruction, b, test)
+    out_recon = None if outside is None else timed(
+        "reconstruction_outside", reconstruction, b, outside)
     return Results(bundle=b, test=test, z=z, config=ec, interpolation=interp, pca=pcs,
                    cardinality=measures.cardinality(recon["model"].weights),
-                   reconstruction=recon, seconds=seconds)
+                   reconstruction=recon, seconds=seconds, outside=outside,
+                   outside_reconstruction=out_recon)
 
 
 def _stats(x: np.ndarray) -> dict:
@@ -274,12 +284,19 @@ def summary(res: Results) -> dict:
             "explained", "variance", "centroid_span_hz", "mfcc_span", "weight_change",
             "active_layers")} | {"range": float(pc.offsets[-1])},
         "cardinality": {k: _stats(v) for k, v in res.cardinality.items()},
-        "reconstruction": {name: {k: _stats(v) for k, v in fit.scores.items()}
-                           for name, fit in res.reconstruction.items()},
-        "reconstruction_ms_per_sound": {name: round(1e3 * fit.seconds_per_sound, 3)
-                                        for name, fit in res.reconstruction.items()},
+        **_reconstruction_summary(res.reconstruction),
+        **({} if res.outside is None else {OUTSIDE: {
+            "clips": len(res.outside.ids), "holdout": list(res.bundle.config["data"].get(
+                "holdout", [])), **_reconstruction_summary(res.outside_reconstruction)}}),
         "seconds": res.seconds,
     }
+
+
+def _reconstruction_summary(fits: dict[str, Fit]) -> dict:
+    return {"reconstruction": {name: {k: _stats(v) for k, v in fit.scores.items()}
+                               for name, fit in fits.items()},
+            "reconstruction_ms_per_sound": {name: round(1e3 * fit.seconds_per_sound, 3)
+                                            for name, fit in fits.items()}}
 
 
 def _peak_normalised(x: np.ndarray) -> np.ndarray:

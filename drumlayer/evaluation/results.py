@@ -121,3 +121,5 @@ class Results:
     cardinality: dict  # metrics.cardinality of the model's weights
     reconstruction: dict[str, Fit]  # 'model', 'model_pruned', REFINED, baselines.BASELINES
     seconds: dict[str, float]
+    outside: TestSet | None = None  # the out-of-library set, when the run has one
+    outside_reconstruction: dict[str, Fit] | None = None  # its fits, by method as above

@@ -21,7 +21,7 @@ import jax
 import ml_collections
 
 from drumlayer import configs, lock, pipeline
-from drumlayer.data.dataset import SPLITS, read_manifest
+from drumlayer.data.dataset import OUTSIDE, SPLITS, read_manifest
 from drumlayer.errors import DrumlayerError
 from drumlayer.training import loop
 from drumlayer.workdir import Workdir, read_json, write_json
@@ -66,11 +66,11 @@ def splits_by_category(wd: Workdir) -> dict[str, dict[str, int]]:
     return out
 
 
-def _scores(wd: Workdir) -> dict:
-    """Median test scores of the model, its refined recipes and matching pursuit, from the
-    evaluation."""
+def _scores(wd: Workdir, split: str = "test") -> dict:
+    """Median scores of the model, its refined recipes and matching pursuit on the test split
+    or the out-of-library set (OUTSIDE; {} when the run has none), from the evaluation."""
     m = read_json(wd.eval.metrics) or {}
-    rec = m.get("reconstruction", {})
+    rec = (m if split == "test" else m.get(split, {})).get("reconstruction", {})
     return {method: {k: round(rec[method][k]["median"], 3) for k in REPORTED}
             for method in METHODS if method in rec}
 
@@ -115,7 +115,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 continue
             entry.update(sources=int(c.selection.k), variants=int(c.data.augment_per_clip),
                          seconds=round(time.time() - t0, 1),
-                         workdir=sub.root, test=_scores(sub),
+                         workdir=sub.root, test=_scores(sub), outside=_scores(sub, OUTSIDE),
                          sources_from=read_json(sub.selection.sources).get("categories", {}))
             write_json(wd.kit_summary, summary)  # what is done so far, if a later one fails
         write_json(wd.kit_summary, summary)
@@ -139,23 +139,27 @@ def report(summary: dict) -> str:
     lines = ["# Kit: one layering model per category", "",
              "Median over each category's test clips; lower is better: the model's recipes / "
              "the refined ones (analysis by synthesis) / matching pursuit (MP, <= 15 layers) "
-             "over the same sources. Time: of this run (0 s: up to date).", "",
-             "| category | clips (train/val/test) | sources | variants | time | LSD (dB) | "
-             "MFCC dist | centroid err (Hz) | feature MSE |",
+             "over the same sources; in brackets, the same on the out-of-library set "
+             "(data.holdout), where the category has one. Time: of this run (0 s: up to "
+             "date).", "",
+             "| category | clips (train/val/test/out of library) | sources | variants | time "
+             "| LSD (dB) | MFCC dist | centroid err (Hz) | feature MSE |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, e in summary["categories"].items():
         s = e["split"]
-        clips = f"{e['clips']} ({s['train']}/{s['val']}/{s['test']})"
+        clips = f"{e['clips']} ({s['train']}/{s['val']}/{s['test']}/{s.get(OUTSIDE, 0)})"
         if "skipped" in e or "failed" in e:
             why = f"skipped: {e['skipped']}" if "skipped" in e else f"failed: {e['failed']}"
             lines.append(f"| {name} | {clips} | {why} | | | | | | |")
             continue
-        t = e.get("test", {})
+        t, o = e.get("test", {}), e.get("outside", {})
         if not t:  # the evaluation needs 2 test clips
             n = s["test"]
             cells = [f"not evaluated: {n} test clip{'' if n == 1 else 's'}"] + [""] * 3
         else:
             cells = [" / ".join(f"{t[m][k]:.3g}" for m in METHODS if m in t)
+                     + ("" if not o else " (" + " / ".join(f"{o[m][k]:.3g}" for m in METHODS
+                                                           if m in o) + ")")
                      for k in REPORTED]
         took = (f"{e['seconds']:.0f} s" if e["seconds"] < 600 else
                 f"{e['seconds'] / 60:.1f} min")

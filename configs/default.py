@@ -54,6 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     t.batch = 64  # global: split over all devices
     t.learning_rate = 1e-3
     t.grad_clip = 1.0
+    t.weight_decay = 0.0  # > 0: AdamW (decoupled weight decay)
     t.pretrain_epochs = 50
     t.epochs = 150  # the most: with patience, phase 2 stops once validation stops improving
     t.patience = 0  # epochs without a better validation loss before phase 2 stops; 0: never

@@ -94,6 +94,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     _number(config, "train.batch", 1, integer=True)
     _number(config, "train.learning_rate", 0, low_open=True)
     _number(config, "train.grad_clip", 0, low_open=True)
+    _number(config, "train.weight_decay", 0)
     _number(config, "train.pretrain_epochs", 0, integer=True)
     _number(config, "train.epochs", 1, integer=True)
     _number(config, "train.beta", 0)
@@ -142,6 +143,7 @@ def train_config(config: ml_collections.ConfigDict) -> options.TrainConfig:
     t, f = config.train, config.features
     return options.TrainConfig(
         batch=int(t.batch), learning_rate=float(t.learning_rate), grad_clip=float(t.grad_clip),
+        weight_decay=float(t.get("weight_decay", 0.0)),
         pretrain_epochs=int(t.pretrain_epochs), epochs=int(t.epochs),
         patience=int(t.get("patience", 0)), seed=int(config.seed),
         steps_per_call=int(t.steps_per_call), profile=bool(t.profile),

@@ -196,8 +196,9 @@ def train_stamp(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     if os.path.exists(wd.corpus.layered_stamp):
         made_of.append(read_json(wd.corpus.layered_stamp))
     how = {k: v for k, v in config.train.to_dict().items() if k not in options.RUN_ONLY}
-    if not how.get("db_weight"):  # the paper's loss: runs from before the field stay current
-        how.pop("db_weight", None)
+    for field in ("db_weight", "weight_decay"):  # off: runs from before the field stay current
+        if not how.get(field):
+            how.pop(field, None)
     return {"data": digest(made_of), "features": config.features.to_dict(),
             "train": how, "model": config.model.to_dict()}
 

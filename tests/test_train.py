@@ -476,6 +476,20 @@ def test_the_clipping_is_optaxs_and_fuses_into_adam(norm):
                for line in text.splitlines() if " fusion(" in line) == 3
 
 
+def test_weight_decay_shrinks_every_parameter_by_lr_times_decay_apart_from_adam():
+    """train.weight_decay: AdamW. With zero gradients Adam's step is 0, so the update is the
+    decay alone: -lr x decay x p; with decay 0 the optimizer is plain Adam."""
+    params = {"w": jnp.asarray([[1.0, -2.0], [0.5, 4.0]]), "b": jnp.asarray([3.0])}
+    tx = optimizer.make_optimizer(1e-2, 1.0, weight_decay=0.1)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = tx.update(zeros, tx.init(params), params)
+    for k in params:
+        np.testing.assert_allclose(updates[k], -1e-2 * 0.1 * params[k], rtol=1e-6)
+    plain = optimizer.make_optimizer(1e-2, 1.0, weight_decay=0.0)
+    updates, _ = plain.update(zeros, plain.init(params), params)
+    assert all(float(jnp.abs(u).max()) == 0.0 for u in jax.tree.leaves(updates))
+
+
 def test_keep_best_keeps_the_lowest_validation_loss_and_ignores_nan():
     best = {"params": {"w": jnp.zeros(3)}, "val_loss": jnp.float32(np.inf),
             "step": jnp.int32(-1)}

@@ -86,7 +86,7 @@ def load_params(wd: Workdir, model: model_lib.LayeringVAE, dim: int, which: str 
     elif which == "latest":
         if tc is None:
             raise ValueError("load_params(which='latest') needs the TrainConfig")
-        tx = make_optimizer(tc.learning_rate, tc.grad_clip)
+        tx = make_optimizer(tc.learning_rate, tc.grad_clip, tc.weight_decay)
         path = wd.checkpoints.dir
         target = jax.eval_shape(lambda: _checkpoint(create_state(model, dim, tx, tc.seed)))
     else:

@@ -135,7 +135,7 @@ class _Run:
             raise ValueError(f"train.batch = {tc.batch} must be a multiple of the {n_dev} devices")
         k, dim = data.source_features.shape
         model = model_lib.create(k, tc.model)
-        tx = make_optimizer(tc.learning_rate, tc.grad_clip)
+        tx = make_optimizer(tc.learning_rate, tc.grad_clip, tc.weight_decay)
         state = create_state(model, dim, tx, tc.seed)
         self.state = jax.device_put(state, NamedSharding(self.mesh, P()))
         kind = tc.loss.spectrum

@@ -21,7 +21,12 @@ def create_state(model: model_lib.LayeringVAE, dim: int, tx, seed: int) -> train
     return jax.jit(create)()
 
 
-def make_optimizer(learning_rate: float, grad_clip: float):
+def make_optimizer(learning_rate: float, grad_clip: float, weight_decay: float = 0.0):
+    """Adam after clipping; with weight_decay > 0, AdamW (decoupled decay of every parameter,
+    Loshchilov & Hutter)."""
+    if weight_decay > 0:
+        return optax.chain(clip_by_global_norm(grad_clip),
+                           optax.adamw(learning_rate, weight_decay=weight_decay))
     return optax.chain(clip_by_global_norm(grad_clip), optax.adam(learning_rate))
 
 

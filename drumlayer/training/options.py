@@ -15,6 +15,7 @@ class TrainConfig:
     batch: int = 64
     learning_rate: float = 1e-3
     grad_clip: float = 1.0
+    weight_decay: float = 0.0  # > 0: AdamW's decoupled decay
     pretrain_epochs: int = 50
     epochs: int = 150  # the most epochs of phase 2
     patience: int = 0  # stop phase 2 when validation has not improved for this many; 0: never

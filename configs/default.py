@@ -24,6 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # soundfont's kits when the corpus has them (the open kits). () : none.
     d.holdout = ("FluidR3_GM.sf2",)
     d.augment_per_clip = 0  # augmented variants of each training target
+    d.validate_variants = False  # True: the val clips' augmented variants validate too
     d.layered_per_clip = 0  # layered targets: a training clip with 1-2 others mixed under it
     d.procedural = 300  # synthetic snares generated when no samples are found
 

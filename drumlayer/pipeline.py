@@ -99,12 +99,16 @@ def stage_corpus(config: ml_collections.ConfigDict, wd: Workdir,
             shared.corpus.dir, cd.dir, config.data.category, pool), cd.dir)
     # a corpus that cannot train this config is refused before anything is made from it
     configs.check_split(config, read_json(cd.meta)["split"])
-    for name, per_clip, write, paths in (
-            ("augmentation", int(config.data.augment_per_clip), corpus_lib.write_augmented,
-             (cd.augmented, cd.augmented_index, cd.augmented_stamp)),
+    varied = ("train", "val") if config.data.get("validate_variants", False) else ("train",)
+    for name, per_clip, write, paths, more in (
+            ("augmentation", int(config.data.augment_per_clip), functools.partial(
+                corpus_lib.write_augmented, splits=varied),
+             (cd.augmented, cd.augmented_index, cd.augmented_stamp),
+             {} if varied == ("train",) else {"splits": list(varied)}),
             ("layering", int(config.data.get("layered_per_clip", 0)), corpus_lib.write_layered,
-             (cd.layered, cd.layered_index, cd.layered_stamp))):
-        made = {"per_clip": per_clip, "seed": int(config.seed), "corpus": stamp["fingerprint"]}
+             (cd.layered, cd.layered_index, cd.layered_stamp), {})):
+        made = {"per_clip": per_clip, "seed": int(config.seed), "corpus": stamp["fingerprint"],
+                **more}
         if per_clip > 0:
             cached(name, paths[-1], made, functools.partial(
                 write, cd.dir, per_clip, seed=int(config.seed)), cd.dir)
@@ -133,8 +137,9 @@ def stage_features(config: ml_collections.ConfigDict, wd: Workdir, corpus_stamp:
 
     stamp = {"corpus": corpus_stamp["fingerprint"],
              "augment": int(config.data.augment_per_clip), "features": f.to_dict()}
-    if config.data.get("layered_per_clip", 0):  # runs from before the field stay current
-        stamp["layered"] = int(config.data.layered_per_clip)
+    for field in ("layered_per_clip", "validate_variants"):  # runs from before the fields
+        if config.data.get(field):                            # stay current
+            stamp[field] = config.data[field]
     cached("features", fd.stamp, stamp, run, fd.dir)
 
 
@@ -158,7 +163,8 @@ def stage_selection(config: ml_collections.ConfigDict, wd: Workdir, corpus_stamp
                    "categories": dict(cats.most_common()), **info}
         chosen = set(order)
         targets = {"train": [int(i) for i in train_ids if int(i) not in chosen],
-                   "val": ds.ids("val").tolist(), "test": ds.ids("test").tolist(),
+                   "val": ds.ids("val", augmented=True).tolist(),
+                   "test": ds.ids("test").tolist(),
                    OUTSIDE: ds.ids(OUTSIDE).tolist()}
         write_json(sd.sources, sources)
         write_json(sd.targets, targets)
@@ -169,6 +175,8 @@ def stage_selection(config: ml_collections.ConfigDict, wd: Workdir, corpus_stamp
 
     stamp = {"corpus": corpus_stamp["fingerprint"], "features": config.features.to_dict(),
              "selection": s.to_dict(), "seed": int(config.seed)}
+    if config.data.get("validate_variants"):  # the val targets (runs from before stay current)
+        stamp["validate_variants"] = True
     cached("selection", sd.stamp, stamp, run, sd.dir)
 
 

@@ -31,6 +31,36 @@ def test_ids_past_the_corpus_are_augmented_variants(smoke_run):
     assert all(ds.rows[i]["split"] == "train" for i in train[train < n])
 
 
+def test_validation_variants_join_the_val_ids_and_leave_the_training_variants_as_they_were(
+        smoke_run, tmp_path):
+    """data.validate_variants: the val clips are varied too; each split's augmented ids are its
+    own clips' variants, and a training clip's variants are the same bits either way."""
+    import shutil
+
+    from drumlayer.data import corpus
+    from drumlayer.workdir import CorpusDir
+
+    src = Workdir(smoke_run).corpus
+    for name in ("clips.npy", "manifest.csv"):
+        shutil.copy(f"{src.dir}/{name}", tmp_path / name)
+    cd = CorpusDir(str(tmp_path))
+    m = corpus.write_augmented(cd.dir, 2, seed=0, splits=("train", "val"))
+    ds = Dataset(cd)
+    train, val = ds.ids("train"), ds.ids("val")
+    assert m == 2 * (len(train) + len(val)) == len(ds.parents)
+    for split, own in (("train", train), ("val", val)):
+        ids = ds.ids(split, augmented=True)
+        assert set(ids[:len(own)]) == set(own) and len(ids) == 3 * len(own)
+        assert {ds.corpus_id(i) for i in ids[len(own):]} == set(own.tolist())
+    assert not set(ds.ids("test", augmented=True)) - set(ds.ids("test"))
+    only_train = Dataset(src)
+    for i in only_train.ids("train", augmented=True)[len(train):][:6]:
+        parent, j = only_train.variant(i)
+        k = next(x for x in ds.ids("train", augmented=True)[len(train):]
+                 if ds.variant(x) == (parent, j))
+        np.testing.assert_array_equal(ds.audio([k])[0], only_train.audio([i])[0])
+
+
 def test_the_evaluation_and_the_studio_do_not_import_the_corpus_builder():
     code = ("import sys, drumlayer.evaluation.evaluate, drumlayer.studio.server; "
             "print(sorted(m for m in ('drumlayer.data.corpus', 'drumlayer.data.discovery', "

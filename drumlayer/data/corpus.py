@@ -382,14 +382,16 @@ def _finish(cd: CorpusDir, meta: dict) -> None:
              meta["candidates"], meta["rejected"], meta["duplicates"], cd.dir, meta["seconds"])
 
 
-def write_augmented(out_dir: str, per_clip: int, seed: int = 0, split: str = "train") -> int:
-    """Augment the clips of one split: augmented.npy [M, S] + augmented.csv (id, parent).
+def write_augmented(out_dir: str, per_clip: int, seed: int = 0,
+                    splits: tuple[str, ...] = ("train",)) -> int:
+    """Augment the clips of some splits: augmented.npy [M, S] + augmented.csv (id, parent),
+    in corpus order. A variant depends only on (seed, parent, j), whichever splits are varied.
 
     Written in chunks through a memory map. Returns M.
     """
     cd = CorpusDir(out_dir)
     rows = read_manifest(cd)
-    parents = np.array([int(r["id"]) for r in rows if r["split"] == split], dtype=np.int64)
+    parents = np.array([int(r["id"]) for r in rows if r["split"] in splits], dtype=np.int64)
     path = cd.augmented
     def variants(p: int) -> list[np.ndarray]:
         clip = npy_rows.read_rows(cd.clips, p, p + 1)[0]
@@ -411,8 +413,8 @@ def write_augmented(out_dir: str, per_clip: int, seed: int = 0, split: str = "tr
     os.replace(path + ".tmp.npy", path)
     _write_csv(cd.augmented_index, ("id", "parent"),
                [(i, int(p)) for i, p in enumerate(np.repeat(parents, per_clip))])
-    log.info("corpus: %d augmented %s clips (%d per clip) -> %s", len(parents) * per_clip,
-             split, per_clip, path)
+    log.info("corpus: %d augmented variants of the %s clips (%d per clip) -> %s",
+             len(parents) * per_clip, " and ".join(splits), per_clip, path)
     return len(parents) * per_clip
 
 

@@ -68,11 +68,12 @@ class Dataset:
         return np.array([r["split"] for r in self.rows])
 
     def ids(self, split: str, augmented: bool = False) -> np.ndarray:
-        """Corpus ids of one split, then (augmented=True) the ids of every augmented clip
-        (augmentation only ever varies training clips)."""
+        """Corpus ids of one split, then (augmented=True) the ids of the augmented variants of
+        its clips (the augmentation varies the train split, and the val split with
+        data.validate_variants)."""
         ids = np.flatnonzero(self.split() == split)
         if augmented:
-            ids = np.concatenate([ids, self.n + np.arange(len(self.parents))])
+            ids = np.concatenate([ids, self.n + np.flatnonzero(np.isin(self.parents, ids))])
         return ids
 
     def name(self, i: int) -> str:

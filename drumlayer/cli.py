@@ -55,10 +55,11 @@ def parse(argv: list[str] | None, prog: str, doc: str,
 
 
 def compilation_cache() -> str | None:
-    """Keep compiled XLA programs on disk, so a rerun, the evaluation and the studio skip the
-    compilation of what an earlier run compiled (JAX's persistent compilation cache, keyed by the
-    program, the devices and the JAX version). $DRUMLAYER_JAX_CACHE picks the folder ('off':
-    none); the default is $XDG_CACHE_HOME/drumlayer/jax (~/.cache/...). Returns the folder."""
+    """Keep compiled XLA programs on disk (all of them), so a rerun, the evaluation and the
+    studio skip the compilation of what an earlier run compiled (JAX's persistent compilation
+    cache, keyed by the program, the devices and the JAX version). $DRUMLAYER_JAX_CACHE picks
+    the folder ('off': none); the default is $XDG_CACHE_HOME/drumlayer/jax (~/.cache/...).
+    Returns the folder."""
     where = os.environ.get("DRUMLAYER_JAX_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "drumlayer", "jax")
     if where == "off":
@@ -66,6 +67,9 @@ def compilation_cache() -> str | None:
     import jax
 
     jax.config.update("jax_compilation_cache_dir", where)
+    # every program, however quick to compile (JAX keeps only those over 1 s by default): the
+    # studio's start compiles a dozen small ones, ~3 s in all on 2 cores, ~1 s read back
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return where
 
 

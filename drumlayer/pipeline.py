@@ -35,6 +35,7 @@ from drumlayer.evaluation import evaluate as evaluate_lib
 from drumlayer.features import featurize, selection
 from drumlayer.model import vae as model_lib
 from drumlayer.recipes import bundle as bundle_lib
+from drumlayer.recipes import refine
 from drumlayer.training import checkpoints, loop, options
 from drumlayer.workdir import Workdir, read_json, write_json
 
@@ -264,6 +265,17 @@ def stage_bundle(config: ml_collections.ConfigDict, wd: Workdir, trained: dict) 
     cached("bundle", wd.bundle.stamp, stamp, run, wd.bundle.dir)
 
 
+def stage_studio(wd: Workdir) -> None:
+    """With JAX's persistent compilation cache on (the CLI's), compile what the studio's first
+    upload runs, so that the first studio started on this workdir answers it at once."""
+    if not jax.config.jax_compilation_cache_dir:
+        return
+    t0 = time.time()
+    b = bundle_lib.Bundle.load(wd.root)
+    refine.compile_for_one(b, refine.Analyzer.from_bundle(b))
+    log.info("studio: its first upload compiled into the cache in %.1f s", time.time() - t0)
+
+
 def stage_evaluate(config: ml_collections.ConfigDict, wd: Workdir) -> None:
     """The batch evaluation (drumlayer.evaluation.evaluate) into WORKDIR/eval/."""
 
@@ -310,6 +322,7 @@ def run_stages(config: ml_collections.ConfigDict, wd: Workdir,
     trained = stage_train(config, wd)
     stage_bundle(config, wd, trained)
     stage_evaluate(config, wd)
+    stage_studio(wd)
     write_run(wd, time.time() - t0)
     log.info("done: outputs in %s (report: %s)", wd.root, wd.eval.report)
 

@@ -28,10 +28,11 @@ def real_kits() -> str:
                 "DRUMLAYER_TEST_KITS")
 
 
-def run_main(workdir, *extra):
+def run_main(workdir, *extra, env=None):
     cmd = [sys.executable, "-m", "drumlayer.main", "--config=configs/snare.py:smoke",
            f"--workdir={workdir}", *extra]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env=None if env is None else {**os.environ, **env})
 
 
 @pytest.fixture(scope="session")

@@ -62,8 +62,8 @@ def test_the_compilation_cache_keeps_compiled_programs_unless_off(tmp_path, sett
     program = ("import jax, jax.numpy as jnp\nfrom drumlayer import cli\n"
                "print(cli.compilation_cache())\n"
                "jax.jit(lambda x: jnp.fft.rfft(x) * 2)(jnp.ones(64)).block_until_ready()\n")
-    env = {**os.environ, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-           "DRUMLAYER_JAX_CACHE": str(cache) if setting == "folder" else "off"}
+    # a program that compiles in well under JAX's default 1 s threshold is kept too
+    env = {**os.environ, "DRUMLAYER_JAX_CACHE": str(cache) if setting == "folder" else "off"}
     r = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

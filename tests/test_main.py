@@ -1,9 +1,11 @@
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 
-from conftest import run_main
+from conftest import ROOT, run_main
 
 
 def test_main_smoke_end_to_end_and_rerun_skips(smoke_run):
@@ -32,9 +34,24 @@ def test_main_smoke_end_to_end_and_rerun_skips(smoke_run):
 
 
 def test_main_sources_from_augmented_pool(tmp_path):
+    cache = tmp_path / "jax-cache"
     r = run_main(tmp_path / "run", "--config.selection.pool=train+augmented",
-                 "--config.train.epochs=1", "--config.train.pretrain_epochs=1")
+                 "--config.train.epochs=1", "--config.train.pretrain_epochs=1",
+                 env={"DRUMLAYER_JAX_CACHE": str(cache)})
     assert r.returncode == 0, r.stderr[-3000:]
+    # the job compiled the studio's first upload into the cache: a studio started after it
+    # (another process, the same cache) compiles nothing when it warms up
+    assert "studio: its first upload compiled into the cache" in r.stderr
+    before = set(os.listdir(cache))
+    warm = ("import logging, sys\nfrom drumlayer import cli\ncli.compilation_cache()\n"
+            "logging.basicConfig(level=logging.INFO)\n"
+            "from drumlayer.studio.server import Studio\n"
+            "Studio(sys.argv[1]).warm_up().join()\n")
+    w = subprocess.run([sys.executable, "-c", warm, str(tmp_path / "run")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "DRUMLAYER_JAX_CACHE": str(cache)})
+    assert w.returncode == 0 and "encode and refinement compiled" in w.stderr, w.stderr[-3000:]
+    assert set(os.listdir(cache)) == before
     sources = json.loads((tmp_path / "run" / "selection" / "sources.json").read_text())
     targets = json.loads((tmp_path / "run" / "selection" / "targets.json").read_text())
     assert len(sources["ids"]) == 8 and not set(sources["ids"]) & set(targets["train"])

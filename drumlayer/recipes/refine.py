@@ -355,3 +355,13 @@ def recipe_fields(r: Recipes, i: int) -> dict:
     return {"latent": np.asarray(r.latent[i]).tolist(),
             "residual": np.clip(np.asarray(r.residual[i]), -1.0, 1.0).tolist(),
             "gain_db": float(np.clip(gain_db, *GAIN_DB))}
+
+
+def compile_for_one(bundle, analyzer: Analyzer) -> None:
+    """Run, hence compile, what one sound's recipe runs: the features and the encoder of one
+    clip, and the refinement of one clip (the studio's upload). With JAX's persistent
+    compilation cache on, a later process finds them compiled."""
+    x = np.asarray(bundle.sources[:1], np.float32)
+    jax.block_until_ready(bundle.encode(np.asarray(bundle.features(x))))
+    recipe_fields(analyzer(x), 0)
+

@@ -112,10 +112,9 @@ class Studio:
         self.warm.clear()
 
         def run():
-            t, x = time.perf_counter(), np.asarray(self.bundle.sources[:1], np.float32)
+            t = time.perf_counter()
             try:
-                self.bundle.encode(np.asarray(self.bundle.features(x)))
-                refine_lib.recipe_fields(self.analyzer(x), 0)
+                refine_lib.compile_for_one(self.bundle, self.analyzer)
                 log.info("studio: encode and refinement compiled in %.1f s",
                          time.perf_counter() - t)
             except Exception:  # noqa: BLE001 - the first upload compiles instead, and says why

@@ -56,6 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     t.learning_rate = 1e-3
     t.grad_clip = 1.0
     t.weight_decay = 0.0  # > 0: AdamW (decoupled weight decay)
+    t.input_dropout = 0.0  # share of the encoder's input features dropped in training steps
     t.pretrain_epochs = 50
     t.epochs = 150  # the most: with patience, phase 2 stops once validation stops improving
     t.patience = 0  # epochs without a better validation loss before phase 2 stops; 0: never

@@ -96,6 +96,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     _number(config, "train.learning_rate", 0, low_open=True)
     _number(config, "train.grad_clip", 0, low_open=True)
     _number(config, "train.weight_decay", 0)
+    _number(config, "train.input_dropout", 0, 0.9)
     _number(config, "train.pretrain_epochs", 0, integer=True)
     _number(config, "train.epochs", 1, integer=True)
     _number(config, "train.beta", 0)
@@ -150,7 +151,9 @@ def train_config(config: ml_collections.ConfigDict) -> options.TrainConfig:
         steps_per_call=int(t.steps_per_call), profile=bool(t.profile),
         checkpoint_every_s=float(t.checkpoint_every_s),
         loss=losses.LossConfig(beta=float(t.beta), free_bits=float(t.free_bits),
-                              db_weight=float(t.db_weight), n_fft=int(f.n_fft), hop=int(f.hop),
+                              db_weight=float(t.db_weight),
+                              input_dropout=float(t.get("input_dropout", 0.0)),
+                              n_fft=int(f.n_fft), hop=int(f.hop),
                               compression=f.compression,
                               spectrum=str(t.get("spectrum", "auto"))),
         model=model_config(config))

@@ -205,7 +205,8 @@ def train_stamp(config: ml_collections.ConfigDict, wd: Workdir) -> dict:
     if os.path.exists(wd.corpus.layered_stamp):
         made_of.append(read_json(wd.corpus.layered_stamp))
     how = {k: v for k, v in config.train.to_dict().items() if k not in options.RUN_ONLY}
-    for field in ("db_weight", "weight_decay"):  # off: runs from before the field stay current
+    for field in ("db_weight", "weight_decay", "input_dropout"):  # off: runs from before the
+        # fields stay current
         if not how.get(field):
             how.pop(field, None)
     return {"data": digest(made_of), "features": config.features.to_dict(),

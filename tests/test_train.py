@@ -24,25 +24,33 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def run_helper(workdir, out, devices=1, epochs=2, spectrum="fft"):
+def run_helper(workdir, out, devices=1, epochs=2, spectrum="fft", dropout=0.0):
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
            "PYTHONPATH": os.pathsep.join([ROOT, HERE])}
     r = subprocess.run([sys.executable, os.path.join(HERE, "train_helper.py"), str(workdir),
-                        str(out), str(epochs), spectrum], env=env, capture_output=True,
+                        str(out), str(epochs), spectrum, str(dropout)], env=env,
+                       capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return dict(np.load(out))
 
 
-@pytest.mark.parametrize("spectrum", ["fft", "linear"])
-def test_eight_devices_equal_one(tmp_path, spectrum):
-    one = run_helper(tmp_path / "w1", tmp_path / "one.npz", devices=1, spectrum=spectrum)
-    eight = run_helper(tmp_path / "w8", tmp_path / "eight.npz", devices=8, spectrum=spectrum)
+@pytest.mark.parametrize("spectrum, dropout", [("fft", 0.0), ("linear", 0.0), ("fft", 0.3)],
+                         ids=["fft", "linear", "input-dropout"])
+def test_eight_devices_equal_one(tmp_path, spectrum, dropout):
+    one = run_helper(tmp_path / "w1", tmp_path / "one.npz", devices=1, spectrum=spectrum,
+                     dropout=dropout)
+    eight = run_helper(tmp_path / "w8", tmp_path / "eight.npz", devices=8, spectrum=spectrum,
+                       dropout=dropout)
     assert int(one["devices"]) == 1 and int(eight["devices"]) == 8
     assert len(one["step_grad_norm"]) == 1 + 2 * 3  # 1 + 2 epochs: 6 sources, 22 targets
     for k in one:
         if k != "devices":
             np.testing.assert_allclose(eight[k], one[k], atol=1e-5, rtol=1e-5, err_msg=k)
+    if dropout:  # and the dropout did train other parameters than none would
+        plain = run_helper(tmp_path / "w0", tmp_path / "plain.npz", spectrum=spectrum)
+        key = "['encoder']/['hidden']/['kernel']"
+        assert not np.allclose(plain[key], one[key], atol=1e-6)
 
 
 EPOCHS = 8
@@ -242,6 +250,32 @@ def test_the_loss_is_the_papers_formula_by_hand():
     assert np.all((target_db < floor).sum(-1) > 0)  # the floor is reached: it matters here
     np.testing.assert_allclose(m_db["spectrum_db"], db, rtol=1e-4)
     np.testing.assert_allclose(loss_db, want + 0.05 * db, rtol=1e-5)
+
+
+def test_input_dropout_hides_features_from_the_encoder_not_from_the_loss():
+    """keep [B, D]: the encoder sees x * keep / (1 - p) (x standardised); the reconstruction
+    is still measured against every feature of the target."""
+    data = tiny_data()
+    m = vae_lib.create(6, tiny_config().model)
+    params = vae_lib.init_params(m, data.train.shape[1], seed=1)
+    feats = data.train[:8]
+    rng = np.random.default_rng(3)
+    eps = rng.standard_normal((8, 4)).astype(np.float32)
+    keep = (rng.random(feats.shape) > 0.25).astype(np.float32)
+    consts = (jnp.asarray(data.sources), jnp.asarray(data.mean), jnp.asarray(data.std), None)
+    lc = losses.LossConfig(input_dropout=0.25)
+    _, dropped = jax.device_get(losses.per_example(params, m, "train", lc, feats,
+                                                  np.zeros(8, np.int32), eps, consts, keep))
+    seen = data.mean + data.std * ((feats - data.mean) / data.std * keep / 0.75)
+    _, plain = jax.device_get(losses.per_example(params, m, "train", lc, seen,
+                                                np.zeros(8, np.int32), eps, consts))
+    for k in ("kl_bits", "max_weight", "active_layers"):  # the encoder's and decoder's output
+        np.testing.assert_allclose(dropped[k], plain[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    out = jax.device_get(m.apply({"params": params}, (seen - data.mean) / data.std, eps))
+    mix = out["weights"] @ data.sources
+    want = np.mean((np.asarray(extractor.features(mix)) - feats) ** 2, axis=-1)
+    np.testing.assert_allclose(dropped["reconstruction"], want, rtol=1e-4)
+    assert not np.allclose(dropped["reconstruction"], plain["reconstruction"], rtol=1e-3)
 
 
 @pytest.mark.parametrize("compression", ["linear", "log"])

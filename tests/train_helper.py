@@ -1,7 +1,7 @@
 """Run a tiny training in this process and save its final parameters: a subprocess helper for
 tests that need another device count (XLA_FLAGS) or another process.
 
-    python tests/train_helper.py WORKDIR OUT.npz [epochs [spectrum]]
+    python tests/train_helper.py WORKDIR OUT.npz [epochs [spectrum [input_dropout]]]
 """
 
 import dataclasses
@@ -49,7 +49,9 @@ if __name__ == "__main__":
     epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     data, tc = tiny_data(), tiny_config(epochs)
     if len(sys.argv) > 4:  # train.spectrum
-        tc = dataclasses.replace(tc, loss=dataclasses.replace(tc.loss, spectrum=sys.argv[4]))
+        tc = dataclasses.replace(tc, loss=dataclasses.replace(
+            tc.loss, spectrum=sys.argv[4],
+            input_dropout=float(sys.argv[5]) if len(sys.argv) > 5 else 0.0))
     summary = loop.train_and_evaluate(data, tc, wd, progress=False)
     params = checkpoints.load_params(wd, vae.create(len(data.sources), tc.model),
                                data.train.shape[1], which="latest", tc=tc)

@@ -31,6 +31,7 @@ class LossConfig:
     beta: float = 0.02
     free_bits: float = 1000.0
     db_weight: float = 0.0
+    input_dropout: float = 0.0  # share of the encoder's input features zeroed in training
     n_fft: int = 4096
     hop: int = 512
     compression: str = "linear"
@@ -69,11 +70,17 @@ def make_consts(mesh: Mesh, sources: np.ndarray, mean: np.ndarray, std: np.ndarr
     return (*consts, spectra)
 
 
-def per_example(params, model, phase: str, lc: LossConfig, feats, labels, eps, consts):
+def per_example(params, model, phase: str, lc: LossConfig, feats, labels, eps, consts,
+                keep=None):
     """Per-example loss and metrics. feats [B, D] raw features, labels [B] (pretraining),
-    eps [B, latent]. consts: `make_consts`'s."""
+    eps [B, latent]. consts: `make_consts`'s. keep [B, D] (training with lc.input_dropout):
+    1 where the encoder sees a standardised feature, 0 where it is dropped; the kept ones
+    are scaled by 1 / (1 - input_dropout). The targets are the whole features either way."""
     sources, mean, std, spectra = consts
-    out = model.apply({"params": params}, (feats - mean) / std, eps)
+    x = (feats - mean) / std
+    if keep is not None:
+        x = x * keep / (1.0 - lc.input_dropout)
+    out = model.apply({"params": params}, x, eps)
     w = out["weights"]
     m = {"active_layers": jnp.sum(w > 0.01, axis=-1).astype(jnp.float32),
          "max_weight": jnp.max(w, axis=-1)}

@@ -67,21 +67,21 @@ def make_steps(model, mesh: Mesh, phase: str, lc: LossConfig, batch: int, latent
         return (table[safe], safe, jax.lax.dynamic_slice_in_dim(eps, start, per),
                 real.astype(jnp.float32), count)
 
-    def loss_fn(params, feats, labels, eps, mask, count, consts):
-        loss, metrics = per_example(params, model, phase, lc, feats, labels, eps, consts)
+    def loss_fn(params, feats, labels, eps, mask, count, consts, keep=None):
+        loss, metrics = per_example(params, model, phase, lc, feats, labels, eps, consts, keep)
         return _masked_sums(loss, metrics, mask, count)
 
     def over_devices(tree):
         """The sum over the devices' shards (one device: the tree itself)."""
         return jax.lax.psum(tree, "data") if n_dev > 1 else tree
 
-    def local_train(state, feats, labels, eps, mask, count, consts):
+    def local_train(state, feats, labels, eps, mask, count, consts, keep=None):
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         # The replicated parameters are cast to per-shard values first, so each shard's
         # gradient is its own sum; differentiating the replicated ones directly would already
         # sum over the shards, and the psum below would then count every example n_dev times.
         local = jax.lax.pcast(state.params, "data", to="varying") if n_dev > 1 else state.params
-        (_, metrics), grads = grad_fn(local, feats, labels, eps, mask, count, consts)
+        (_, metrics), grads = grad_fn(local, feats, labels, eps, mask, count, consts, keep)
         grads = over_devices(grads)
         metrics = over_devices(metrics)
         metrics["grad_norm"] = global_norm(grads)
@@ -93,9 +93,17 @@ def make_steps(model, mesh: Mesh, phase: str, lc: LossConfig, batch: int, latent
         noise = epoch_keys(rng)[1]
 
         def one(state, b):
-            eps = jax.random.normal(jax.random.fold_in(noise, b), (batch, latent))
+            key = jax.random.fold_in(noise, b)
+            eps = jax.random.normal(key, (batch, latent))
             args = local_batch(order[b], eps, table)
-            state, metrics = local_train(state, *args, consts)
+            keep = None
+            if lc.input_dropout:  # the whole batch's draw, this device's rows (as eps)
+                keep = jax.random.bernoulli(jax.random.fold_in(key, 1), 1.0 - lc.input_dropout,
+                                            (batch, table.shape[1])).astype(table.dtype)
+                per = batch // n_dev
+                start = jax.lax.axis_index("data") * per if n_dev > 1 else 0
+                keep = jax.lax.dynamic_slice_in_dim(keep, start, per)
+            state, metrics = local_train(state, *args, consts, keep)
             return state, (metrics, args[-1])
 
         state, (metrics, n_real) = jax.lax.scan(one, state, batch_ids)

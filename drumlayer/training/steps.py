@@ -35,6 +35,17 @@ def epoch_keys(rng: jax.Array) -> tuple[jax.Array, jax.Array]:
     return perm, noise
 
 
+def _keep(key, dropout: float, batch: int, dim: int, n_dev: int, dtype):
+    """The input-dropout mask of this device's rows of a batch (None without dropout): the
+    whole batch's [batch, dim] draw from key, sliced as eps is, so no device count changes it."""
+    if not dropout:
+        return None
+    keep = jax.random.bernoulli(jax.random.fold_in(key, 1), 1.0 - dropout, (batch, dim))
+    per = batch // n_dev
+    start = jax.lax.axis_index("data") * per if n_dev > 1 else 0
+    return jax.lax.dynamic_slice_in_dim(keep.astype(dtype), start, per)
+
+
 def make_steps(model, mesh: Mesh, phase: str, lc: LossConfig, batch: int, latent: int):
     """(train_steps, evaluate): jit-compiled shard_maps over mesh axis 'data' (on one device
     the same functions without collectives).
@@ -94,16 +105,9 @@ def make_steps(model, mesh: Mesh, phase: str, lc: LossConfig, batch: int, latent
 
         def one(state, b):
             key = jax.random.fold_in(noise, b)
-            eps = jax.random.normal(key, (batch, latent))
-            args = local_batch(order[b], eps, table)
-            keep = None
-            if lc.input_dropout:  # the whole batch's draw, this device's rows (as eps)
-                keep = jax.random.bernoulli(jax.random.fold_in(key, 1), 1.0 - lc.input_dropout,
-                                            (batch, table.shape[1])).astype(table.dtype)
-                per = batch // n_dev
-                start = jax.lax.axis_index("data") * per if n_dev > 1 else 0
-                keep = jax.lax.dynamic_slice_in_dim(keep, start, per)
-            state, metrics = local_train(state, *args, consts, keep)
+            args = local_batch(order[b], jax.random.normal(key, (batch, latent)), table)
+            state, metrics = local_train(state, *args, consts, _keep(
+                key, lc.input_dropout, batch, table.shape[1], n_dev, table.dtype))
             return state, (metrics, args[-1])
 
         state, (metrics, n_real) = jax.lax.scan(one, state, batch_ids)

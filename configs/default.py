@@ -24,7 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # soundfont's kits when the corpus has them (the open kits). () : none.
     d.holdout = ("FluidR3_GM.sf2",)
     d.augment_per_clip = 0  # augmented variants of each training target
-    d.validate_variants = False  # True: the val clips' augmented variants validate too
+    d.validate_variants = True  # the val clips' augmented variants validate too (16x rows)
     d.layered_per_clip = 0  # layered targets: a training clip with 1-2 others mixed under it
     d.procedural = 300  # synthetic snares generated when no samples are found
 
@@ -59,7 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     t.input_dropout = 0.0  # share of the encoder's input features dropped in training steps
     t.pretrain_epochs = 50
     t.epochs = 150  # the most: with patience, phase 2 stops once validation stops improving
-    t.patience = 0  # epochs without a better validation loss before phase 2 stops; 0: never
+    t.patience = 20  # epochs without a better validation loss before phase 2 stops; 0: never
     t.beta = 0.02
     t.free_bits = 1000.0  # bits of KL allowed before it is penalised (MusicVAE)
     t.db_weight = 0.0  # > 0: adds the mean squared dB difference of the spectra (losses.py)

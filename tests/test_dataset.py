@@ -15,19 +15,20 @@ def test_ids_past_the_corpus_are_augmented_variants(smoke_run):
     wd = Workdir(smoke_run)
     ds = Dataset(wd.corpus, wd.features)
     n, m = ds.n, len(ds.parents)
-    assert n == 48 and m == 2 * len(ds.ids("train")) and len(ds) == n + m
+    assert n == 48 and m == 2 * (len(ds.ids("train")) + len(ds.ids("val"))) == len(ds) - n
     np.testing.assert_array_equal(ds.audio([n + 3])[0], npy_rows.read_rows(wd.corpus.augmented,
                                                                          3, 4)[0])
     np.testing.assert_array_equal(ds.audio([5])[0], npy_rows.read_rows(wd.corpus.clips, 5, 6)[0])
     parent = int(ds.parents[3])
-    assert ds.corpus_id(n + 3) == parent and ds.rows[parent]["split"] == "train"
+    assert ds.corpus_id(n + 3) == parent and ds.rows[parent]["split"] in ("train", "val")
     assert ds.name(n + 3) == ds.name(parent) + " (variant 3)"
     assert ds.file(n + 3) == ds.file(parent)
     feats = ds.features()
     assert feats.shape == (n + m, 2049)
     np.testing.assert_array_equal(feats[n:], np.load(wd.features.augmented))
     train = ds.ids("train", augmented=True)
-    assert set(train[train >= n]) == set(range(n, n + m))
+    assert set(train[train >= n]) == {n + j for j in range(m)
+                                      if ds.rows[ds.parents[j]]["split"] == "train"}
     assert all(ds.rows[i]["split"] == "train" for i in train[train < n])
 
 
@@ -41,10 +42,13 @@ def test_validation_variants_join_the_val_ids_and_leave_the_training_variants_as
     from drumlayer.workdir import CorpusDir
 
     src = Workdir(smoke_run).corpus
-    for name in ("clips.npy", "manifest.csv"):
-        shutil.copy(f"{src.dir}/{name}", tmp_path / name)
-    cd = CorpusDir(str(tmp_path))
+    for d in ("both", "train"):
+        (tmp_path / d).mkdir()
+        for name in ("clips.npy", "manifest.csv"):
+            shutil.copy(f"{src.dir}/{name}", tmp_path / d / name)
+    cd = CorpusDir(str(tmp_path / "both"))
     m = corpus.write_augmented(cd.dir, 2, seed=0, splits=("train", "val"))
+    corpus.write_augmented(str(tmp_path / "train"), 2, seed=0)
     ds = Dataset(cd)
     train, val = ds.ids("train"), ds.ids("val")
     assert m == 2 * (len(train) + len(val)) == len(ds.parents)
@@ -53,7 +57,8 @@ def test_validation_variants_join_the_val_ids_and_leave_the_training_variants_as
         assert set(ids[:len(own)]) == set(own) and len(ids) == 3 * len(own)
         assert {ds.corpus_id(i) for i in ids[len(own):]} == set(own.tolist())
     assert not set(ds.ids("test", augmented=True)) - set(ds.ids("test"))
-    only_train = Dataset(src)
+    only_train = Dataset(CorpusDir(str(tmp_path / "train")))
+    assert not set(only_train.ids("val", augmented=True)) - set(val)
     for i in only_train.ids("train", augmented=True)[len(train):][:6]:
         parent, j = only_train.variant(i)
         k = next(x for x in ds.ids("train", augmented=True)[len(train):]

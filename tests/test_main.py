@@ -13,7 +13,10 @@ def test_main_smoke_end_to_end_and_rerun_skips(smoke_run):
     meta = json.loads((wd / "corpus" / "corpus.json").read_text())
     assert meta["procedural"] and meta["clips"] == 48
     aug = np.load(wd / "corpus" / "augmented.npy", mmap_mode="r")
-    assert aug.shape == (meta["split"]["train"] * 2, 22050)
+    # 2 variants of each training clip and (data.validate_variants) of each validation clip
+    assert aug.shape == ((meta["split"]["train"] + meta["split"]["val"]) * 2, 22050)
+    targets = json.loads((wd / "selection" / "targets.json").read_text())
+    assert len(targets["val"]) == 3 * meta["split"]["val"]
     assert json.loads((wd / "config.json").read_text())["data"]["category"] == "snare"
     # training left checkpoints, metrics, TensorBoard events and the bundle
     assert (wd / "checkpoints" / "4").is_dir() and (wd / "checkpoints" / "best").is_dir()

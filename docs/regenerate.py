@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import sys
 
 import matplotlib
@@ -267,10 +268,13 @@ def seeds(groups: list[str]) -> None:
         if any(m is None for m in runs):
             raise SystemExit(f"error: {name}: a workdir has no eval/metrics.json")
         info = [_read(os.path.join(w, "run.json"), {}) for w in wds]
+        if "command" in info[0]:  # where a run wrote is not how it was made
+            info[0] = {**info[0], "command": re.sub(r" --workdir=\S+", "", info[0]["command"])}
         secs = [training_seconds(w) for w in wds]
         wins = sum(not report.refined_losses(m["reconstruction"]) for m in runs)
-        parts += [f"## `{name}`", "",
-                  f"- **Runs:** {len(wds)} seeds; {provenance(info[0], 'unknown')}"
+        parts += [f"## {name[0].upper()}{name[1:]}", "",
+                  f"- **Runs:** {len(wds)} seed{'s' if len(wds) > 1 else ''}; "
+                  f"{provenance(info[0], 'unknown')}"
                   f" (the first); training {np.mean(secs) / 60:.1f} min on average "
                   f"({', '.join(f'{s / 60:.1f}' for s in secs)}).",
                   f"- **Refined recipes ahead of matching pursuit on all four medians** (test "

@@ -91,7 +91,9 @@ def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_ru
         n_train = cats[cat]["split"]["train"]
         assert cats[cat]["variants"] == 30 // n_train - 1 == 1
         assert f"kit: {cat}: 1 variants of each of its {n_train} training clips" in log_text
-        assert len(np.load(wd.category(cat).corpus.augmented)) == n_train
+        # (and of each validation clip: data.validate_variants)
+        n_val = cats[cat]["split"]["val"]
+        assert len(np.load(wd.category(cat).corpus.augmented)) == n_train + n_val
     assert f"| {cats['kick']['sources']} | {cats['kick']['variants']} | " in report
     t, o = cats["kick"]["test"], cats["kick"]["outside"]
     assert (f"| {t['model']['feature_mse']:.3g} / {t['refined']['feature_mse']:.3g} / "

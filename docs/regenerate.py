@@ -201,18 +201,27 @@ def benchmarks(folder: str) -> None:
         raise SystemExit(f"error: no benchmark JSON in {folder}: run python -m benchmarks first")
     parts = ["# Benchmarks", "",
              "Written by `python docs/regenerate.py benchmarks` from the JSON that "
-             "`python -m benchmarks` writes. Timings are medians after a warm-up; the machines "
+             "`python -m benchmarks` writes (a benchmark not in that folder keeps its section, "
+             "with its own date). Timings are medians after a warm-up; the machines "
              "are shared and noisy, so compare each ratio against the reference measured in the "
              "same run rather than absolute times across runs.", ""]
-    for path in files:
-        r = _read(path)
+    out = os.path.join(DOCS, "benchmarks.md")
+    fresh = {_read(path)["benchmark"]: path for path in files}
+    kept = _sections(open(out).read()) if os.path.exists(out) else {}
+    for name in dict.fromkeys([*kept, *fresh]):
+        if name not in fresh:
+            parts += [re.sub(r" --(workdir|out)=[^ `]+", "", line) for line in kept[name]
+                      if not line.startswith("| workdir |")]
+            continue
+        r = _read(fresh[name])
         m = r.get("machine", {})
-        skip = {"benchmark", "machine", "date", "command"}
+        skip = {"benchmark", "machine", "date", "command", "workdir"}  # not where it ran
         rows = [(k, v) for k, v in _flat(r) if k.split(".")[0] not in skip]
         parts += [f"## {r['benchmark']}", "",
                   f"{r.get('date', '?')}; {m.get('processor', '?')}, {m.get('cpus', '?')} CPUs, "
                   f"{m.get('platform', '?')}; JAX {m.get('jax', '?')} on "
-                  f"{', '.join(m.get('devices', [])) or '?'}; `{r.get('command', '?')}`", "",
+                  f"{', '.join(m.get('devices', [])) or '?'}; "
+                  f"`{re.sub(r' --(workdir|out)=[^ ]+', '', r.get('command', '?'))}`", "",
                   "| measure | value |", "|---|---:|"]
         parts += [f"| {k} | {_cell(v)} |" for k, v in rows]
         parts.append("")
@@ -223,9 +232,22 @@ def benchmarks(folder: str) -> None:
                 parts += [f"| {' | '.join(_cell(row.get(h, '')) for h in head)} |"
                           for row in table]
                 parts.append("")
-    with open(os.path.join(DOCS, "benchmarks.md"), "w") as f:
+    with open(out, "w") as f:
         f.write("\n".join(parts))
-    print(f"wrote {os.path.join(DOCS, 'benchmarks.md')} from {len(files)} files")
+    print(f"wrote {out}: {', '.join(fresh)} from {folder}")
+
+
+def _sections(text: str) -> dict[str, list[str]]:
+    """benchmarks.md's sections by benchmark name: the lines from its '## name' to the next."""
+    out: dict[str, list[str]] = {}
+    name = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            name = line[3:].strip()
+            out[name] = []
+        if name is not None:
+            out[name].append(line)
+    return out
 
 
 def training_seconds(workdir: str) -> float:

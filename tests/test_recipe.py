@@ -37,7 +37,7 @@ def test_velocity_layers_that_differ_at_the_end_keep_distinct_names():
 
 def test_recipe_defaults_and_what_it_ignores():
     r = Recipe(latent=[0.5, -1.0], something_else=3)
-    assert r.version == 1 and r.prune == 0.0 and r.gain_db == 0.0
+    assert r.version == 2 and r.prune == 0.0 and r.gain_db == 0.0 and r.shaping == {}
     assert r.envelope.attack == 0.0 and r.envelope.hold == 1.0 and r.envelope.decay == 1.0
     assert r.locks == {} and r.offsets_ms == {} and r.residual is None
     assert Recipe.model_validate_json('{"latent": [1], "locks": {"3": 0.25}}').locks == {3: 0.25}
@@ -49,7 +49,8 @@ def test_recipe_defaults_and_what_it_ignores():
     {"latent": [0], "offsets_ms": {"1": 600}}, {"latent": [0], "gain_db": 30},
     {"latent": [0], "gain_db": -61}, {"latent": [0], "residual": [2.0]},
     {"latent": [0], "muted": list(range(4097))}, {"latent": [0], "name": "n" * 301},
-    {"latent": [0], "version": 2}, {"latent": [0], "envelope": {"decay": 0.001}},
+    {"latent": [0], "version": 3}, {"latent": [0], "envelope": {"decay": 0.001}},
+    {"latent": [0], "shaping": {"0": {"pitch_cents": 2400}}},
     {"latent": [0], "envelope": {"attack": 0.1, "release": 1}}, {},
 ])
 def test_recipe_rejects_values_out_of_bounds(bad):

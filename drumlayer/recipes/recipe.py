@@ -35,12 +35,31 @@ class Envelope(BaseModel):
     decay: float = Field(1.0, ge=0.005, le=10.0, description="seconds to fall by 60 dB")
 
 
+PITCH_CENTS = 1200.0  # a layer's pitch is within +- an octave
+CUTOFF_HZ = (20.0, 20000.0)
+
+
+class LayerShape(BaseModel):
+    """How one layer is shaped (recipes.shaping): the defaults leave it as its source is."""
+
+    model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
+    pitch_cents: float = Field(0.0, ge=-PITCH_CENTS, le=PITCH_CENTS,
+                               description="playback pitch in cents (SFZ transpose and tune)")
+    filter: Literal["lpf", "hpf"] | None = Field(
+        None, description="2-pole low- or high-pass (SFZ fil_type lpf_2p / hpf_2p), or none")
+    cutoff_hz: float = Field(1000.0, ge=CUTOFF_HZ[0], le=CUTOFF_HZ[1],
+                             description="the filter's cutoff (SFZ cutoff)")
+    decay: float | None = Field(None, ge=0.01, le=10.0,
+                                description="seconds to fall by 60 dB from the layer's start "
+                                            "(SFZ ampeg_decay), or none")
+
+
 class Recipe(BaseModel):
     """A layered sound: a point of the latent space and the edits on top of its weights.
     `weights`, `pca` and `name` are filled in by the server and ignored on input."""
 
     model_config = ConfigDict(allow_inf_nan=False, extra="ignore")
-    version: Literal[1] = 1
+    version: Literal[1, 2] = Field(2, description="1: no shaping; 2: `shaping` (read both)")
     latent: list[Annotated[float, Field(ge=-1e4, le=1e4)]] = Field(
         ..., max_length=MAX_LATENT, description="z [latent]")
     locks: dict[int, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
@@ -50,6 +69,8 @@ class Recipe(BaseModel):
     prune: float = Field(0.0, ge=0.0, le=1.0, description="weights below it are removed")
     offsets_ms: dict[int, Annotated[float, Field(ge=0.0, le=500.0)]] = Field(
         default_factory=dict, description="layer -> start offset in ms")
+    shaping: dict[int, LayerShape] = Field(
+        default_factory=dict, description="layer -> its pitch, filter and decay")
     envelope: Envelope = Field(default_factory=Envelope)
     gain_db: float = Field(0.0, ge=GAIN_DB[0], le=GAIN_DB[1])
     residual: list[Annotated[float, Field(ge=-1.0, le=1.0)]] | None = Field(

@@ -7,12 +7,14 @@ A recipe (see recipe.Recipe) holds a latent z and the edits on top of it:
     w_i     = clip(decoded_i + residual_i, 0, 1)      (residual: a refined recipe's, else 0)
     w_i     = lock_i if i is locked else w_i          (a hand-set weight is a lock)
     w_i     = 0 if w_i < prune, or i muted, or (some layer soloed and i is not)
-    mix[t]  = sum_i w_i * source_i[t - offset_i]      (offsets >= 0 samples, cut at 1 s)
+    mix[t]  = sum_i w_i * shaped_i[t - offset_i]      (offsets >= 0 samples, cut at 1 s)
     out[t]  = mix[t] * envelope[t] * 10^(gain_db / 20)
 
 envelope: a linear rise over `attack` s, 1 for `hold` s, then 10^(-3 (t - attack - hold) /
-decay): -60 dB after `decay` s. Exports resample to 44.1 / 48 kHz and scale the peak to
-EXPORT_PEAK_DB; stems get the same scale, so they sum to the exported mix.
+decay): -60 dB after `decay` s. shaped_i is source i with its layer's pitch, filter and decay
+(recipes.shaping; the source itself when the layer has none). An export renders at its own
+rate (44.1 / 48 kHz) from the sources resampled to it, as a sampler plays them, and scales the
+peak to EXPORT_PEAK_DB; stems get the same scale, so they sum to the exported mix.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from drumlayer.data import audio
-from drumlayer.recipes import sfz
+from drumlayer.recipes import sfz, shaping
 
 EXPORT_PEAK_DB = -1.05  # "under -1 dBFS" with room for 24-bit rounding
 EXPORT_RATES = (44100, 48000)
@@ -87,27 +89,51 @@ def envelope(n: int, sample_rate: int, attack: float, hold: float, decay: float)
     return (rise * fall).astype(np.float32)
 
 
-def layers(weights: np.ndarray, sources: np.ndarray, offsets: dict[int, int]) -> dict:
-    """Each audible layer as audio: {i: w_i * source_i delayed by offsets[i] samples [S]}."""
+def at_rate(weights: np.ndarray, sources: np.ndarray, sample_rate: int,
+            rate: int) -> np.ndarray:
+    """The sources [k, n] at sample_rate resampled to rate, the audible ones (weights > 0)
+    only; the rest are zeros: [k, n * rate // sample_rate]."""
+    live = np.flatnonzero(weights)
+    out = np.zeros((len(sources), sources.shape[1] * rate // sample_rate), np.float32)
+    if len(live):
+        y = audio.resample(sources[live], sample_rate, rate)[:, : out.shape[1]]
+        out[live, : y.shape[1]] = y
+    return out
+
+
+def shaped(sources: np.ndarray, i: int, shapes: dict, rate: int) -> np.ndarray:
+    """Source i [S] with its layer's shaping (shapes: layer -> LayerShape), at `rate`."""
+    s = shapes.get(i)
+    if shaping.is_plain(s):
+        return sources[i]
+    return shaping.shape(sources[i], rate, s.pitch_cents, s.filter, s.cutoff_hz, s.decay)
+
+
+def layers(weights: np.ndarray, sources: np.ndarray, offsets: dict[int, int],
+           shapes: dict | None = None, rate: int = audio.SAMPLE_RATE) -> dict:
+    """Each audible layer as audio: {i: w_i * shaped source i delayed by offsets[i] samples
+    [S]}; shapes: layer -> LayerShape, for sources at `rate`."""
     n = sources.shape[1]
     out = {}
     for i in np.flatnonzero(weights):
         d = min(max(int(offsets.get(int(i), 0)), 0), n)
         x = np.zeros(n, np.float32)
-        x[d:] = weights[i] * sources[i, : n - d]
+        x[d:] = weights[i] * shaped(sources, int(i), shapes or {}, rate)[: n - d]
         out[int(i)] = x
     return out
 
 
 def render(weights: np.ndarray, sources: np.ndarray, offsets: dict[int, int], env: np.ndarray,
-           gain_db: float) -> np.ndarray:
+           gain_db: float, shapes: dict | None = None,
+           rate: int = audio.SAMPLE_RATE) -> np.ndarray:
     """The sound of a recipe [S] at the sources' rate, not normalised."""
     gain = np.float32(10.0 ** (gain_db / 20.0))
-    if not offsets:
+    live = {i: s for i, s in (shapes or {}).items() if not shaping.is_plain(s) and weights[i]}
+    if not offsets and not live:
         mix = np.asarray(weights, np.float32) @ sources  # one matrix product: the common case
     else:
-        mix = sum(layers(weights, sources, offsets).values(), np.zeros(sources.shape[1],
-                                                                        np.float32))
+        mix = sum(layers(weights, sources, offsets, live, rate).values(),
+                  np.zeros(sources.shape[1], np.float32))
     return (mix * env * gain).astype(np.float32)
 
 
@@ -172,15 +198,34 @@ def stems_zip(parts: dict[int, np.ndarray], names: list[str], env: np.ndarray, g
 SFZ_DECAY_DB = 180.0 / np.log(10.0)
 
 
+def _region(x: np.ndarray, s, sample_rate: int, own_envelope: bool) -> tuple[np.ndarray, dict,
+                                                                               str]:
+    """A layer's sample [n] (at sample_rate), its shaping's opcodes and a note on what was
+    rendered into the sample. A decay is the region's own envelope, unless the mix has an
+    envelope of its own (own_envelope False): a region holds one, so then the layer's whole
+    shaping is rendered into its sample (the decay follows the pitch and the filter)."""
+    if shaping.is_plain(s):
+        return x, {}, ""
+    if s.decay is not None and not own_envelope:
+        return (shaping.shape(x, sample_rate, s.pitch_cents, s.filter, s.cutoff_hz, s.decay), {},
+                " (shaping rendered into the sample: the mix has its own envelope)")
+    return x, shaping.sfz_opcodes(s, SFZ_DECAY_DB / 60.0), ""
+
+
 def sfz_zip(weights: np.ndarray, sources: np.ndarray, names: list[str],
             offsets: dict[int, int], attack: float, hold: float, decay: float, gain_db: float,
-            sample_rate: int, rate: int, recipe: dict) -> bytes:
+            sample_rate: int, rate: int, recipe: dict, shapes: dict | None = None) -> bytes:
     """An SFZ instrument whose regions are the layers (each source at its weight as volume, its
-    offset as delay; the envelope as ampeg_*), with the samples (24-bit, rate): a zip."""
+    offset as delay, its shaping as transpose/tune, fil_type/cutoff and ampeg_decay; the
+    envelope as ampeg_*), with the samples (24-bit, rate): a zip."""
     idx = [int(i) for i in np.flatnonzero(weights)]
+    shapes = shapes or {}
     env = envelope(sources.shape[1], sample_rate, attack, hold, decay)
-    _, scale = export_scale(render(weights, sources, offsets, env, gain_db), sample_rate, rate)
+    _, scale = export_scale(render(weights, sources, offsets, env, gain_db, shapes, sample_rate),
+                            sample_rate, rate)
     master = 20 * np.log10(scale)  # the level of the WAV export (its peak at `rate`)
+    # the mix's envelope is 1 over the whole sound: a layer's decay can be its region's envelope
+    flat = attack * sample_rate < 1 and hold >= sources.shape[1] / sample_rate
     # The master level goes into every region's volume: a region's `volume` replaces the
     # <global> one rather than adding to it (sfizz plays it so).
     headers = [sfz.header("global", {
@@ -191,16 +236,21 @@ def sfz_zip(weights: np.ndarray, sources: np.ndarray, names: list[str],
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for n, i in enumerate(idx):
             fname = f"{n:02d}_{i:03d}_{safe_name(names[i])}.wav"
-            x = sources[i]
+            x, ops, note = _region(sources[i], shapes.get(i), sample_rate, flat)
             x = audio.resample(x, sample_rate, rate) if rate != sample_rate else x
             z.writestr(f"{sfz.SAMPLES}/{fname}", wav_bytes(x, rate, "PCM_24"))
             delay = offsets.get(i, 0) / sample_rate
+            # half a sample more: a player that floors delay * rate (sfizz does) starts the
+            # region on the sample the WAV does
+            delay_text = f"{delay + 0.5 / rate:.7f}" if delay > 0 else "0"
             volume = max(20 * np.log10(weights[i]) + master + gain_db, -144.0)  # SFZ's range
             # a region's envelope starts with the region: a delayed layer holds that much less,
             # so that its decay starts when the mix's does
-            held = {"ampeg_hold": f"{max(hold - delay, 0.0):.4f}"} if delay > 0 else {}
+            held = ({"ampeg_hold": f"{max(hold - delay, 0.0):.4f}"}
+                    if delay > 0 and "ampeg_decay" not in ops else {})
             headers.append(sfz.header("region", {"sample": fname, "volume": f"{volume:.3f}",
-                                                 "delay": f"{delay:.4f}", **held}, names[i]))
+                                                 "delay": delay_text, **held, **ops},
+                                      names[i] + note))
         z.writestr("layered.sfz", sfz.instrument(
             "drumlayer: a layered one-shot; every region is one layer of the mix", headers))
         z.writestr("recipe.json", json.dumps(recipe, indent=1))

@@ -40,7 +40,7 @@ from drumlayer.recipes import refine as refine_lib
 from drumlayer.recipes import render as render_lib
 from drumlayer.recipes.bundle import Bundle, BundleError
 from drumlayer.recipes.recipe import NAME_MAX, Recipe, printable, shorten
-from drumlayer.studio import guard, kit_routes
+from drumlayer.studio import exports, guard, kit_routes
 from drumlayer.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ class Studio:
             raise HTTPException(422, f"residual has {len(r.residual)} numbers; this model has "
                                 f"{k} sources")
         for what, idx in (("locks", r.locks), ("muted", r.muted), ("solo", r.solo),
-                          ("offsets_ms", r.offsets_ms)):
+                          ("offsets_ms", r.offsets_ms), ("shaping", r.shaping)):
             bad = [i for i in idx if not 0 <= i < k]
             if bad:
                 raise HTTPException(422, f"{what}: layer {bad[0]} does not exist (0..{k - 1})")
@@ -221,24 +221,32 @@ class Studio:
     def samples(self) -> int:
         return int(self.bundle.full_sources.shape[1])
 
-    def voice(self, full: bool = True) -> tuple[np.ndarray, int]:
-        """(sources [k, n], their rate): full band (what is heard), or the model's 22.05 kHz."""
+    def voice(self, full: bool = True, w: np.ndarray | None = None,
+              rate: int | None = None) -> tuple[np.ndarray, int]:
+        """(sources [k, n], their rate): full band (what is heard), or the model's 22.05 kHz;
+        or (rate given) the full band resampled to `rate`, its audible layers (w > 0) only: an
+        export plays a layer's pitch and start as a sampler does, at its own rate."""
         b = self.bundle
+        if rate is not None and rate != b.full_rate:
+            return render_lib.at_rate(w, b.full_sources, b.full_rate, rate), rate
         return (b.full_sources, b.full_rate) if full else (b.sources, audio.SAMPLE_RATE)
 
     def offsets(self, r: Recipe, rate: int | None = None) -> dict[int, int]:
         rate = rate or self.sr
         return {i: int(round(ms * rate / 1000)) for i, ms in r.offsets_ms.items() if ms > 0}
 
-    def env(self, r: Recipe, full: bool = True) -> np.ndarray:
-        e, (src, rate) = r.envelope, self.voice(full)
-        return render_lib.envelope(src.shape[1], rate, e.attack, e.hold, e.decay)
+    def env(self, r: Recipe, full: bool = True, rate: int | None = None) -> np.ndarray:
+        e, rate = r.envelope, rate or (self.sr if full else audio.SAMPLE_RATE)
+        n = self.samples * rate // self.sr if full else self.bundle.sources.shape[1]
+        return render_lib.envelope(n, rate, e.attack, e.hold, e.decay)
 
-    def render(self, r: Recipe, full: bool = True) -> np.ndarray:
-        """The recipe's sound [n] at full band (self.sr), or (full=False) at 22.05 kHz."""
+    def render(self, r: Recipe, full: bool = True, rate: int | None = None) -> np.ndarray:
+        """The recipe's sound [n] at full band (self.sr), or (full=False) at 22.05 kHz, or the
+        full band rendered at `rate` (an export)."""
         _, w = self.weights(r)
-        src, rate = self.voice(full)
-        return render_lib.render(w, src, self.offsets(r, rate), self.env(r, full), r.gain_db)
+        src, rate = self.voice(full, w, rate)
+        return render_lib.render(w, src, self.offsets(r, rate), self.env(r, full, rate),
+                                 r.gain_db, r.shaping, rate)
 
 
 def _wav(data: bytes, filename: str | None = None) -> Response:
@@ -409,37 +417,16 @@ def _recipe_routes(st: Studio) -> APIRouter:
                export: Annotated[bool, Query(description="24-bit, peak at -1.05 dBFS")] = False):
         sample_rate = sample_rate or st.sr
         _rate(sample_rate)
-        x = st.render(recipe)
         if export:
             rate = 44100 if sample_rate == 22050 else sample_rate
-            return _wav(render_lib.export_wav(x, st.sr, rate), f"layered_{rate}.wav")
+            return _wav(render_lib.export_wav(st.render(recipe, rate=rate), rate, rate),
+                        f"layered_{rate}.wav")
+        x = st.render(recipe)
         if sample_rate != st.sr:
             x = audio.resample(x, st.sr, sample_rate)
         return _wav(render_lib.wav_bytes(x, sample_rate, "FLOAT"))
 
-    @router.post("/api/export/stems", summary="Per-layer stems (24-bit) and the recipe, zipped",
-              response_class=Response)
-    def stems(recipe: Recipe,
-              sample_rate: Annotated[int, Query(description=RATE_DOC)] = 48000):
-        _rate(sample_rate, export=True)
-        _, w = st.weights(recipe)
-        parts = render_lib.layers(w, st.bundle.full_sources, st.offsets(recipe))
-        data = render_lib.stems_zip(parts, st.bundle.names, st.env(recipe), recipe.gain_db, st.sr,
-                                sample_rate, st.filled(recipe).model_dump())
-        return Response(data, media_type="application/zip", headers={
-            "Content-Disposition": 'attachment; filename="layered_stems.zip"'})
-
-    @router.post("/api/export/sfz", summary="An SFZ instrument of the layers, zipped",
-              response_class=Response)
-    def sfz(recipe: Recipe, sample_rate: Annotated[int, Query(description=RATE_DOC)] = 48000):
-        _rate(sample_rate, export=True)
-        _, w = st.weights(recipe)
-        e = recipe.envelope
-        data = render_lib.sfz_zip(w, st.bundle.full_sources, st.bundle.names, st.offsets(recipe),
-                              e.attack, e.hold, e.decay, recipe.gain_db, st.sr, sample_rate,
-                              st.filled(recipe).model_dump())
-        return Response(data, media_type="application/zip", headers={
-            "Content-Disposition": 'attachment; filename="layered_sfz.zip"'})
+    exports.add_routes(router, st, _rate, RATE_DOC)
     return router
 
 

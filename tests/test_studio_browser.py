@@ -187,6 +187,39 @@ def test_mute_solo_prune_envelope_undo(server, page):
                                python_mix(server, pg), atol=1e-4)
 
 
+def test_shaping_a_layer_in_the_panel_mixes_what_the_server_renders(server, page):
+    """Pitch, filter and decay set in the layer panel: the page's own mix (its JavaScript twin of
+    recipes/shaping.py) equals the server's render sample for sample, to float rounding; the
+    recipe carries the shaping and going back to a plain layer removes it."""
+    pg = page
+    pg.select_option("#corpus", index=3)
+    wait_ready(pg, "encoding and refining the clip: ready")
+    w = weights(pg)
+    first, second = (int(i) for i in np.argsort(-w)[:2])
+    plain = np.array(pg.evaluate("Array.from(studio.S.mix)"))
+    for layer, fields in ((first, (("#layer-pitch", "-700"), ("#layer-decay", "0.15"))),
+                          (second, (("#layer-pitch", "350"), ("#layer-cutoff", "2500")))):
+        pg.click(f"#layer-table tr[data-i='{layer}']")
+        for sel, value in fields:
+            pg.fill(sel, value)
+            pg.press(sel, "Enter")
+    pg.select_option("#layer-filter", "hpf")
+    r = pg.evaluate("studio.recipe()")
+    assert r["version"] == 2
+    assert r["shaping"][str(first)] == {"pitch_cents": -700, "filter": None, "cutoff_hz": 1000,
+                                        "decay": 0.15}
+    assert r["shaping"][str(second)]["filter"] == "hpf"
+    assert r["shaping"][str(second)]["pitch_cents"] == 350
+    mix = np.array(pg.evaluate("Array.from(studio.S.mix)"))
+    assert np.max(np.abs(mix - plain)) > 0.01  # it changed the sound
+    np.testing.assert_allclose(mix, python_mix(server, pg), atol=2e-6 * np.max(np.abs(mix)))
+    for sel, value in (("#layer-pitch", "0"), ("#layer-cutoff", "1000")):
+        pg.fill(sel, value)
+        pg.press(sel, "Enter")
+    pg.select_option("#layer-filter", "")
+    assert str(second) not in pg.evaluate("studio.recipe()")["shaping"]
+
+
 def test_recipe_download_reloads_exactly(server, page, tmp_path):
     pg = page
     pg.click("#random")

@@ -1,7 +1,8 @@
 """The studio's exports of a recipe as files for other tools: per-layer stems and an SFZ
 instrument (the WAV export is the render route's). Each renders at the export's own rate."""
 
-from __future__ import annotations
+# no `from __future__ import annotations`: FastAPI reads the routes' annotations, which name
+# this function's own rate_doc
 
 from typing import Annotated
 

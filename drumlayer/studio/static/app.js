@@ -10,6 +10,7 @@ const S = {               // everything the page knows
   sliders: null,          // Float32Array [C]: offsets along the PCA directions
   locks: new Map(),       // layer -> weight
   muted: new Set(), solo: new Set(), offsets: new Map(),  // layer -> ms
+  shaping: new Map(),     // layer -> { pitch_cents, filter, cutoff_hz, decay } (recipes/shaping.py)
   prune: 0, env: { attack: 0, hold: 1, decay: 1 }, gain: 0,
   residual: null,         // Float32Array [k]: a refined recipe's weights minus its decoding
   refined: null,          // { residual, gain } of the loaded refined recipe (for the switch)
@@ -103,21 +104,88 @@ function envelope(n, sr) {
   return e;
 }
 
+// ------------------------------------------------------------------ shaping (twin of drumlayer/recipes/shaping.py)
+const HALF_TAPS = 16;
+function pitchOf(x, cents) {  // band-limited playback at 2^(cents/1200) times the speed
+  const n = x.length, y = new Float32Array(n);
+  if (cents === 0) { y.set(x); return y; }
+  const r = Math.pow(2, cents / 1200);
+  for (let t = 0; t < n; t++) {
+    const pos = t * r, base = Math.floor(pos);
+    if (base - HALF_TAPS + 1 >= n) break;
+    let acc = 0;
+    for (let j = -HALF_TAPS + 1; j <= HALF_TAPS; j++) {
+      const i = base + j;
+      if (i < 0 || i >= n) continue;
+      const d = pos - base - j;
+      if (Math.abs(d) >= HALF_TAPS) continue;
+      const u = d / HALF_TAPS;
+      const win = 0.42 + 0.5 * Math.cos(Math.PI * u) + 0.08 * Math.cos(2 * Math.PI * u);
+      const sinc = d === 0 ? 1 : Math.sin(Math.PI * d) / (Math.PI * d);
+      acc += x[i] * sinc * win;
+    }
+    y[t] = acc;
+  }
+  return y;
+}
+
+function biquad(kind, fc, sr) {  // RBJ's 2-pole filter, Q = 1: { b, a } with a[0] = 1
+  let w0 = 2 * Math.PI * fc / sr;
+  if (w0 >= Math.PI * 0.999) {
+    if (kind === "lpf") return { b: [1, 0, 0], a: [1, 0, 0] };
+    w0 = Math.PI * 0.999;
+  }
+  const alpha = Math.sin(w0) / 2, c = Math.cos(w0), a0 = 1 + alpha;
+  const b = kind === "lpf" ? [(1 - c) / 2, 1 - c, (1 - c) / 2] : [(1 + c) / 2, -(1 + c), (1 + c) / 2];
+  return { b: b.map((v) => v / a0), a: [1, -2 * c / a0, (1 - alpha) / a0] };
+}
+
+function shapeLayer(x, s, sr) {  // a layer's source, pitched, filtered (transposed direct form II) and faded
+  let y = pitchOf(x, s.pitch_cents || 0);
+  if (s.filter) {
+    const { b, a } = biquad(s.filter, s.cutoff_hz, sr), out = new Float32Array(y.length);
+    let z1 = 0, z2 = 0;
+    for (let t = 0; t < y.length; t++) {
+      const v = y[t], o = b[0] * v + z1;
+      z1 = b[1] * v - a[1] * o + z2;
+      z2 = b[2] * v - a[2] * o;
+      out[t] = o;
+    }
+    y = out;
+  }
+  if (s.decay != null) for (let t = 0; t < y.length; t++) y[t] *= Math.fround(Math.pow(10, -3 * (t / sr) / s.decay));
+  return y;
+}
+
+const isPlain = (s) => !s || ((s.pitch_cents || 0) === 0 && !s.filter && s.decay == null);
+const shapedCache = new Map();  // layer -> { key, y }
+function shapedSource(i) {  // Float32Array [samples] of layer i as shaped, or null when it is not
+  const s = S.shaping.get(i);
+  if (isPlain(s)) return null;
+  const key = JSON.stringify(s), hit = shapedCache.get(i);
+  if (hit && hit.key === key) return hit.y;
+  const n = S.model.samples, y = shapeLayer(S.sources.subarray(i * n, (i + 1) * n), s, S.model.sample_rate);
+  shapedCache.set(i, { key, y });
+  return y;
+}
+
 const BLOCK = 1024;  // samples per pass over the layers: the output block stays in cache
 function mixOf(w, withEdits = true) {
   const n = S.model.samples, sr = S.model.sample_rate, out = new Float32Array(n);
-  const live = [], delay = [];
+  const live = [], delay = [], shaped = [];
   for (let i = 0; i < w.length; i++) {
     if (w[i] === 0) continue;
     live.push(i);
     delay.push(withEdits ? Math.min(Math.round((S.offsets.get(i) || 0) * sr / 1000), n) : 0);
+    shaped.push(withEdits ? shapedSource(i) : null);
   }
   const src = S.sources;
   for (let b0 = 0; b0 < n; b0 += BLOCK) {
     const b1 = Math.min(b0 + BLOCK, n);
     let j = 0;
     for (; j + 4 <= live.length; j += 4) {  // four undelayed layers per pass over the block
-      if (delay[j] || delay[j + 1] || delay[j + 2] || delay[j + 3]) break;
+      if (delay[j] || delay[j + 1] || delay[j + 2] || delay[j + 3]
+          || shaped[j] || shaped[j + 1] || shaped[j + 2] || shaped[j + 3]) break;
       const a = live[j] * n, b = live[j + 1] * n, c = live[j + 2] * n, e = live[j + 3] * n;
       const wa = w[live[j]], wb = w[live[j + 1]], wc = w[live[j + 2]], we = w[live[j + 3]];
       for (let t = b0; t < b1; t++) {
@@ -125,8 +193,9 @@ function mixOf(w, withEdits = true) {
       }
     }
     for (; j < live.length; j++) {
-      const i = live[j], wi = w[i], d = delay[j], base = i * n - d;
-      for (let t = Math.max(b0, d); t < b1; t++) out[t] += wi * src[base + t];
+      const i = live[j], wi = w[i], d = delay[j];
+      const x = shaped[j] || src, base = (shaped[j] ? 0 : i * n) - d;
+      for (let t = Math.max(b0, d); t < b1; t++) out[t] += wi * x[base + t];
     }
   }
   if (withEdits) {
@@ -140,8 +209,9 @@ function mixOf(w, withEdits = true) {
 
 function recipe() {
   const obj = (m) => Object.fromEntries([...m].map(([k, v]) => [String(k), v]));
-  return { version: 1, latent: Array.from(latent()), locks: obj(S.locks),
+  return { version: 2, latent: Array.from(latent()), locks: obj(S.locks),
            muted: [...S.muted], solo: [...S.solo], prune: S.prune, offsets_ms: obj(S.offsets),
+           shaping: obj(S.shaping),
            envelope: { ...S.env }, gain_db: S.gain, name: S.name, original: S.original,
            residual: S.residual ? Array.from(S.residual) : null };
 }
@@ -151,7 +221,7 @@ function loadRecipe(r, { keepUndo = false } = {}) {
   S.base = Float32Array.from(r.latent);
   S.sliders = new Float32Array(S.model.pca.components.length);
   const m = (o) => new Map(Object.entries(o || {}).map(([k, v]) => [Number(k), v]));
-  S.locks = m(r.locks); S.offsets = m(r.offsets_ms);
+  S.locks = m(r.locks); S.offsets = m(r.offsets_ms); S.shaping = m(r.shaping);
   S.muted = new Set(r.muted || []); S.solo = new Set(r.solo || []);
   S.prune = r.prune || 0; S.env = { attack: 0, hold: 1, decay: 1, ...(r.envelope || {}) };
   S.gain = r.gain_db || 0; S.name = r.name || ""; S.original = r.original || null;
@@ -222,6 +292,11 @@ function selectLayer(i) {
     $("layer-name").textContent = `${i}: ${S.model.names[i]}`;
     $("layer-weight").value = S.weights[i].toFixed(4);
     $("layer-offset").value = S.offsets.get(i) || 0;
+    const s = S.shaping.get(i) || {};
+    $("layer-pitch").value = s.pitch_cents || 0;
+    $("layer-filter").value = s.filter || "";
+    $("layer-cutoff").value = s.cutoff_hz || 1000;
+    $("layer-decay").value = s.decay ?? "";
     for (const [id, on] of [["layer-mute", S.muted.has(i)], ["layer-solo", S.solo.has(i)], ["layer-lock", S.locks.has(i)]])
       $(id).classList.toggle("on", on);
   }
@@ -458,6 +533,13 @@ function wire() {
     const ms = Math.min(500, Math.max(0, +e.target.value || 0));
     if (ms > 0) S.offsets.set(S.selected, ms); else S.offsets.delete(S.selected);
   }));
+  const shapeFromPanel = () => edit(() => {
+    const num = (id, lo, hi, dflt) => { const v = +$(id).value; return Number.isFinite(v) && $(id).value !== "" ? Math.min(hi, Math.max(lo, v)) : dflt; };
+    const s = { pitch_cents: num("layer-pitch", -1200, 1200, 0), filter: $("layer-filter").value || null,
+                cutoff_hz: num("layer-cutoff", 20, 20000, 1000), decay: num("layer-decay", 0.01, 10, null) };
+    if (isPlain(s)) S.shaping.delete(S.selected); else S.shaping.set(S.selected, s);
+  });
+  for (const id of ["layer-pitch", "layer-filter", "layer-cutoff", "layer-decay"]) $(id).addEventListener("change", shapeFromPanel);
   $("layer-play").addEventListener("click", () => {
     const w = new Float32Array(S.model.k); w[S.selected] = 1;
     play(mixOf(w, false));

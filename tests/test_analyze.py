@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from drumlayer.data import audio, candidates, discovery
 from drumlayer.recipes import analyze as analyze_lib
-from drumlayer.recipes import refine
+from drumlayer.recipes import refine, render
 from drumlayer.recipes.bundle import Bundle
 from drumlayer.studio.server import create_app
 
@@ -220,3 +220,55 @@ def test_cli_recipe_reloads_in_the_studio_to_the_identical_mix(cli_run, trained)
         np.testing.assert_array_equal(studio, written)
         w = client.post("/api/weights", json=recipe).json()["weights"]
         np.testing.assert_allclose(w, recipe["weights"], atol=1e-7)
+
+
+SMALL_GRID = {"shape_pitches": (-300.0, 300.0), "shape_tones": (("lpf", 3000.0),),
+              "shape_decays": (0.1,)}
+
+
+def test_shape_refinement_lowers_the_objective_below_the_weights_and_renders_it(trained,
+                                                                                real_clips):
+    """The reported J is the J of the recipe as the numpy renderer plays it (its shaping
+    included), plus the cost of its shaping; never above the 'weights' refinement's."""
+    _, b = trained
+    cfg = refine.AnalyzeConfig(mode="shape", max_layers=4, **SMALL_GRID)
+    an = refine.Analyzer.from_bundle(b, cfg)
+    assert len(an.variants) == 3 * 2 * 2 and an.variants[0].pitch_cents == 0
+    r = an(real_clips)
+    plain = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(mode="weights", max_layers=4))
+    assert np.all(np.asarray(r.objective) <= np.asarray(plain(real_clips).objective) + 1e-4)
+    assert np.all(np.asarray(r.objective) <= np.asarray(r.start))
+    shaped = 0
+    target = an.target(jnp.asarray(real_clips))
+    for i in range(len(real_clips)):
+        fields = refine.recipe_fields(r, i, an.variants)
+        w = np.asarray(r.weights[i]) * float(r.gain[i])
+        assert np.sum(w > 0) <= 4 and set(fields["shaping"]) <= set(np.flatnonzero(w))
+        mix = render.render(w, b.sources, {}, np.ones(b.sources.shape[1], np.float32), 0.0,
+                            fields["shaping"], audio.SAMPLE_RATE)
+        one = refine.Features(*(x[i:i + 1] for x in target))
+        j = float(an.objective(an.target(jnp.asarray(mix[None])), one)[0])
+        share = sum(w[s] for s in fields["shaping"]) / w.sum()
+        assert float(r.objective[i]) == pytest.approx(j + cfg.shape_cost * share, rel=2e-3)
+        shaped += len(fields["shaping"])
+    assert shaped > 0  # and it does shape, on real clips
+
+
+def test_cli_shape_mode_writes_shaped_recipes_the_studio_plays_the_same(trained, real_clips,
+                                                                        tmp_path):
+    wd, _ = trained
+    for i in range(3):
+        sf.write(tmp_path / f"hit {i}.wav", real_clips[i], 22050)
+    out = tmp_path / "out"
+    assert analyze_lib.main([f"--workdir={wd}", f"--out={out}", "--mode=shape",
+                             str(tmp_path)]) == 0
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert sum(int(r["shaped_layers"]) for r in rows) > 0
+    client = TestClient(create_app(str(wd)), base_url=LOCAL)
+    for r in rows:
+        recipe = json.loads((out / f"{r['name']}.recipe.json").read_text())
+        assert recipe["version"] == 2 and len(recipe.get("shaping", {})) == int(r["shaped_layers"])
+        studio, _ = sf.read(io.BytesIO(client.post("/api/render", json=recipe).content),
+                            dtype="float32")
+        np.testing.assert_array_equal(studio, sf.read(out / f"{r['name']}.wav",
+                                                      dtype="float32")[0])

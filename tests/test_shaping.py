@@ -141,3 +141,15 @@ def test_sfizz_filters_as_the_shaping_does(tmp_path):
         ours = shaping.tone(x, kind, fc, R)[:4096] * g
         err = np.std(out[kind][64:] - ours[64:]) / np.std(ours[64:])
         assert err < 0.03, (kind, err)
+
+
+def test_the_refinements_bank_is_every_source_shaped_as_the_renderer_shapes_it():
+    x = np.random.default_rng(4).standard_normal((2, 3000)).astype(np.float32)
+    variants = shaping.grid((-200.0,), (("hpf", 900.0),), (0.05,))
+    assert len(variants) == 8 and variants[0] == shaping.Variant()
+    assert len(set(variants)) == 8
+    bank = shaping.bank(x, 22050, variants)
+    for i in range(2):
+        for j, v in enumerate(variants):
+            want = shaping.shape(x[i], 22050, v.pitch_cents, v.filter, v.cutoff_hz, v.decay)
+            np.testing.assert_array_equal(bank[i * 8 + j], want)

@@ -6,9 +6,9 @@ reads every sound under the files and folders given (whatever the corpus reads: 
 SFZ, SF2 and Hydrogen kits), and writes for each OUT/<name>.recipe.json (the studio's recipe:
 "load recipe" there), OUT/<name>.wav (the mix of the full-band sources at the bundle's rate,
 float, at the level the recipe's gain gives it) and one OUT/summary.csv (per sound: active
-layers, largest weight, gain, LSD, MFCC distance and centroid error against the sound, measured
-at 22.05 kHz, seconds); files that cannot be read are listed in OUT/rejected.csv with the
-reason, and the rest go on.
+layers, shaped layers (--mode=shape), largest weight, gain, LSD, MFCC distance and centroid
+error against the sound, measured at 22.05 kHz, seconds); files that cannot be read are listed
+in OUT/rejected.csv with the reason, and the rest go on.
 """
 
 from __future__ import annotations
@@ -109,22 +109,25 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
              for s, rate in ((b.sources, audio.SAMPLE_RATE), (b.full_sources, b.full_rate))]
     mixes, rows = [], []
     for i, (c, name) in enumerate(zip(cands, names, strict=True)):
-        recipe = Recipe(**recipe_fields(r, i), name=shorten(printable(f"analyze: {c.file}")))
+        recipe = Recipe(**recipe_fields(r, i, an.variants),
+                        name=shorten(printable(f"analyze: {c.file}")))
         z = np.asarray(recipe.latent, np.float32)
         w = render.edit_weights(render.decode(decoder, z, normaliser), {}, set(), set(), 0.0,
                                 recipe.residual)
-        mixes.append(render.render(w, b.sources, {}, heard[0], recipe.gain_db))
-        x = render.render(w, b.full_sources, {}, heard[1], recipe.gain_db)
+        mixes.append(render.render(w, b.sources, {}, heard[0], recipe.gain_db, recipe.shaping,
+                                   audio.SAMPLE_RATE))
+        x = render.render(w, b.full_sources, {}, heard[1], recipe.gain_db, recipe.shaping,
+                          b.full_rate)
         with open(od.recipe(name), "w") as f:
             f.write(recipe.model_copy(update={"weights": w.tolist()})
                     .model_dump_json(indent=1, exclude_none=True))
         with open(od.mix(name), "wb") as f:
             f.write(render.wav_bytes(x, b.full_rate, "FLOAT"))
         rows.append([c.file if not c.spans else f"{c.file}#{c.instrument}", name,
-                     int(measures.active_layers(w)), round(float(w.max() / max(w.sum(), 1e-12)), 4),
-                     round(recipe.gain_db, 2)])
+                     int(measures.active_layers(w)), len(recipe.shaping),
+                     round(float(w.max() / max(w.sum(), 1e-12)), 4), round(recipe.gain_db, 2)])
     d = measures.batch_distances(np.stack(mixes), clips)
-    header = ["file", "name", "active_layers", "largest_weight", "gain_db",
+    header = ["file", "name", "active_layers", "shaped_layers", "largest_weight", "gain_db",
               "log_spectral_distance_db", "mfcc_distance", "centroid_error_hz", "seconds"]
     path = od.summary
     with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:

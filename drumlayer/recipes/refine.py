@@ -20,6 +20,12 @@ Modes:
   (at most `max_layers` layers), from the encoder's recipe. The recipe keeps the encoder's z
   and the difference between the refined weights and the decoder's (`residual`), so moving z
   still moves the sound.
+- 'shape': 'weights', then each layer's shaping too (recipes.shaping: pitch, a filter, a
+  decay), chosen from a grid (`shape_*`) by the same refinement run over a bank of every source
+  in every shaping of the grid (each layer's weight starts on its unshaped copy; a cost on the
+  share of weight in shaped copies keeps a layer plain unless shaping pays); then each layer
+  keeps its heaviest copy and the weights of those are refined again. The result is kept only
+  where its J (with the cost) is below the 'weights' result's.
 
 The exact objective costs two STFTs per step and its gradient as much again. Most steps run on a
 surrogate that costs a matrix product: the weighted sum of the sources' feature spectra (the
@@ -48,9 +54,10 @@ import optax
 
 from drumlayer.features import batching, descriptors, extractor, spectral
 from drumlayer.model import vae as model_lib
-from drumlayer.recipes.recipe import GAIN_DB
+from drumlayer.recipes import shaping
+from drumlayer.recipes.recipe import GAIN_DB, LayerShape
 
-MODES = ("none", "latent", "weights")
+MODES = ("none", "latent", "weights", "shape")
 MEL_FFT = 2048
 MEL_HOP = 512
 MEL_BANDS = 128
@@ -70,6 +77,13 @@ class AnalyzeConfig:
     centroid_weight: float = 0.01  # on ((centroid - target's) / 100 Hz)^2
     max_layers: int = 15  # 'weights': the layers kept after the dense rounds
     floor: float = 1e-3  # 'weights': added to every weight at first, so unused layers can return
+    # 'shape': the grid each layer's shaping is chosen from (recipes.shaping.grid), and the cost
+    # of shaping: J grows by shape_cost times the share of the mix's weight on shaped layers
+    shape_pitches: tuple = (-700.0, -300.0, 300.0, 700.0)
+    shape_tones: tuple = (("lpf", 3000.0), ("hpf", 600.0))
+    shape_decays: tuple = (0.08, 0.25)
+    shape_cost: float = 0.05
+    shape_rounds: int = 2  # 'shape': surrogate rounds over every copy of the recipe's layers
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -90,6 +104,7 @@ class Recipes(NamedTuple):
     residual: jax.Array  # [B, k] weights - decode(latent)
     start: jax.Array  # [B] J of the encoder's recipe
     objective: jax.Array  # [B] J of the result (<= start)
+    variant: jax.Array  # [B, k] int: each layer's shaping, an index of Analyzer.variants (0: none)
 
 
 class Features(NamedTuple):
@@ -152,11 +167,21 @@ class Analyzer:
         self.compression = str(feature_config["compression"])
         self._encode, self._decode, self.model_args = encode, decode, model_args
         self.config = config
-        src = jnp.asarray(sources, jnp.float32)
         fb = jnp.asarray(descriptors.mel_filterbank(spectral.SAMPLE_RATE, MEL_FFT, MEL_BANDS))
-        spectra = spectral.weighted_spectrum(src, self.n_fft, self.hop)
-        self.constants = Constants(src, spectra, mel_power(src, fb).reshape(len(src), -1), fb)
+        self.constants = self._constants(sources, fb)
+        self.variants = [shaping.Variant()]
+        self.bank = None  # 'shape': the constants of every source in every variant [k * V, ...]
+        if config.mode == "shape":
+            self.variants = shaping.grid(config.shape_pitches, config.shape_tones,
+                                         config.shape_decays)
+            self.bank = self._constants(shaping.bank(np.asarray(sources, np.float32),
+                                                     spectral.SAMPLE_RATE, self.variants), fb)
         self._run = jax.jit(self._traced)
+
+    def _constants(self, sources: np.ndarray, fb: jax.Array) -> Constants:
+        src = jnp.asarray(sources, jnp.float32)
+        spectra = spectral.weighted_spectrum(src, self.n_fft, self.hop)
+        return Constants(src, spectra, mel_power(src, fb).reshape(len(src), -1), fb)
 
     @classmethod
     def from_bundle(cls, bundle, config: AnalyzeConfig = AnalyzeConfig()) -> Analyzer:
@@ -174,10 +199,11 @@ class Analyzer:
         args = (bundle.params, jnp.asarray(bundle.mean), jnp.asarray(bundle.std))
         return cls(bundle.sources, bundle.config["features"], encode, decode, config, args)
 
-    def _traced(self, constants: Constants, model_args, clips: jax.Array) -> Recipes:
+    def _traced(self, constants: Constants, bank: Constants | None, model_args,
+                clips: jax.Array) -> Recipes:
         """`_refine` of an analyzer whose constants and model arrays are the traced arguments."""
         an = copy.copy(self)
-        an.constants, an.model_args = constants, model_args
+        an.constants, an.bank, an.model_args = constants, bank, model_args
         return _refine(an, clips)
 
     def encode(self, feats: jax.Array) -> jax.Array:
@@ -213,7 +239,8 @@ class Analyzer:
 
     def __call__(self, clips: jax.Array) -> Recipes:
         """clips [B, S] (22.05 kHz, 1 s) -> Recipes."""
-        return self._run(self.constants, self.model_args, jnp.asarray(clips, jnp.float32))
+        return self._run(self.constants, self.bank, self.model_args,
+                         jnp.asarray(clips, jnp.float32))
 
 
 class Layers(NamedTuple):
@@ -269,76 +296,145 @@ def _adam(loss, params, steps: int, lr: float, project):
     return jax.lax.scan(body, (params, opt.init(params)), None, steps)[0][0]
 
 
-def _refine(an: Analyzer, clips: jax.Array) -> Recipes:
+def _rounds(an: Analyzer, target: Features, params, to_v, project, layers: Layers, n: int,
+            cost=None):
+    """n surrogate rounds on params, whose weights over `layers` are to_v(params): a loop, so
+    the program holds one round (compiled once, not n times). cost(params) -> [B] is added to
+    J (None: nothing)."""
+    cfg = an.config
+
+    def one(_, params):
+        anchor = make_anchor(an, layers, to_v(params))
+
+        def loss(p):
+            j = an.objective(surrogate(an, layers, to_v(p), anchor), target)
+            return j if cost is None else j + cost(p)
+
+        return _adam(loss, params, cfg.inner, cfg.learning_rate, project)
+
+    return jax.lax.fori_loop(0, n, one, params)
+
+
+def _exact_steps(an: Analyzer, target: Features, params, to_v, project, layers: Layers,
+                 cost=None):
+    """Steps on the exact features; the mel term stays the anchored surrogate's."""
+    cfg = an.config
+    if not cfg.exact_steps:
+        return params
+    anchor = make_anchor(an, layers, to_v(params))
+    k = an.constants.sources.shape[0]
+
+    def loss(p):
+        v = to_v(p)
+        feats = an.features(layers.full(v, k))
+        j = an.objective(Features(feats, surrogate(an, layers, v, anchor).mel_db), target)
+        return j if cost is None else j + cost(p)
+
+    return _adam(loss, params, cfg.exact_steps, cfg.learning_rate, project)
+
+
+def _nonneg(p):
+    return jnp.maximum(p, 0.0)
+
+
+def _same(p):
+    return p
+
+
+def _weights(an: Analyzer, target: Features, w0: jax.Array) -> jax.Array:
+    """'weights': w0 [B, k] refined -> v [B, k] (at most max_layers non-zero a row). Every
+    source may enter in the dense rounds; then each target keeps its max_layers largest and the
+    surrogate mixes only those (a K-column product instead of k)."""
     cfg, c = an.config, an.constants
     k = c.sources.shape[0]
+    half = min(cfg.dense_rounds, cfg.rounds)
+    every = Layers(None, c.spectra, c.mel_power)
+    v = _rounds(an, target, w0 + cfg.floor, _same, _nonneg, every, half)
+    vs, idx = jax.lax.top_k(v, min(cfg.max_layers, k))
+    few = Layers(idx, c.spectra[idx], c.mel_power[idx])
+    vs = _rounds(an, target, vs, _same, _nonneg, few, cfg.rounds - half)
+    return few.full(_exact_steps(an, target, vs, _same, _nonneg, few), k)
+
+
+def _shape(an: Analyzer, target: Features, v: jax.Array) -> tuple:
+    """'shape' from the 'weights' result v [B, k] -> (v [B, k], variant [B, k], J [B] with the
+    cost), each row the better of v unshaped and v shaped by J."""
+    cfg, bank = an.config, an.bank
+    b, k = v.shape
+    nv = len(an.variants)
+    sh = copy.copy(an)
+    sh.constants = bank
+    shaped = (jnp.arange(nv) > 0).astype(v.dtype)
+
+    def share(x, flags):  # the share of the weight on shaped copies: [B]
+        return cfg.shape_cost * jnp.sum(x * flags, -1) / jnp.maximum(jnp.sum(x, -1), 1e-9)
+
+    # dense: every copy of the recipe's layers, each layer's weight on its plain copy
+    live = jnp.repeat((v > 0).astype(v.dtype), nv, axis=1)  # [B, k * V]
+    start = jnp.zeros((b, k, nv), v.dtype).at[:, :, 0].set(v).reshape(b, k * nv)
+    flags = jnp.tile(shaped, k)
+    every = Layers(None, bank.spectra, bank.mel_power)
+    p = _rounds(sh, target, start + cfg.floor * live, _same, lambda x: _nonneg(x) * live, every,
+                cfg.shape_rounds, lambda x: share(x, flags))
+    # each layer keeps its heaviest copy, at the weight of all its copies; the max_layers
+    # heaviest layers stay
+    per = p.reshape(b, k, nv)
+    best = jnp.argmax(per, axis=-1)  # [B, k]
+    weight = jnp.sum(per, axis=-1)
+    vs, idx = jax.lax.top_k(weight, min(cfg.max_layers, k))
+    pick = jnp.take_along_axis(best, idx, -1)  # [B, K]
+    cols = idx * nv + pick
+    few = Layers(cols, bank.spectra[cols], bank.mel_power[cols])
+    few_flags = shaped[pick]
+
+    def cost(x):
+        return share(x, few_flags)
+
+    vs = _rounds(sh, target, vs, _same, _nonneg, few, max(cfg.rounds - cfg.dense_rounds, 0),
+                 cost)
+    vs = _exact_steps(sh, target, vs, _same, _nonneg, few, cost)
+    j_shaped = sh.objective(sh.exact(few.full(vs, k * nv)), target) + cost(vs)
+    j_plain = an.objective(an.exact(v), target)
+    better = j_shaped < j_plain
+    v_shaped = jnp.einsum("bj,bjk->bk", vs, jax.nn.one_hot(idx, k, dtype=vs.dtype))
+    variant = jnp.einsum("bj,bjk->bk", jnp.where(vs > 0, pick, 0).astype(vs.dtype),
+                         jax.nn.one_hot(idx, k, dtype=vs.dtype)).astype(jnp.int32)
+    return (jnp.where(better[:, None], v_shaped, v),
+            jnp.where(better[:, None], variant, 0), jnp.minimum(j_shaped, j_plain))
+
+
+def _refine(an: Analyzer, clips: jax.Array) -> Recipes:
+    cfg, c = an.config, an.constants
     target = an.target(clips)
     z0 = an.encode(target.feats)
     w0 = an.decode(z0)
     start = an.objective(an.exact(w0), target)
-    every = Layers(None, c.spectra, c.mel_power)
-
-    def rounds(params, to_v, project, layers, n):
-        """n surrogate rounds on params, whose weights over `layers` are to_v(params): a loop,
-        so the program holds one round (compiled once, not n times)."""
-
-        def one(_, params):
-            anchor = make_anchor(an, layers, to_v(params))
-            return _adam(lambda p: an.objective(surrogate(an, layers, to_v(p), anchor), target),
-                         params, cfg.inner, cfg.learning_rate, project)
-
-        return jax.lax.fori_loop(0, n, one, params)
-
-    def exact_steps(params, to_v, project, layers):
-        """Steps on the exact features; the mel term stays the anchored surrogate's."""
-        if not cfg.exact_steps:
-            return params
-        anchor = make_anchor(an, layers, to_v(params))
-
-        def loss(p):
-            v = to_v(p)
-            feats = an.features(layers.full(v, k))
-            return an.objective(Features(feats, surrogate(an, layers, v, anchor).mel_db),
-                                target)
-
-        return _adam(loss, params, cfg.exact_steps, cfg.learning_rate, project)
-
+    variant = jnp.zeros(w0.shape, jnp.int32)
+    z = z0
     if cfg.mode == "none":
-        z, v = z0, w0
+        v = w0
     elif cfg.mode == "latent":
         def to_v(p):
             return jnp.exp(p[1])[:, None] * an.decode(p[0])
 
-        def same(p):
-            return p
-
-        p = rounds((z0, jnp.zeros(len(z0))), to_v, same, every, cfg.rounds)
-        z, log_gain = exact_steps(p, to_v, same, every)
+        every = Layers(None, c.spectra, c.mel_power)
+        p = _rounds(an, target, (z0, jnp.zeros(len(z0))), to_v, _same, every, cfg.rounds)
+        z, log_gain = _exact_steps(an, target, p, to_v, _same, every)
         v = to_v((z, log_gain))
     else:
-        def nonneg(p):
-            return jnp.maximum(p, 0.0)
-
-        def ident(p):
-            return p
-
-        # Every source may enter in the dense rounds; then each target keeps its max_layers
-        # largest and the surrogate mixes only those (a K-column product instead of k).
-        z, half = z0, min(cfg.dense_rounds, cfg.rounds)
-        v = rounds(w0 + cfg.floor, ident, nonneg, every, half)
-        n = min(cfg.max_layers, k)
-        vs, idx = jax.lax.top_k(v, n)
-        few = Layers(idx, c.spectra[idx], c.mel_power[idx])
-        vs = rounds(vs, ident, nonneg, few, cfg.rounds - half)
-        v = few.full(exact_steps(vs, ident, nonneg, few), k)
-
-    end = an.objective(an.exact(v), target)
+        v = _weights(an, target, w0)
+    if cfg.mode == "shape":
+        v, variant, end = _shape(an, target, v)
+    else:
+        end = an.objective(an.exact(v), target)
     worse = end > start
     v = jnp.where(worse[:, None], w0, v)
     z = jnp.where(worse[:, None], z0, z)
+    variant = jnp.where(worse[:, None], 0, variant)
     gain = jnp.maximum(jnp.sum(v, axis=-1), 1e-12)
     weights = v / gain[:, None]
-    return Recipes(z, weights, gain, weights - an.decode(z), start, jnp.minimum(end, start))
+    return Recipes(z, weights, gain, weights - an.decode(z), start, jnp.minimum(end, start),
+                   variant)
 
 
 def refine_all(an: Analyzer, clips: np.ndarray, block: int = 64) -> Recipes:
@@ -347,14 +443,20 @@ def refine_all(an: Analyzer, clips: np.ndarray, block: int = 64) -> Recipes:
     return Recipes(*batching.in_blocks(lambda x: tuple(an(x)), clips, block=size))
 
 
-def recipe_fields(r: Recipes, i: int) -> dict:
-    """Target i's recipe as the studio's Recipe fields: latent, residual and gain_db (clipped
-    to the studio's range, so the studio mixes what is written)."""
+def recipe_fields(r: Recipes, i: int, variants: list | None = None) -> dict:
+    """Target i's recipe as the studio's Recipe fields: latent, residual, gain_db (clipped
+    to the studio's range, so the studio mixes what is written) and the shaping of its layers
+    (variants: the Analyzer's)."""
 
+    variants = variants or [shaping.Variant()]
     gain_db = 20.0 * np.log10(max(float(r.gain[i]), 1e-12))
+    weights, variant = np.asarray(r.weights[i]), np.asarray(r.variant[i])
+    shapes = {int(j): LayerShape(**{k: v for k, v in variants[variant[j]]._asdict().items()
+                                    if v is not None})
+              for j in np.flatnonzero((variant > 0) & (weights > 0))}
     return {"latent": np.asarray(r.latent[i]).tolist(),
             "residual": np.clip(np.asarray(r.residual[i]), -1.0, 1.0).tolist(),
-            "gain_db": float(np.clip(gain_db, *GAIN_DB))}
+            "gain_db": float(np.clip(gain_db, *GAIN_DB)), "shaping": shapes}
 
 
 def compile_for_one(bundle, analyzer: Analyzer) -> None:

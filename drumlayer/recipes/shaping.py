@@ -20,6 +20,8 @@ the two agree to float rounding.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import signal
 
@@ -127,3 +129,42 @@ def sfz_opcodes(s, decay_scale: float) -> dict:
         out.update(ampeg_attack=0, ampeg_hold=0, ampeg_decay=f"{s.decay * decay_scale:.4f}",
                    ampeg_sustain=0)
     return out
+
+
+class Variant(NamedTuple):
+    """One shaping of the refinement's grid (None: that part is left out)."""
+
+    pitch_cents: float = 0.0
+    filter: str | None = None
+    cutoff_hz: float | None = None
+    decay: float | None = None
+
+    @property
+    def plain(self) -> bool:
+        return self.pitch_cents == 0 and self.filter is None and self.decay is None
+
+
+def grid(pitches, tones, decays) -> list[Variant]:
+    """Every combination of a pitch (cents), a tone ((filter, cutoff) pairs) and a decay (s),
+    each also left out; the plain variant first: [V]."""
+    out = [Variant(p, *(t or (None, None)), d) for p in (0.0, *pitches)
+           for t in (None, *tones) for d in (None, *decays)]
+    return sorted(out, key=lambda v: not v.plain)
+
+
+def bank(sources: np.ndarray, rate: int, variants: list[Variant]) -> np.ndarray:
+    """Every source in every variant: sources [k, S] -> [k * V, S], row i * V + j source i
+    shaped by variants[j] (the pitch of each source computed once per pitch)."""
+    k, n = sources.shape
+    out = np.empty((k, len(variants), n), np.float32)
+    pitched = {}
+    for j, v in enumerate(variants):
+        if v.pitch_cents not in pitched:
+            pitched[v.pitch_cents] = np.stack([pitch(x, v.pitch_cents) for x in sources])
+        y = pitched[v.pitch_cents]
+        if v.filter is not None:
+            y = tone(y, v.filter, v.cutoff_hz, rate)
+        if v.decay is not None:
+            y = y * fade(n, rate, v.decay)
+        out[:, j] = y
+    return out.reshape(k * len(variants), n)

@@ -4,6 +4,10 @@ output, so that every number there comes with the date, machine and command that
     python docs/regenerate.py results runs/snare [runs/snare_paper ...]
     python docs/regenerate.py benchmarks [bench_results]
     python docs/regenerate.py seeds base=runs/s0,runs/s1,runs/s2 [other=...]
+    python docs/regenerate.py shaping runs/s0 runs/s1 runs/s2
+
+`shaping` refines both test sets of each trained workdir in the default mode ('weights') and
+with per-layer shaping ('shape'), and writes docs/shaping.md (and docs/shaping.json).
 
 `results` reads each workdir's run.json, eval/metrics.json, eval/report.md, train_summary.json
 and metrics.jsonl, and draws docs/images/layering.png (the README's picture: a test clip of the
@@ -313,11 +317,73 @@ def seeds(groups: list[str]) -> None:
     print(f"wrote {out}")
 
 
+SHAPING_ROWS = (("matching_pursuit", "matching pursuit (<= 15 layers)"),
+                ("weights", "refined weights (`--mode=weights`, the default)"),
+                ("shape", "refined weights and shaping (`--mode=shape`)"))
+
+
+def shaping_table(runs: list[dict], split: str) -> list[str]:
+    """Markdown: per method, the mean over seeds of each run's median (each seed's in
+    brackets), and the layers and time of the refinements."""
+    rows = ["| method | LSD (dB) | MFCC distance | centroid error (Hz) | active / shaped layers "
+            "(median) | ms a sound |", "|---|---:|---:|---:|---:|---:|"]
+    for key, label in SHAPING_ROWS:
+        cells = []
+        for m, _, f in MEASURES[:3]:
+            v = [r[split][key][m] for r in runs]
+            cells.append(f"{f.format(np.mean(v))} ({', '.join(f.format(x) for x in v)})")
+        if key == "matching_pursuit":
+            cells += ["", ""]
+        else:
+            one = [r[split][key] for r in runs]
+            cells += [f"{np.mean([o['active_layers'] for o in one]):.0f} / "
+                      f"{np.mean([o['shaped_layers'] for o in one]):.0f} (most "
+                      f"{max(o['most_active'] for o in one)})",
+                      f"{np.mean([o['ms_per_sound'] for o in one]):.0f}"]
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def shaping(workdirs: list[str]) -> None:
+    """docs/shaping.md: the refinement with and without per-layer shaping, on both test sets
+    of each workdir (a seed each)."""
+    import datetime
+    import platform
+
+    from drumlayer.evaluation import refinements
+
+    runs = []
+    for w in workdirs:
+        print(f"shaping: {w}", flush=True)
+        runs.append(refinements.compare(w))
+    with open(os.path.join(DOCS, "shaping.json"), "w") as f:
+        json.dump(runs, f, indent=1)
+    cpus = os.cpu_count()
+    parts = ["# Per-layer shaping, measured", "",
+             f"Written by `python docs/regenerate.py shaping` on {datetime.date.today()} "
+             f"({platform.machine()}, {cpus} CPU cores) from {len(runs)} trained run(s) of "
+             "`configs/snare.py` (one a seed). Each cell: the mean over the runs of each run's "
+             "median over its clips, and each run's in brackets; lower is better. Every recipe "
+             "is rendered as the studio plays it, its shaping included; matching pursuit's "
+             "medians are the runs' own evaluation's, over the same 40 sources. Times: "
+             "batches of 64 on this machine.", ""]
+    for split, title in ((OUTSIDE, "Out of library"), ("test", "Test split")):
+        if all(split in r for r in runs):
+            n = ", ".join(str(r[split]["clips"]) for r in runs)
+            parts += [f"## {title} ({n} clips)", "", *shaping_table(runs, split), ""]
+    out = os.path.join(DOCS, "shaping.md")
+    with open(out, "w") as f:
+        f.write("\n".join(parts))
+    print(f"wrote {out}")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[0] == "results":
         results(argv[1:])
     elif len(argv) >= 2 and argv[0] == "seeds":
         seeds(argv[1:])
+    elif len(argv) >= 2 and argv[0] == "shaping":
+        shaping(argv[1:])
     elif argv and argv[0] == "benchmarks":
         benchmarks(argv[1] if len(argv) > 1 else os.path.join(ROOT, "bench_results"))
     else:

@@ -280,6 +280,29 @@ def test_studio_refuses_a_workdir_without_a_bundle(tmp_path):
     assert os.path.isdir(tmp_path)
 
 
+def test_shape_refines_the_original_with_each_layers_shaping(studio, recipe, tmp_path):
+    """POST /api/shape: the recipe of the sound the recipe was encoded from, refined with
+    mode 'shape' (the same as the refinement alone gives), its edits afresh; a recipe whose
+    original is unknown is a 404."""
+    from drumlayer.recipes import refine
+
+    _, b, c = studio
+    plain, clip = recipe
+    edited = {**plain, "muted": [0], "offsets_ms": {"1": 5.0}}
+    r = c.post("/api/shape", json=edited)
+    assert r.status_code == 200, r.text
+    r = r.json()
+    an = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(mode="shape"))
+    want = refine.recipe_fields(an(wav_clip(clip, tmp_path)[None]), 0, an.variants)
+    assert r["muted"] == [] and r["offsets_ms"] == {} and r["version"] == 2
+    assert {int(i) for i in r["shaping"]} == set(want["shaping"])
+    for i, s in want["shaping"].items():
+        assert r["shaping"][str(i)] == s.model_dump()
+    np.testing.assert_allclose(r["residual"], want["residual"], atol=1e-5)
+    assert c.post("/api/render", json=r).status_code == 200
+    assert c.post("/api/shape", json={**plain, "original": "0" * 16}).status_code == 404
+
+
 @pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_fuzzing_valid_shaped_recipes_finds_no_server_error(studio):
     """The schema fuzzer rarely makes a latent of the right length; this one always does, and
@@ -297,7 +320,11 @@ def test_fuzzing_valid_shaped_recipes_finds_no_server_error(studio):
                                                                        st.floats(-10, 600)),
         "envelope": st.fixed_dictionaries({"attack": st.floats(0, 1), "hold": st.floats(0, 1),
                                            "decay": st.floats(0.005, 10)}),
-        "gain_db": st.floats(-80, 40)})
+        "gain_db": st.floats(-80, 40),
+        "shaping": st.dictionaries(idx.map(str), st.fixed_dictionaries({
+            "pitch_cents": st.floats(-1300, 1300), "filter": st.sampled_from([None, "lpf", "hpf"]),
+            "cutoff_hz": st.floats(0, 25000), "decay": st.one_of(st.none(), st.floats(0, 11))}),
+            max_size=3)})
     paths = st.sampled_from(["/api/render", "/api/render?export=true&sample_rate=44100",
                              "/api/export/stems?sample_rate=48000",
                              "/api/export/sfz?sample_rate=44100", "/api/weights"])

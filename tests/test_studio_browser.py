@@ -220,6 +220,31 @@ def test_shaping_a_layer_in_the_panel_mixes_what_the_server_renders(server, page
     assert str(second) not in pg.evaluate("studio.recipe()")["shaping"]
 
 
+def test_shape_layers_then_ab_against_the_same_layers_unshaped(server, page):
+    pg = page
+    pg.select_option("#corpus", index=4)
+    wait_ready(pg, "encoding and refining the clip: ready")
+    assert pg.is_disabled("#shaping")
+    pg.click("#shape")
+    wait_ready(pg, "shaping the layers: ready")
+    shaped = pg.evaluate("studio.recipe()")
+    assert shaped["shaping"], "the smoke model's clip 4 is shaped: its J falls with shaping"
+    mix = np.array(pg.evaluate("Array.from(studio.S.mix)"))
+    np.testing.assert_allclose(mix, python_mix(server, pg), atol=2e-6 * np.abs(mix).max())
+    pg.click("#shaping")
+    assert pg.text_content("#shaping-which") == "off"
+    assert pg.evaluate("studio.recipe()")["shaping"] == {}
+    plain = np.array(pg.evaluate("Array.from(studio.S.mix)"))
+    np.testing.assert_allclose(plain, python_mix(server, pg), atol=1e-4)
+    assert np.abs(plain - mix).max() > 1e-3
+    pg.click("#shaping")
+    assert pg.evaluate("studio.recipe()")["shaping"] == shaped["shaping"]
+    pg.click("#undo")
+    pg.click("#undo")
+    pg.click("#undo")  # before "shape layers": the refined recipe, no shaping
+    assert pg.evaluate("studio.recipe()")["shaping"] == {}
+
+
 def test_recipe_download_reloads_exactly(server, page, tmp_path):
     pg = page
     pg.click("#random")

@@ -1,5 +1,5 @@
 import sys
 
-from drumlayer.studio.server import main
+from drumlayer.studio.command import main
 
 sys.exit(main())

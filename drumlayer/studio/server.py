@@ -16,15 +16,12 @@ import collections
 import logging
 import os
 import secrets
-import socket
-import sys
 import tempfile
 import threading
 import time
 from typing import Annotated
 
 import numpy as np
-import uvicorn
 from fastapi import APIRouter, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -32,7 +29,6 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from drumlayer import cli
 from drumlayer.data import audio, fullband
 from drumlayer.data.dataset import Dataset
 from drumlayer.features import measures
@@ -104,6 +100,7 @@ class Studio:
         self.workers = threading.BoundedSemaphore(WORKERS)
         self._source_features = None
         self._analyzer = None
+        self._shaper, self.shaper_lock = None, threading.Lock()
         self.warm = threading.Event()  # set once encode and refinement are compiled (warm_up)
         self.warm.set()
 
@@ -133,6 +130,28 @@ class Studio:
             if self._analyzer is None:
                 self._analyzer = refine_lib.Analyzer.from_bundle(self.bundle)
             return self._analyzer
+
+    @property
+    def shaper(self) -> refine_lib.Analyzer:
+        """The shaping refinement (mode 'shape'): its bank of shaped sources built, and it
+        compiled, at its first use (seconds)."""
+        with self.shaper_lock:
+            if self._shaper is None:
+                self._shaper = refine_lib.Analyzer.from_bundle(
+                    self.bundle, refine_lib.AnalyzeConfig(mode="shape"))
+            return self._shaper
+
+    def shape(self, r: Recipe) -> Recipe:
+        """r's original refined with each layer's shaping (mode 'shape'), from its encoding: a
+        new recipe whose layers' edits (locks, mutes, offsets, pruning) start afresh."""
+        pair = self.originals.get(r.original or "")
+        if pair is None:
+            raise HTTPException(404, "the recipe has no original here (unknown or expired): "
+                                "encode the sound again")
+        an = self.shaper
+        fields = refine_lib.recipe_fields(an(pair[0][None]), 0, an.variants)
+        return self.filled(r.model_copy(update={
+            **fields, "locks": {}, "muted": [], "solo": [], "offsets_ms": {}, "prune": 0.0}))
 
     @property
     def sr(self) -> int:
@@ -384,6 +403,12 @@ def _encode_routes(st: Studio, max_upload_mb: float) -> APIRouter:
         # other requests (and other people's) are served meanwhile
         return await run_in_threadpool(st.recipe_from_upload, data, label, refine)
 
+    @router.post("/api/shape", summary="Refine the layers' shaping against the recipe's "
+                 "original (analysis by synthesis, mode 'shape')")
+    def shape(recipe: Recipe) -> Recipe:
+        with st.workers:
+            return st.shape(recipe)
+
     @router.get("/api/original/{token}", summary="The audio a recipe was encoded from",
              response_class=Response)
     def original(token: str):
@@ -428,59 +453,3 @@ def _recipe_routes(st: Studio) -> APIRouter:
 
     exports.add_routes(router, st, _rate, RATE_DOC)
     return router
-
-
-def _define_flags(fv) -> None:
-    from absl import flags
-
-    flags.DEFINE_string("workdir", "runs/snare", "a trained workdir", flag_values=fv)
-    flags.DEFINE_string("host", "127.0.0.1", "address to listen on (default: this machine only)",
-                        flag_values=fv)
-    flags.DEFINE_integer("port", 8765, "port (0: any free one, printed)", flag_values=fv)
-    flags.DEFINE_float("max_upload_mb", 50.0, "largest upload accepted", flag_values=fv)
-    flags.DEFINE_list("allowed_hosts", [], "host names the studio answers to besides this "
-                      "machine's (127.0.0.1, localhost, ::1) and --host: the names people use "
-                      "to reach it when it listens elsewhere", flag_values=fv)
-    flags.DEFINE_bool("warm_up", True, "compile encode and refine at start", flag_values=fv)
-
-
-def _serve(a, _) -> int:
-    cli.compilation_cache()
-    hosts = (*guard.LOOPBACK, *([a.host] if a.host not in ("0.0.0.0", "::") else []),
-             *a.allowed_hosts)
-    app = create_app(a.workdir, a.max_upload_mb, hosts, warm_up=a.warm_up)
-    if a.host not in guard.LOOPBACK:
-        log.warning("studio: listening on %s: anyone who can reach this machine can use it; it "
-                    "answers to %s (--allowed_hosts adds names)", a.host, ", ".join(hosts))
-    if hasattr(app.state, "kit"):
-        what = f"a kit of {len(app.state.kit)} pads ({', '.join(app.state.kit)}) from {a.workdir}"
-    else:
-        st = app.state.studio
-        what = f"{st.bundle.k} sources, latent {st.bundle.latent}, from {st.wd.root}"
-    family = socket.AF_INET6 if ":" in a.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((a.host, a.port))  # port 0: any free port, reported below
-        sock.listen(2048)  # from here a connection waits for the server: none is refused
-    except OSError as e:
-        print(f"error: cannot listen on {a.host}:{a.port}: {e.strerror}; choose another "
-              "--port", file=sys.stderr)
-        return 1
-    port = sock.getsockname()[1]
-    host = f"[{a.host}]" if family == socket.AF_INET6 else a.host
-    print(f"studio: {what}\n"
-          f"studio: open http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    server.run(sockets=[sock])
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """python -m drumlayer.studio; argv without the program name (None: sys.argv)."""
-
-    return cli.run(_serve, argv, "python -m drumlayer.studio", __doc__, _define_flags)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

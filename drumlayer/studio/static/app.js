@@ -14,6 +14,7 @@ const S = {               // everything the page knows
   prune: 0, env: { attack: 0, hold: 1, decay: 1 }, gain: 0,
   residual: null,         // Float32Array [k]: a refined recipe's weights minus its decoding
   refined: null,          // { residual, gain } of the loaded refined recipe (for the switch)
+  shaped: null,           // the loaded recipe's shaping (for the switch)
   match: null,            // /api/match of the current sound against its original
   prefix: "",             // the selected pad's studio (/c/<category>) in a kit, else ""
   kit: null,              // { pads: [...], current, saved: {category: recipe}, models: {...} }
@@ -227,6 +228,7 @@ function loadRecipe(r, { keepUndo = false } = {}) {
   S.gain = r.gain_db || 0; S.name = r.name || ""; S.original = r.original || null;
   S.residual = r.residual ? Float32Array.from(r.residual) : null;
   if (!keepUndo) S.refined = S.residual ? { residual: S.residual, gain: S.gain } : null;
+  if (!keepUndo) S.shaped = S.shaping.size ? new Map(S.shaping) : null;  // for "shaping: on/off"
   syncControls();
   update();
 }
@@ -357,6 +359,9 @@ function syncControls() {
   $("play-original").disabled = !S.original;
   $("refined").disabled = !S.refined;
   $("refined-which").textContent = S.residual ? "on" : "off";
+  $("shape").disabled = !S.original;
+  $("shaping").disabled = !S.shaped;
+  $("shaping-which").textContent = S.shaping.size ? "on" : "off";
 }
 
 function status(msg, error = false) {
@@ -482,6 +487,13 @@ function wire() {
     const on = !S.residual;  // back to the refined recipe, or to the encoder's (no residual, 0 dB)
     S.residual = on ? S.refined.residual : null;
     S.gain = on ? S.refined.gain : 0;
+    syncControls();
+  }));
+  $("shape").addEventListener("click", () => start(api("/api/shape", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(recipe()) }),
+    "shaping the layers"));
+  $("shaping").addEventListener("click", () => edit(() => {  // A/B: the shaped layers, or the same unshaped
+    S.shaping = S.shaping.size ? new Map() : new Map(S.shaped);
     syncControls();
   }));
   $("random").addEventListener("click", () => {

@@ -1,0 +1,74 @@
+"""The refinement's modes side by side on a trained run's test split and out-of-library set,
+every recipe rendered as the studio plays it (its shaping included), at 22.05 kHz.
+
+    compare(workdir) -> {split: {"clips": n, "matching_pursuit": {measure: median},
+                                 mode: {measure: median, "active_layers": median,
+                                        "shaped_layers": median, "most_active": max,
+                                        "ms_per_sound": ...}}}
+
+Matching pursuit's medians are read from the run's own evaluation (eval/metrics.json), over
+the same sources and clips. `python docs/regenerate.py shaping` writes docs/shaping.md from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from drumlayer.data import audio
+from drumlayer.data.dataset import OUTSIDE
+from drumlayer.evaluation.evaluate import load_test
+from drumlayer.features import measures
+from drumlayer.recipes import refine, render
+from drumlayer.recipes.bundle import Bundle
+
+
+def mixes(b: Bundle, an: refine.Analyzer, r: refine.Recipes) -> tuple[np.ndarray, list, list]:
+    """The recipes r as heard at 22.05 kHz (gain in, no envelope): ([N, S], active layers a
+    recipe, shaped layers a recipe)."""
+    env = np.ones(b.sources.shape[1], np.float32)
+    out, active, shaped = [], [], []
+    for i in range(len(r.gain)):
+        shapes = refine.recipe_fields(r, i, an.variants)["shaping"]
+        w = np.asarray(r.weights[i]) * float(r.gain[i])
+        out.append(render.render(w, b.sources, {}, env, 0.0, shapes, audio.SAMPLE_RATE))
+        active.append(int(np.sum(w > 0)))
+        shaped.append(len(shapes))
+    return np.stack(out), active, shaped
+
+
+def _mode(b: Bundle, clips: np.ndarray, config: refine.AnalyzeConfig) -> dict:
+    an = refine.Analyzer.from_bundle(b, config)
+    refine.refine_all(an, clips[:1])  # compiled before it is timed
+    t0 = time.perf_counter()
+    r = refine.refine_all(an, clips)
+    seconds = (time.perf_counter() - t0) / len(clips)
+    x, active, shaped = mixes(b, an, r)
+    d = measures.batch_distances(x, clips)
+    return {**{k: float(np.median(d[k])) for k in measures.DISTANCES},
+            "active_layers": float(np.median(active)), "most_active": int(max(active)),
+            "shaped_layers": float(np.median(shaped)), "ms_per_sound": 1e3 * seconds}
+
+
+def compare(workdir: str, modes: tuple = ("weights", "shape"),
+            overrides: dict | None = None) -> dict:
+    """Every mode on both sets (module docstring); overrides: AnalyzeConfig fields for all."""
+    b = Bundle.load(workdir)
+    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+        metrics = json.load(f)
+    out = {}
+    for split, rec in (("test", metrics["reconstruction"]),
+                       (OUTSIDE, metrics.get("outside", {}).get("reconstruction"))):
+        test = load_test(workdir, split) if split == OUTSIDE else load_test(workdir)
+        if test is None or rec is None:
+            continue
+        clips = np.asarray(test.audio, np.float32)
+        row = {"clips": len(clips), "matching_pursuit": {
+            k: rec["matching_pursuit"][k]["median"] for k in measures.DISTANCES}}
+        for mode in modes:
+            row[mode] = _mode(b, clips, refine.AnalyzeConfig(mode=mode, **(overrides or {})))
+        out[split] = row
+    return out

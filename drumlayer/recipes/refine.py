@@ -50,19 +50,27 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from drumlayer.features import batching, descriptors, extractor, spectral
 from drumlayer.model import vae as model_lib
 from drumlayer.recipes import shaping
 from drumlayer.recipes.recipe import GAIN_DB, LayerShape
+from drumlayer.recipes.surrogate import (
+    CENTROID_HZ,
+    MEL_BANDS,
+    MEL_FFT,
+    Features,
+    Layers,
+    adam,
+    centroid,
+    db_distance,
+    make_anchor,
+    mel_power,
+    surrogate,
+    to_db,
+)
 
 MODES = ("none", "latent", "weights", "shape")
-MEL_FFT = 2048
-MEL_HOP = 512
-MEL_BANDS = 128
-TOP_DB = 80.0
-CENTROID_HZ = 100.0  # the unit of the centroid term
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,14 +115,6 @@ class Recipes(NamedTuple):
     variant: jax.Array  # [B, k] int: each layer's shaping, an index of Analyzer.variants (0: none)
 
 
-class Features(NamedTuple):
-    """What J compares, of a batch of mixes: the model's features [B, D] and log-mel dB
-    [B, T, M]."""
-
-    feats: jax.Array
-    mel_db: jax.Array
-
-
 class Constants(NamedTuple):
     """The sources as the surrogate sees them: audio [k, S], feature spectra [k, D - 1] (linear,
     before compression), mel power spectrograms [k, T * M]; the mel filterbank [M, F]."""
@@ -123,32 +123,6 @@ class Constants(NamedTuple):
     spectra: jax.Array
     mel_power: jax.Array
     filterbank: jax.Array
-
-
-def mel_power(clips: jax.Array, filterbank: jax.Array) -> jax.Array:
-    """Mel power spectrogram: clips [B, S] -> [B, T, M]."""
-    return jnp.abs(spectral.stft(clips, MEL_FFT, MEL_HOP)) ** 2 @ filterbank.T
-
-
-def to_db(power: jax.Array) -> jax.Array:
-    return 10.0 * jnp.log10(jnp.maximum(power, 1e-10))
-
-
-def db_distance(mel_db: jax.Array, target_db: jax.Array) -> jax.Array:
-    """Mean squared dB difference, both floored TOP_DB below the target's loudest band:
-    [B, T, M] x 2 -> [B]."""
-    floor = jnp.max(target_db, axis=(-2, -1), keepdims=True) - TOP_DB
-    d = jnp.maximum(mel_db, floor) - jnp.maximum(target_db, floor)
-    return jnp.mean(d * d, axis=(-2, -1))
-
-
-def centroid(feats: jax.Array, compression: str, n_fft: int) -> jax.Array:
-    """The centroid (Hz) of the features' RMS-weighted spectrum: [B, D] -> [B]."""
-    spec = feats[:, :-1]
-    if compression == "log":
-        spec = jnp.expm1(spec)
-    hz = jnp.arange(spec.shape[-1], dtype=spec.dtype) * (spectral.SAMPLE_RATE / n_fft)
-    return spec @ hz / jnp.maximum(jnp.sum(spec, axis=-1), 1e-9)
 
 
 class Analyzer:
@@ -243,59 +217,6 @@ class Analyzer:
                          jnp.asarray(clips, jnp.float32))
 
 
-class Layers(NamedTuple):
-    """The layers a surrogate mixes: every source (index None, spectra [k, D - 1], mel
-    [k, T * M]) or each target's own few (index [B, K], spectra [B, K, D - 1], mel
-    [B, K, T * M])."""
-
-    index: jax.Array | None
-    spectra: jax.Array
-    mel: jax.Array
-
-    def full(self, v: jax.Array, k: int) -> jax.Array:
-        """v over these layers [B, K] -> over every source [B, k]."""
-        if self.index is None:
-            return v
-        return jnp.einsum("bj,bjk->bk", v, jax.nn.one_hot(self.index, k, dtype=v.dtype))
-
-    def combine(self, v: jax.Array, table: jax.Array) -> jax.Array:
-        return v @ table if self.index is None else jnp.einsum("bj,bjd->bd", v, table)
-
-
-def surrogate(an: Analyzer, layers: Layers, v: jax.Array, anchor: tuple) -> Features:
-    """Features of v [B, K] by the linear models (feature spectra add; mel powers add as
-    incoherent sounds' do), shifted by `anchor` (see `make_anchor`)."""
-    spec = extractor.compress(layers.combine(v, layers.spectra), an.compression) + anchor[0]
-    mel = to_db(layers.combine(v * v, layers.mel)).reshape(anchor[2].shape) + anchor[2]
-    return Features(jnp.concatenate([spec, anchor[1]], axis=-1), mel)
-
-
-def make_anchor(an: Analyzer, layers: Layers, v: jax.Array) -> tuple:
-    """(spectrum, attack, mel) offsets that make the surrogate exact at v [B, K]; the attack
-    time is held at its exact value (it is not additive)."""
-    ex = an.exact(layers.full(v, an.constants.sources.shape[0]))
-    zero = (jnp.zeros(ex.feats[:, :-1].shape), ex.feats[:, -1:], jnp.zeros(ex.mel_db.shape))
-    sur = surrogate(an, layers, v, zero)
-    return jax.lax.stop_gradient(
-        (ex.feats[:, :-1] - sur.feats[:, :-1], ex.feats[:, -1:], ex.mel_db - sur.mel_db))
-
-
-def _adam(loss, params, steps: int, lr: float, project):
-    """`steps` Adam steps on sum(loss(params)) (a [B] loss of a pytree of [B, ...] leaves: each
-    row's steps depend on its own loss only), each followed by project."""
-    if steps == 0:
-        return params
-    opt = optax.adam(lr)
-
-    def body(carry, _):
-        p, s = carry
-        g = jax.grad(lambda q: jnp.sum(loss(q)))(p)
-        u, s = opt.update(g, s)
-        return (project(optax.apply_updates(p, u)), s), None
-
-    return jax.lax.scan(body, (params, opt.init(params)), None, steps)[0][0]
-
-
 def _rounds(an: Analyzer, target: Features, params, to_v, project, layers: Layers, n: int,
             cost=None):
     """n surrogate rounds on params, whose weights over `layers` are to_v(params): a loop, so
@@ -310,7 +231,7 @@ def _rounds(an: Analyzer, target: Features, params, to_v, project, layers: Layer
             j = an.objective(surrogate(an, layers, to_v(p), anchor), target)
             return j if cost is None else j + cost(p)
 
-        return _adam(loss, params, cfg.inner, cfg.learning_rate, project)
+        return adam(loss, params, cfg.inner, cfg.learning_rate, project)
 
     return jax.lax.fori_loop(0, n, one, params)
 
@@ -330,7 +251,7 @@ def _exact_steps(an: Analyzer, target: Features, params, to_v, project, layers: 
         j = an.objective(Features(feats, surrogate(an, layers, v, anchor).mel_db), target)
         return j if cost is None else j + cost(p)
 
-    return _adam(loss, params, cfg.exact_steps, cfg.learning_rate, project)
+    return adam(loss, params, cfg.exact_steps, cfg.learning_rate, project)
 
 
 def _nonneg(p):
@@ -356,6 +277,57 @@ def _weights(an: Analyzer, target: Features, w0: jax.Array) -> jax.Array:
     return few.full(_exact_steps(an, target, vs, _same, _nonneg, few), k)
 
 
+SWAP_SCALES = (0.5, 1.0, 2.0)  # a layer's weight times these, tried with each of its copies
+
+
+def _swap_sweep(sh: Analyzer, target: Features, idx, pick, vs, cost_weight: float):
+    """One sweep over the K layers of each target, in turn: each layer is replaced by whichever of
+    its source's V copies, at its weight times each of SWAP_SCALES, gives the lowest surrogate J
+    (plus cost_weight times the share of weight on shaped copies). idx, pick [B, K] (the source
+    and its copy), vs [B, K] -> (pick, vs). The surrogate is anchored once, at the start."""
+    bank, nv = sh.constants, len(sh.variants)
+    b, n = idx.shape
+    cols = idx * nv + pick
+    few = Layers(cols, bank.spectra[cols], bank.mel_power[cols])
+    anchor = make_anchor(sh, few, vs)
+    scales = jnp.asarray(SWAP_SCALES, vs.dtype)
+    shaped = (jnp.arange(nv) > 0).astype(vs.dtype)
+    rep = nv * len(SWAP_SCALES)
+    tiled = Features(*(jnp.repeat(x, rep, axis=0) for x in target))
+
+    def step(carry, at):
+        spec, mel, pick, vs = carry
+        w, cur = vs[:, at], idx[:, at] * nv + pick[:, at]
+        cand = idx[:, at, None] * nv + jnp.arange(nv)  # [B, V]
+        ws = w[:, None] * scales  # [B, s]
+        s_all = ((spec - w[:, None] * bank.spectra[cur])[:, None, None]
+                 + ws[:, None, :, None] * bank.spectra[cand][:, :, None])  # [B, V, s, D - 1]
+        m_all = ((mel - (w * w)[:, None] * bank.mel_power[cur])[:, None, None]
+                 + (ws * ws)[:, None, :, None] * bank.mel_power[cand][:, :, None])
+        feats = extractor.compress(s_all, sh.compression) + anchor[0][:, None, None]
+        feats = jnp.concatenate([feats, jnp.broadcast_to(anchor[1][:, None, None], feats.shape[
+            :-1] + (1,))], -1).reshape(b * rep, -1)
+        mel_db = to_db(m_all).reshape((b, nv, len(SWAP_SCALES)) + anchor[2].shape[1:])
+        mel_db = (mel_db + anchor[2][:, None, None]).reshape((b * rep,) + anchor[2].shape[1:])
+        j = sh.objective(Features(feats, mel_db), tiled).reshape(b, nv, len(SWAP_SCALES))
+        others = jnp.sum(vs * shaped[pick], -1) - w * shaped[pick[:, at]]
+        total = jnp.sum(vs, -1) - w
+        share = ((others[:, None, None] + ws[:, None, :] * shaped[None, :, None])
+                 / jnp.maximum(total[:, None, None] + ws[:, None, :], 1e-9))
+        best = jnp.argmin((j + cost_weight * share).reshape(b, -1), -1)
+        jv, js = best // len(SWAP_SCALES), best % len(SWAP_SCALES)
+        new_w = w * scales[js]
+        col = idx[:, at] * nv + jv
+        spec = spec - w[:, None] * bank.spectra[cur] + new_w[:, None] * bank.spectra[col]
+        mel = mel - (w * w)[:, None] * bank.mel_power[cur] + (new_w * new_w)[:, None] * \
+            bank.mel_power[col]
+        return (spec, mel, pick.at[:, at].set(jv), vs.at[:, at].set(new_w)), None
+
+    start = (few.combine(vs, few.spectra), few.combine(vs * vs, few.mel), pick, vs)
+    (_, _, pick, vs), _ = jax.lax.scan(step, start, jnp.arange(n))
+    return pick, vs
+
+
 def _shape(an: Analyzer, target: Features, v: jax.Array) -> tuple:
     """'shape' from the 'weights' result v [B, k] -> (v [B, k], variant [B, k], J [B] with the
     cost), each row the better of v unshaped and v shaped by J."""
@@ -365,30 +337,20 @@ def _shape(an: Analyzer, target: Features, v: jax.Array) -> tuple:
     sh = copy.copy(an)
     sh.constants = bank
     shaped = (jnp.arange(nv) > 0).astype(v.dtype)
+    # the recipe's layers, each on its plain copy; sweeps of swaps choose their copies
+    vs, idx = jax.lax.top_k(v, min(cfg.max_layers, k))
+    pick = jnp.zeros(idx.shape, jnp.int32)
 
-    def share(x, flags):  # the share of the weight on shaped copies: [B]
-        return cfg.shape_cost * jnp.sum(x * flags, -1) / jnp.maximum(jnp.sum(x, -1), 1e-9)
+    def sweep(_, carry):
+        return _swap_sweep(sh, target, idx, carry[0], carry[1], cfg.shape_cost)
 
-    # dense: every copy of the recipe's layers, each layer's weight on its plain copy
-    live = jnp.repeat((v > 0).astype(v.dtype), nv, axis=1)  # [B, k * V]
-    start = jnp.zeros((b, k, nv), v.dtype).at[:, :, 0].set(v).reshape(b, k * nv)
-    flags = jnp.tile(shaped, k)
-    every = Layers(None, bank.spectra, bank.mel_power)
-    p = _rounds(sh, target, start + cfg.floor * live, _same, lambda x: _nonneg(x) * live, every,
-                cfg.shape_rounds, lambda x: share(x, flags))
-    # each layer keeps its heaviest copy, at the weight of all its copies; the max_layers
-    # heaviest layers stay
-    per = p.reshape(b, k, nv)
-    best = jnp.argmax(per, axis=-1)  # [B, k]
-    weight = jnp.sum(per, axis=-1)
-    vs, idx = jax.lax.top_k(weight, min(cfg.max_layers, k))
-    pick = jnp.take_along_axis(best, idx, -1)  # [B, K]
+    pick, vs = jax.lax.fori_loop(0, cfg.shape_rounds, sweep, (pick, vs))
     cols = idx * nv + pick
     few = Layers(cols, bank.spectra[cols], bank.mel_power[cols])
     few_flags = shaped[pick]
 
-    def cost(x):
-        return share(x, few_flags)
+    def cost(x):  # the share of the weight on shaped copies: [B]
+        return cfg.shape_cost * jnp.sum(x * few_flags, -1) / jnp.maximum(jnp.sum(x, -1), 1e-9)
 
     vs = _rounds(sh, target, vs, _same, _nonneg, few, max(cfg.rounds - cfg.dense_rounds, 0),
                  cost)

@@ -1,0 +1,111 @@
+"""The linear models the refinement runs most of its steps on (recipes.refine), and the dB
+measures it compares: pure JAX.
+
+A mix's feature spectrum is modelled as the weighted sum of its layers' (matching pursuit's
+model) and its mel power spectrogram as the sum of theirs, squared weights (incoherent sounds),
+each shifted by an anchor that makes the model exact at one point (`make_anchor`). `an` below is
+a refine.Analyzer (its compression, and `exact` for the anchor).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from drumlayer.features import extractor, spectral
+
+MEL_FFT = 2048
+MEL_HOP = 512
+MEL_BANDS = 128
+TOP_DB = 80.0
+CENTROID_HZ = 100.0  # the unit of the centroid term
+
+
+class Features(NamedTuple):
+    """What J compares, of a batch of mixes: the model's features [B, D] and log-mel dB
+    [B, T, M]."""
+
+    feats: jax.Array
+    mel_db: jax.Array
+
+
+def mel_power(clips: jax.Array, filterbank: jax.Array) -> jax.Array:
+    """Mel power spectrogram: clips [B, S] -> [B, T, M]."""
+    return jnp.abs(spectral.stft(clips, MEL_FFT, MEL_HOP)) ** 2 @ filterbank.T
+
+
+def to_db(power: jax.Array) -> jax.Array:
+    return 10.0 * jnp.log10(jnp.maximum(power, 1e-10))
+
+
+def db_distance(mel_db: jax.Array, target_db: jax.Array) -> jax.Array:
+    """Mean squared dB difference, both floored TOP_DB below the target's loudest band:
+    [B, T, M] x 2 -> [B]."""
+    floor = jnp.max(target_db, axis=(-2, -1), keepdims=True) - TOP_DB
+    d = jnp.maximum(mel_db, floor) - jnp.maximum(target_db, floor)
+    return jnp.mean(d * d, axis=(-2, -1))
+
+
+def centroid(feats: jax.Array, compression: str, n_fft: int) -> jax.Array:
+    """The centroid (Hz) of the features' RMS-weighted spectrum: [B, D] -> [B]."""
+    spec = feats[:, :-1]
+    if compression == "log":
+        spec = jnp.expm1(spec)
+    hz = jnp.arange(spec.shape[-1], dtype=spec.dtype) * (spectral.SAMPLE_RATE / n_fft)
+    return spec @ hz / jnp.maximum(jnp.sum(spec, axis=-1), 1e-9)
+
+
+class Layers(NamedTuple):
+    """The layers a surrogate mixes: every source (index None, spectra [k, D - 1], mel
+    [k, T * M]) or each target's own few (index [B, K], spectra [B, K, D - 1], mel
+    [B, K, T * M])."""
+
+    index: jax.Array | None
+    spectra: jax.Array
+    mel: jax.Array
+
+    def full(self, v: jax.Array, k: int) -> jax.Array:
+        """v over these layers [B, K] -> over every source [B, k]."""
+        if self.index is None:
+            return v
+        return jnp.einsum("bj,bjk->bk", v, jax.nn.one_hot(self.index, k, dtype=v.dtype))
+
+    def combine(self, v: jax.Array, table: jax.Array) -> jax.Array:
+        return v @ table if self.index is None else jnp.einsum("bj,bjd->bd", v, table)
+
+
+def surrogate(an, layers: Layers, v: jax.Array, anchor: tuple) -> Features:
+    """Features of v [B, K] by the linear models (feature spectra add; mel powers add as
+    incoherent sounds' do), shifted by `anchor` (see `make_anchor`)."""
+    spec = extractor.compress(layers.combine(v, layers.spectra), an.compression) + anchor[0]
+    mel = to_db(layers.combine(v * v, layers.mel)).reshape(anchor[2].shape) + anchor[2]
+    return Features(jnp.concatenate([spec, anchor[1]], axis=-1), mel)
+
+
+def make_anchor(an, layers: Layers, v: jax.Array) -> tuple:
+    """(spectrum, attack, mel) offsets that make the surrogate exact at v [B, K]; the attack
+    time is held at its exact value (it is not additive)."""
+    ex = an.exact(layers.full(v, an.constants.sources.shape[0]))
+    zero = (jnp.zeros(ex.feats[:, :-1].shape), ex.feats[:, -1:], jnp.zeros(ex.mel_db.shape))
+    sur = surrogate(an, layers, v, zero)
+    return jax.lax.stop_gradient(
+        (ex.feats[:, :-1] - sur.feats[:, :-1], ex.feats[:, -1:], ex.mel_db - sur.mel_db))
+
+
+def adam(loss, params, steps: int, lr: float, project):
+    """`steps` Adam steps on sum(loss(params)) (a [B] loss of a pytree of [B, ...] leaves: each
+    row's steps depend on its own loss only), each followed by project."""
+    if steps == 0:
+        return params
+    opt = optax.adam(lr)
+
+    def body(carry, _):
+        p, s = carry
+        g = jax.grad(lambda q: jnp.sum(loss(q)))(p)
+        u, s = opt.update(g, s)
+        return (project(optax.apply_updates(p, u)), s), None
+
+    return jax.lax.scan(body, (params, opt.init(params)), None, steps)[0][0]

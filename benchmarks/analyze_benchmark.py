@@ -13,8 +13,9 @@ def bench_analyze(args) -> dict:
     """The default refinement (`analyze.AnalyzeConfig()`) of the workdir's test clips (tiled to
     64 for the batch): ms per sound for one sound and for batches of 64, split into encode
     (features, encoder, decoder, the start's objective: mode 'none'), refine (the rest) and mix
-    (weights @ sources); reference: matching pursuit (<= 15 layers) on the same sounds. Then the
-    medians of both against the test clips."""
+    (weights @ sources); the shaping refinement (mode 'shape') the same way; reference:
+    matching pursuit (<= 15 layers) on the same sounds. Then the medians of the default and
+    matching pursuit against the test clips."""
     import jax
     import jax.numpy as jnp
 
@@ -26,6 +27,7 @@ def bench_analyze(args) -> dict:
     test = evaluate_lib.load_test(args.workdir)
     clips = np.resize(test.audio, (64, test.audio.shape[1])).astype(np.float32)
     refine = refine_lib.Analyzer.from_bundle(b)
+    shape = refine_lib.Analyzer.from_bundle(b, refine_lib.AnalyzeConfig(mode="shape"))
     encode = refine_lib.Analyzer.from_bundle(b, refine_lib.AnalyzeConfig(mode="none"))
     src = jnp.asarray(b.sources)
     mix = jax.jit(lambda v: v @ src)
@@ -38,7 +40,8 @@ def bench_analyze(args) -> dict:
     for n in (1, 64):
         x = clips[:n]
         v = refine(x).weights
-        parts = {"total": (refine, x), "encode": (encode, x), "mix": (mix, v), "mp": (mp, x)}
+        parts = {"total": (refine, x), "encode": (encode, x), "mix": (mix, v), "mp": (mp, x),
+                 "shape": (shape, x)}
         t = {name: harness.median_time(lambda f=f, a=a: jax.block_until_ready(f(a)), repeats=5)
              for name, (f, a) in parts.items()}
         per = {k: 1e3 * s / n for k, s in t.items()}
@@ -47,10 +50,13 @@ def bench_analyze(args) -> dict:
                      "ms_per_sound": round(per["total"], 2), "encode": round(per["encode"], 2),
                      "refine": round(per["total"] - per["encode"], 2),
                      "mix": round(per["mix"], 3)})
+        rows.append({"what": f"shaped recipe, {'one sound' if n == 1 else 'batches of 64'}",
+                     "ms_per_sound": round(per["shape"], 2), "encode": round(per["encode"], 2),
+                     "refine": round(per["shape"] - per["encode"], 2), "mix": ""})
         rows.append({"what": f"reference: matching pursuit, {'one sound' if n == 1 else '64'}",
                      "ms_per_sound": round(per["mp"], 2), "encode": "", "refine": "", "mix": ""})
     harness.print_table(("what", "ms_per_sound", "encode", "refine", "mix"), rows)
-    fits = evaluate_lib.reconstruction(b, test, evaluate_lib.encode(b, test.features))
+    fits = evaluate_lib.reconstruction(b, test)
     quality = {name: {k: float(np.median(v)) for k, v in fits[name].scores.items()}
                for name in ("refined", "matching_pursuit", "model")}
     for name, q in quality.items():

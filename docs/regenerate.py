@@ -365,8 +365,9 @@ def shaping(workdirs: list[str]) -> None:
              "`configs/snare.py` (one a seed). Each cell: the mean over the runs of each run's "
              "median over its clips, and each run's in brackets; lower is better. Every recipe "
              "is rendered as the studio plays it, its shaping included; matching pursuit's "
-             "medians are the runs' own evaluation's, over the same 40 sources. Times: "
-             "batches of 64 on this machine.", ""]
+             "medians are the runs' own evaluation's, over the same 40 sources. Times: each "
+             "set's clips in one batch (padded to a power of two), compiled before, on this "
+             "machine; `python -m benchmarks analyze` times batches of 64 and one sound.", ""]
     for split, title in ((OUTSIDE, "Out of library"), ("test", "Test split")):
         if all(split in r for r in runs):
             n = ", ".join(str(r[split]["clips"]) for r in runs)

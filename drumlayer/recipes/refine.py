@@ -86,11 +86,11 @@ class AnalyzeConfig:
     max_layers: int = 15  # 'weights': the layers kept after the dense rounds
     floor: float = 1e-3  # 'weights': added to every weight at first, so unused layers can return
     # 'shape': the grid each layer's shaping is chosen from (recipes.shaping.grid), and the cost
-    # of shaping: J grows by shape_cost times the share of the mix's weight on shaped layers
+    # of shaping: J grows by shape_cost for each shaped layer
     shape_pitches: tuple = (-700.0, -300.0, 300.0, 700.0)
     shape_tones: tuple = (("lpf", 3000.0), ("hpf", 600.0))
     shape_decays: tuple = (0.08, 0.25)
-    shape_cost: float = 0.05
+    shape_cost: float = 0.03
     shape_rounds: int = 2  # 'shape': surrogate rounds over every copy of the recipe's layers
 
     def __post_init__(self):
@@ -283,7 +283,7 @@ SWAP_SCALES = (0.5, 1.0, 2.0)  # a layer's weight times these, tried with each o
 def _swap_sweep(sh: Analyzer, target: Features, idx, pick, vs, cost_weight: float):
     """One sweep over the K layers of each target, in turn: each layer is replaced by whichever of
     its source's V copies, at its weight times each of SWAP_SCALES, gives the lowest surrogate J
-    (plus cost_weight times the share of weight on shaped copies). idx, pick [B, K] (the source
+    (plus cost_weight per shaped layer). idx, pick [B, K] (the source
     and its copy), vs [B, K] -> (pick, vs). The surrogate is anchored once, at the start."""
     bank, nv = sh.constants, len(sh.variants)
     b, n = idx.shape
@@ -310,11 +310,9 @@ def _swap_sweep(sh: Analyzer, target: Features, idx, pick, vs, cost_weight: floa
         mel_db = to_db(m_all).reshape((b, nv, len(SWAP_SCALES)) + anchor[2].shape[1:])
         mel_db = (mel_db + anchor[2][:, None, None]).reshape((b * rep,) + anchor[2].shape[1:])
         j = sh.objective(Features(feats, mel_db), tiled).reshape(b, nv, len(SWAP_SCALES))
-        others = jnp.sum(vs * shaped[pick], -1) - w * shaped[pick[:, at]]
-        total = jnp.sum(vs, -1) - w
-        share = ((others[:, None, None] + ws[:, None, :] * shaped[None, :, None])
-                 / jnp.maximum(total[:, None, None] + ws[:, None, :], 1e-9))
-        best = jnp.argmin((j + cost_weight * share).reshape(b, -1), -1)
+        others = jnp.sum(shaped[pick], -1) - shaped[pick[:, at]]  # the other shaped layers
+        count = others[:, None, None] + shaped[None, :, None]
+        best = jnp.argmin((j + cost_weight * count).reshape(b, -1), -1)
         jv, js = best // len(SWAP_SCALES), best % len(SWAP_SCALES)
         new_w = w * scales[js]
         col = idx[:, at] * nv + jv
@@ -347,15 +345,11 @@ def _shape(an: Analyzer, target: Features, v: jax.Array) -> tuple:
     pick, vs = jax.lax.fori_loop(0, cfg.shape_rounds, sweep, (pick, vs))
     cols = idx * nv + pick
     few = Layers(cols, bank.spectra[cols], bank.mel_power[cols])
-    few_flags = shaped[pick]
-
-    def cost(x):  # the share of the weight on shaped copies: [B]
-        return cfg.shape_cost * jnp.sum(x * few_flags, -1) / jnp.maximum(jnp.sum(x, -1), 1e-9)
-
-    vs = _rounds(sh, target, vs, _same, _nonneg, few, max(cfg.rounds - cfg.dense_rounds, 0),
-                 cost)
-    vs = _exact_steps(sh, target, vs, _same, _nonneg, few, cost)
-    j_shaped = sh.objective(sh.exact(few.full(vs, k * nv)), target) + cost(vs)
+    vs = _rounds(sh, target, vs, _same, _nonneg, few, max(cfg.rounds - cfg.dense_rounds, 0))
+    vs = _exact_steps(sh, target, vs, _same, _nonneg, few)
+    # the cost: per audible shaped layer
+    j_shaped = (sh.objective(sh.exact(few.full(vs, k * nv)), target)
+                + cfg.shape_cost * jnp.sum(shaped[pick] * (vs > 0), -1))
     j_plain = an.objective(an.exact(v), target)
     better = j_shaped < j_plain
     v_shaped = jnp.einsum("bj,bjk->bk", vs, jax.nn.one_hot(idx, k, dtype=vs.dtype))

@@ -202,9 +202,8 @@ class Analyzer:
             j = j + cfg.centroid_weight * ((c[0] - c[1]) / CENTROID_HZ) ** 2
         return j
 
-    def features(self, v: jax.Array) -> jax.Array:
-        """The model's features of the mixes of v [B, k]: [B, D]."""
-        x = v @ self.constants.sources
+    def features(self, x: jax.Array) -> jax.Array:
+        """The model's features of audio x [B, S]: [B, D]."""
         return extractor.features(x, self.n_fft, self.hop, compression=self.compression)
 
     def target(self, clips: jax.Array) -> Features:
@@ -217,39 +216,33 @@ class Analyzer:
                          jnp.asarray(clips, jnp.float32))
 
 
-def _rounds(an: Analyzer, target: Features, params, to_v, project, layers: Layers, n: int,
-            cost=None):
+def _rounds(an: Analyzer, target: Features, params, to_v, project, layers: Layers, n: int):
     """n surrogate rounds on params, whose weights over `layers` are to_v(params): a loop, so
-    the program holds one round (compiled once, not n times). cost(params) -> [B] is added to
-    J (None: nothing)."""
+    the program holds one round (compiled once, not n times)."""
     cfg = an.config
 
     def one(_, params):
         anchor = make_anchor(an, layers, to_v(params))
 
         def loss(p):
-            j = an.objective(surrogate(an, layers, to_v(p), anchor), target)
-            return j if cost is None else j + cost(p)
+            return an.objective(surrogate(an, layers, to_v(p), anchor), target)
 
         return adam(loss, params, cfg.inner, cfg.learning_rate, project)
 
     return jax.lax.fori_loop(0, n, one, params)
 
 
-def _exact_steps(an: Analyzer, target: Features, params, to_v, project, layers: Layers,
-                 cost=None):
+def _exact_steps(an: Analyzer, target: Features, params, to_v, project, layers: Layers):
     """Steps on the exact features; the mel term stays the anchored surrogate's."""
     cfg = an.config
     if not cfg.exact_steps:
         return params
     anchor = make_anchor(an, layers, to_v(params))
-    k = an.constants.sources.shape[0]
 
     def loss(p):
         v = to_v(p)
-        feats = an.features(layers.full(v, k))
-        j = an.objective(Features(feats, surrogate(an, layers, v, anchor).mel_db), target)
-        return j if cost is None else j + cost(p)
+        feats = an.features(layers.mix(v, an.constants.sources))
+        return an.objective(Features(feats, surrogate(an, layers, v, anchor).mel_db), target)
 
     return adam(loss, params, cfg.exact_steps, cfg.learning_rate, project)
 
@@ -348,7 +341,7 @@ def _shape(an: Analyzer, target: Features, v: jax.Array) -> tuple:
     vs = _rounds(sh, target, vs, _same, _nonneg, few, max(cfg.rounds - cfg.dense_rounds, 0))
     vs = _exact_steps(sh, target, vs, _same, _nonneg, few)
     # the cost: per audible shaped layer
-    j_shaped = (sh.objective(sh.exact(few.full(vs, k * nv)), target)
+    j_shaped = (sh.objective(sh.target(few.mix(vs, bank.sources)), target)
                 + cfg.shape_cost * jnp.sum(shaped[pick] * (vs > 0), -1))
     j_plain = an.objective(an.exact(v), target)
     better = j_shaped < j_plain

@@ -73,6 +73,13 @@ class Layers(NamedTuple):
             return v
         return jnp.einsum("bj,bjk->bk", v, jax.nn.one_hot(self.index, k, dtype=v.dtype))
 
+    def mix(self, v: jax.Array, sources: jax.Array) -> jax.Array:
+        """The audio of v [B, K] over these layers of sources [k, S]: [B, S] (a K-row gather
+        for each target, not a product with all k)."""
+        if self.index is None:
+            return v @ sources
+        return jnp.einsum("bj,bjs->bs", v, sources[self.index])
+
     def combine(self, v: jax.Array, table: jax.Array) -> jax.Array:
         return v @ table if self.index is None else jnp.einsum("bj,bjd->bd", v, table)
 
@@ -88,7 +95,7 @@ def surrogate(an, layers: Layers, v: jax.Array, anchor: tuple) -> Features:
 def make_anchor(an, layers: Layers, v: jax.Array) -> tuple:
     """(spectrum, attack, mel) offsets that make the surrogate exact at v [B, K]; the attack
     time is held at its exact value (it is not additive)."""
-    ex = an.exact(layers.full(v, an.constants.sources.shape[0]))
+    ex = an.target(layers.mix(v, an.constants.sources))
     zero = (jnp.zeros(ex.feats[:, :-1].shape), ex.feats[:, -1:], jnp.zeros(ex.mel_db.shape))
     sur = surrogate(an, layers, v, zero)
     return jax.lax.stop_gradient(

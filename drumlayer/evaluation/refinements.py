@@ -13,7 +13,6 @@ the same sources and clips. `python docs/regenerate.py shaping` writes docs/shap
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import numpy as np
@@ -24,6 +23,7 @@ from drumlayer.evaluation.evaluate import load_test
 from drumlayer.features import batching, measures
 from drumlayer.recipes import refine, render
 from drumlayer.recipes.bundle import Bundle
+from drumlayer.workdir import Workdir
 
 
 def mixes(b: Bundle, an: refine.Analyzer, r: refine.Recipes) -> tuple[np.ndarray, list, list]:
@@ -58,7 +58,7 @@ def compare(workdir: str, modes: tuple = ("weights", "shape"),
             overrides: dict | None = None) -> dict:
     """Every mode on both sets (module docstring); overrides: AnalyzeConfig fields for all."""
     b = Bundle.load(workdir)
-    with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+    with open(Workdir(workdir).eval.metrics) as f:
         metrics = json.load(f)
     out = {}
     for split, rec in (("test", metrics["reconstruction"]),

@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy import signal
 
 FILTERS = {"lpf": "lpf_2p", "hpf": "hpf_2p"}  # shaping's filter -> SFZ's fil_type
 Q = 1.0  # sfizz's resonance=0 dB
@@ -84,6 +83,10 @@ def biquad(kind: str, cutoff_hz: float, rate: int) -> tuple[np.ndarray, np.ndarr
 
 def tone(x: np.ndarray, kind: str, cutoff_hz: float, rate: int) -> np.ndarray:
     """x [..., n] through the biquad (float64 inside): [..., n] float32."""
+    # imported here: scipy.signal pulls in scipy.sparse.csgraph, which the studio and the
+    # evaluation otherwise never load
+    from scipy import signal
+
     b, a = biquad(kind, cutoff_hz, rate)
     return signal.lfilter(b, a, np.asarray(x, np.float64), axis=-1).astype(np.float32)
 

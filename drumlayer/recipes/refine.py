@@ -21,11 +21,11 @@ Modes:
   and the difference between the refined weights and the decoder's (`residual`), so moving z
   still moves the sound.
 - 'shape': 'weights', then each layer's shaping too (recipes.shaping: pitch, a filter, a
-  decay), chosen from a grid (`shape_*`) by the same refinement run over a bank of every source
-  in every shaping of the grid (each layer's weight starts on its unshaped copy; a cost on the
-  share of weight in shaped copies keeps a layer plain unless shaping pays); then each layer
-  keeps its heaviest copy and the weights of those are refined again. The result is kept only
-  where its J (with the cost) is below the 'weights' result's.
+  decay), chosen from a grid (`shape_*`) whose copies of every source are rendered once (the
+  bank): sweeps of swaps (`_swap_sweep`) put each layer on the copy of its source, and the
+  weight, that lowers the surrogate J most, with a cost per shaped layer that keeps a layer
+  plain unless shaping pays; then the chosen copies' weights are refined again. The result is
+  kept only where its J (with the cost) is below the 'weights' result's.
 
 The exact objective costs two STFTs per step and its gradient as much again. Most steps run on a
 surrogate that costs a matrix product: the weighted sum of the sources' feature spectra (the
@@ -91,7 +91,7 @@ class AnalyzeConfig:
     shape_tones: tuple = (("lpf", 3000.0), ("hpf", 600.0))
     shape_decays: tuple = (0.08, 0.25)
     shape_cost: float = 0.03
-    shape_rounds: int = 2  # 'shape': surrogate rounds over every copy of the recipe's layers
+    shape_rounds: int = 2  # 'shape': sweeps of swaps over the recipe's layers
 
     def __post_init__(self):
         if self.mode not in MODES:

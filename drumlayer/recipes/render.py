@@ -106,7 +106,7 @@ def shaped(sources: np.ndarray, i: int, shapes: dict, rate: int) -> np.ndarray:
     s = shapes.get(i)
     if shaping.is_plain(s):
         return sources[i]
-    return shaping.shape(sources[i], rate, s.pitch_cents, s.filter, s.cutoff_hz, s.decay)
+    return shaping.shape_layer(sources[i], rate, s)
 
 
 def layers(weights: np.ndarray, sources: np.ndarray, offsets: dict[int, int],
@@ -207,7 +207,7 @@ def _region(x: np.ndarray, s, sample_rate: int, own_envelope: bool) -> tuple[np.
     if shaping.is_plain(s):
         return x, {}, ""
     if s.decay is not None and not own_envelope:
-        return (shaping.shape(x, sample_rate, s.pitch_cents, s.filter, s.cutoff_hz, s.decay), {},
+        return (shaping.shape_layer(x, sample_rate, s), {},
                 " (shaping rendered into the sample: the mix has its own envelope)")
     return x, shaping.sfz_opcodes(s, SFZ_DECAY_DB / 60.0), ""
 

@@ -108,6 +108,11 @@ def shape(x: np.ndarray, rate: int, pitch_cents: float = 0.0, filter: str | None
     return np.asarray(y, np.float32)
 
 
+def shape_layer(x: np.ndarray, rate: int, s) -> np.ndarray:
+    """x [..., n] shaped by a LayerShape s (`shape` with its fields)."""
+    return shape(x, rate, s.pitch_cents, s.filter, s.cutoff_hz, s.decay)
+
+
 def is_plain(s) -> bool:
     """Whether a LayerShape (or None) leaves its source as it is."""
     return s is None or (s.pitch_cents == 0 and s.filter is None and s.decay is None)

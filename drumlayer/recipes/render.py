@@ -167,6 +167,21 @@ def export_wav(x: np.ndarray, sample_rate: int, rate: int) -> bytes:
     return wav_bytes(y * scale, rate, "PCM_24")
 
 
+def common_scale(xs) -> float:
+    """The one factor that puts the loudest peak of the sounds xs [m, n] at EXPORT_PEAK_DB
+    (`export_scale`): sounds exported together keep their levels' differences."""
+    return export_scale(xs[int(np.argmax([np.max(np.abs(x)) for x in xs]))], 1, 1)[1]
+
+
+def export_wavs(xs: np.ndarray, sample_rate: int, rate: int) -> list[bytes]:
+    """Sounds xs [m, n] exported together (24-bit at rate) at their `common_scale` (a pad's
+    velocity layers and round robins)."""
+    ys = [audio.resample(x, sample_rate, rate) if rate != sample_rate else np.asarray(x)
+          for x in xs]
+    scale = common_scale(ys)
+    return [wav_bytes(np.asarray(y, np.float64) * scale, rate, "PCM_24") for y in ys]
+
+
 def safe_name(name: str, most: int = 60) -> str:
     """A name as a file name: letters, digits, '-', '_' only; a longer one keeps its start and
     its end, where the names of one kit's velocity layers or round robins differ."""

@@ -5,43 +5,50 @@ export.
 Each category's studio is mounted at /c/<category>/ (its page API under /c/<category>/api/...);
 the page at / shows the pads and talks to the selected pad's studio. /api/kit lists the pads
 (and the categories the kit job skipped, with why); POST /api/kit/export renders every pad's
-recipes (each pad's round robin: the recipes given, completed to `round_robin` with seeded
-latent variants of the first, its edits kept) and returns the kit as a zip: an SFZ kit on the
-General MIDI drum map with the round robins, a Hydrogen drumkit and the recipes.
+recipe (its round robins: seeded latent variants of it, its edits kept; each with its velocity
+layers, see studio/voices.py) and returns the kit as a zip: an SFZ kit and a DecentSampler
+preset on the General MIDI drum map, a Hydrogen drumkit and the recipes. GET /api/kit/grooves
+lists the built-in grooves (drumlayer.kit.groove) the page plays; POST /api/kit/groove renders
+a bar of one on the pads as a WAV.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Annotated
 
-import numpy as np
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from drumlayer.data import categories
 from drumlayer.kit import export as export_lib
+from drumlayer.kit import groove as groove_lib
+from drumlayer.kit import velocity
 from drumlayer.recipes.bundle import BundleError
 from drumlayer.recipes.recipe import Recipe
+from drumlayer.studio import voices
 from drumlayer.workdir import Workdir, read_json
-
-MAX_ROUND_ROBIN = 16
 
 
 class KitExport(BaseModel):
     model_config = ConfigDict(allow_inf_nan=False, extra="forbid")
-    pads: dict[str, Annotated[list[Recipe], Field(max_length=MAX_ROUND_ROBIN)]] = Field(
-        ..., description="category -> its recipes (the first is the pad's sound); an empty "
-                         "list or a missing category is an empty pad")
-    round_robin: int = Field(1, ge=1, le=MAX_ROUND_ROBIN,
+    pads: dict[str, Recipe | None] = Field(
+        ..., description="category -> its recipe; null or a missing category is an empty pad")
+    round_robin: int = Field(1, ge=1, le=voices.MAX_ROUND_ROBIN,
                              description="variants per pad (seeded latent variants of its "
-                                         "first recipe fill a pad that has fewer)")
+                                         "recipe, its edits kept)")
+    velocity_layers: int = Field(velocity.LAYERS, ge=1, le=voices.MAX_LAYERS)
     amount: float = Field(0.5, ge=0.0, le=2.0, description="variants: standard deviations of "
                                                             "latent jitter per direction")
     name: str = Field("drumlayer kit", min_length=1, max_length=100)
     sample_rate: int = Field(48000, description="44100 or 48000")
     seed: int = 0
+
+
+class KitGroove(KitExport):
+    groove: str = Field("rock", description="a built-in groove (GET /api/kit/grooves)")
+    tempo: float = Field(100.0, ge=groove_lib.TEMPO[0], le=groove_lib.TEMPO[1],
+                         description="beats per minute")
 
 
 def is_kit_workdir(workdir: str) -> bool:
@@ -76,9 +83,8 @@ def create_kit_app(workdir: str, make_app, add_page) -> FastAPI:
                           "gm_key": categories.GM_NOTES[c], "k": app.state.kit[c].bundle.k}
                          for c in trained], "skipped": skipped}
 
-    @app.post("/api/kit/export", summary="The kit as a zip: SFZ (GM map, round robins), "
-              "Hydrogen drumkit, recipes", response_class=Response)
-    def export(req: KitExport):
+    def render_pads(req: KitExport) -> tuple[dict, list[str]]:
+        """({category: pad} of the request's pads that hold a recipe, the empty pads)."""
         if req.sample_rate not in (44100, 48000):
             raise HTTPException(422, f"sample_rate must be 44100 or 48000, got "
                                 f"{req.sample_rate}")
@@ -89,25 +95,38 @@ def create_kit_app(workdir: str, make_app, add_page) -> FastAPI:
         empty = [c for c in trained if not req.pads.get(c)]
         if len(empty) == len(trained):
             raise HTTPException(422, "every pad is empty: give at least one pad a sound")
-        pads = {}
-        for n, (c, recipes) in enumerate((c, r) for c, r in req.pads.items() if r):
-            st = app.state.kit[c]
-            more = req.round_robin - len(recipes)
-            if more > 0:
-                z = export_lib.jitter(st.bundle.pca, np.asarray(recipes[0].latent), more,
-                                     req.seed + n, req.amount)
-                recipes = recipes + [recipes[0].model_copy(update={"latent": v.tolist()})
-                                     for v in z]
-            for r in recipes:
-                st.check(r)
-            audio = np.stack([st.render(r) for r in recipes])
-            pads[c] = {"recipes": {"recipes": [st.filled(r).model_dump(exclude_none=True)
-                                               for r in recipes]},
-                       "audio": audio, "sample_rate": st.sr}
+        pads = {c: voices.pad(app.state.kit[c], r, req.velocity_layers, req.round_robin,
+                              req.amount, req.seed + n)
+                for n, (c, r) in enumerate((c, r) for c, r in req.pads.items() if r)}
+        return pads, empty
+
+    @app.post("/api/kit/export", summary="The kit as a zip: SFZ and DecentSampler (GM map, "
+              "velocity layers, round robins), Hydrogen drumkit, recipes",
+              response_class=Response)
+    def export(req: KitExport):
+        pads, empty = render_pads(req)
         headers = {"Content-Disposition": 'attachment; filename="drumlayer_kit.zip"',
                    "X-Empty-Pads": ",".join(empty)}
         return Response(export_lib.zip_bytes(export_lib.kit_files(pads, req.name, req.sample_rate)),
                         media_type="application/zip", headers=headers)
+
+    @app.get("/api/kit/grooves", summary="The built-in grooves: {name: {category: [[step, "
+             "velocity]]}}, sixteenth notes of one bar")
+    def grooves() -> dict:
+        return {"steps": groove_lib.STEPS, "patterns": groove_lib.PATTERNS}
+
+    @app.post("/api/kit/groove", summary="A bar of a built-in groove on the pads, as a WAV "
+              "(24-bit)", response_class=Response)
+    def groove(req: KitGroove):
+        try:
+            groove_lib.check(req.groove, req.tempo)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        pads, _ = render_pads(req)
+        name = f"groove_{req.groove}_{req.tempo:g}bpm.wav"
+        return Response(export_lib.groove_wav(pads, req.groove, req.tempo, req.sample_rate),
+                        media_type="audio/wav",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     for c, a in apps.items():
         app.mount(f"/c/{c}", a)

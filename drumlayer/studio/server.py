@@ -36,7 +36,7 @@ from drumlayer.recipes import refine as refine_lib
 from drumlayer.recipes import render as render_lib
 from drumlayer.recipes.bundle import Bundle, BundleError
 from drumlayer.recipes.recipe import NAME_MAX, Recipe, printable, shorten
-from drumlayer.studio import exports, guard, kit_routes
+from drumlayer.studio import exports, guard, kit_routes, voices
 from drumlayer.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -452,4 +452,5 @@ def _recipe_routes(st: Studio) -> APIRouter:
         return _wav(render_lib.wav_bytes(x, sample_rate, "FLOAT"))
 
     exports.add_routes(router, st, _rate, RATE_DOC)
+    voices.add_routes(router, st)
     return router

@@ -75,6 +75,12 @@ PAD_NAMES = {"kick": "Kick", "rim": "Rim", "snare": "Snare", "clap": "Clap",
 KIT_CATEGORIES = ("kick", "snare", "closed-hat", "open-hat", "tom", "clap", "rim", "cymbal")
 
 
+def gm_keys(pads) -> dict[int, str]:
+    """{GM note: pad} of every General MIDI drum note whose category is one of the pads (kick
+    on 35 and 36, snare on 38 and 40, ...): the notes a kit plays from a MIDI controller."""
+    return {k: c for k, c in sorted(_GM_KEYS.items()) if c in pads}
+
+
 def category_from_gm_key(key: int | None) -> str | None:
     return None if key is None else _GM_KEYS.get(int(key), "other" if 27 <= key <= 87 else None)
 

@@ -77,11 +77,13 @@ def create_kit_app(workdir: str, make_app, add_page) -> FastAPI:
 
     add_page(app)
 
-    @app.get("/api/kit", summary="The pads: trained categories, their GM keys; the skipped")
+    @app.get("/api/kit", summary="The pads: trained categories, their GM keys; the skipped; "
+             "the MIDI notes that play each pad")
     def kit() -> dict:
         return {"pads": [{"category": c, "name": categories.PAD_NAMES[c],
                           "gm_key": categories.GM_NOTES[c], "k": app.state.kit[c].bundle.k}
-                         for c in trained], "skipped": skipped}
+                         for c in trained], "skipped": skipped,
+                "notes": categories.gm_keys(trained)}
 
     def render_pads(req: KitExport) -> tuple[dict, list[str]]:
         """({category: pad} of the request's pads that hold a recipe, the empty pads)."""

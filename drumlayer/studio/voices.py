@@ -4,7 +4,8 @@ buffers on a pad hit or a MIDI note; the kit export writes the same sounds as it
 
 POST /api/voices returns them as float32 [layers, round robins, samples] at the studio's rate,
 scaled as the kit export scales a pad (its loudest peak at -1.05 dBFS, the rest in proportion),
-with X-Voices: {"rate", "samples", "round_robin", "layers": [[lovel, hivel]], "level_db"}.
+with X-Voices: {"rate", "samples", "round_robin", "layers": [[lovel, hivel]], "level_db",
+"range_db"} (a player's gain inside a layer: `velocity.velocity_gain`).
 """
 
 # no `from __future__ import annotations`: FastAPI reads the route's annotations
@@ -78,7 +79,8 @@ def add_routes(router: APIRouter, st) -> None:
         scale = render_lib.common_scale(a.reshape(-1, a.shape[-1]))
         meta = {"rate": st.sr, "samples": a.shape[-1], "round_robin": a.shape[1],
                 "layers": p["layers"],
-                "level_db": [lay["level_db"] for lay in p["recipes"]["velocity_layers"]]}
+                "level_db": [lay["level_db"] for lay in p["recipes"]["velocity_layers"]],
+                "range_db": velocity.RANGE_DB}
         return Response((a * np.float32(scale)).astype("<f4").tobytes(),
                         media_type="application/octet-stream",
                         headers={"X-Voices": json.dumps(meta)})

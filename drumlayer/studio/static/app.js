@@ -316,6 +316,7 @@ function update() {
   drawChart(); drawTable(); drawWave();
   if (S.selected >= 0) $("layer-weight").value = S.weights[S.selected].toFixed(4);
   scheduleMatch();
+  if (window.instrument) instrument.scheduleVoices();  // the pad's velocity layers, again
 }
 
 function makeBuffer() {  // the current mix as a playable buffer, ready before the next frame
@@ -597,7 +598,7 @@ function wire() {
   });
   // Browsers allow audio after a user gesture: make the context then, without touching the DOM
   // (re-rendering under the pointer would swallow the click that is starting).
-  document.addEventListener("pointerdown", () => { if (!audioCtx) { ctx(); makeBuffer(); } }, { once: true });
+  for (const ev of ["pointerdown", "keydown"]) document.addEventListener(ev, () => { ctx(); makeBuffer(); }, { once: true });
 }
 
 function gauss() {
@@ -662,11 +663,12 @@ async function selectPad(category, t0 = performance.now()) {
 async function exportKit() {
   S.kit.saved[S.kit.current] = recipe();
   const pads = {};
-  for (const p of S.kit.pads) if (S.kit.saved[p.category]) pads[p.category] = [S.kit.saved[p.category]];
+  for (const p of S.kit.pads) pads[p.category] = S.kit.saved[p.category] || (window.instrument && instrument.recipeOf(p.category)) || null;
   status("exporting the kit…");
   try {
     const r = await api("/api/kit/export", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ pads, round_robin: +$("round-robin").value, amount: +$("jitter").value, sample_rate: +$("rate").value }) }, true);
+      body: JSON.stringify({ pads, round_robin: +$("round-robin").value, velocity_layers: +$("velocity-layers").value,
+                             amount: +$("jitter").value, sample_rate: +$("rate").value }) }, true);
     download(await r.blob(), "drumlayer_kit.zip");
     const empty = r.headers.get("X-Empty-Pads");
     status(`exported the kit${empty ? ` (empty pads, left out: ${empty.split(",").join(", ")})` : ""}`);
@@ -682,6 +684,7 @@ async function init() {
     S.undo = [];
     document.body.dataset.ready = "1";
     status("ready: upload a sample, pick a clip, or move a slider");
+    initInstrument().catch((e) => status(`the instrument could not start: ${e.message}`, true));
   } catch (e) { status(`cannot load the model: ${e.message}`, true); }
 }
 

@@ -80,7 +80,8 @@ def pad_recipes(b: Bundle, variations: int, seed: int, layers: int = velocity.LA
     def sound(zv, level_db):
         return b.mix_full(np.asarray(b.decode(zv[None])))[0] * np.float32(10 ** (level_db / 20))
 
-    lays, fits, audio = velocity.voices(z, measure, sound, b.pca, layers, seed=seed)
+    lays, fits, audio = velocity.voices(z, measure, sound, b.full_rate, b.pca, layers,
+                                          seed=seed)
     w = np.asarray(b.decode(z))
     return pad(lays, fits, audio, b.full_rate,
                [{"latent": zi.tolist(), "weights": wi.tolist()} for zi, wi in

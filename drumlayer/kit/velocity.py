@@ -11,6 +11,11 @@ direction, played `level_db(hivel)` below the top. Within a layer a player inter
 linearly from `level_db(lovel) - level_db(hivel)` at `lovel` to 0 dB at `hivel` (SFZ's
 amp_velcurve points; the studio's page does the same), so the level follows the velocity without
 steps; the timbre steps from layer to layer.
+
+Where the model cannot darken a layer enough (a weak direction, or one that bends back), the
+layer's sound is low-passed as a sampler's velocity filter would (`darken`: the gentlest 2-pole
+low-pass that puts its centroid at its target: DARKEN of the top layer's, spread over the
+layers), so soft hits are always darker; the recipes say which cutoff each layer got.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ SPAN = 1.5  # the softest layer lies about this many standard deviations below t
 POINTS = 64  # sounds near a pad's latent that its direction is fitted on
 RADIUS = 0.5  # ... within this many standard deviations of it
 GRID = 13  # sounds measured along the direction, from -2 SPAN to 0
+DARKEN = 0.15  # the softest layer's centroid lies at least this fraction below the loudest's
+CUTOFFS = np.geomspace(20000.0, 100.0, 48)  # the low-passes `darken` tries, gentlest first
 
 
 def ranges(n: int) -> list[tuple[int, int]]:
@@ -144,21 +151,58 @@ def mix_measure(mix):
     return measure
 
 
-def voices(latents, measure, render, pca: dict, n: int = LAYERS, span: float = SPAN,
-           seed: int = 0) -> tuple[list[dict], list[dict], np.ndarray]:
+def centroid(x: np.ndarray, rate: int, n_fft: int = 2048, hop: int = 512) -> float:
+    """The RMS-weighted spectral centroid (Hz) of x [n]: each Hann-windowed frame's centroid
+    (of its magnitude spectrum, as librosa's), weighted by the frame's RMS."""
+    x = np.asarray(x, np.float64)
+    if len(x) < n_fft:
+        x = np.pad(x, (0, n_fft - len(x)))
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * np.hanning(n_fft)
+    mag = np.abs(np.fft.rfft(frames, axis=-1))
+    hz = np.fft.rfftfreq(n_fft, 1.0 / rate)
+    c = mag @ hz / np.maximum(mag.sum(axis=-1), 1e-30)
+    rms = np.sqrt(np.mean(np.square(mag), axis=-1))
+    return float(c @ rms / max(float(rms.sum()), 1e-30))
+
+
+def darken(x: np.ndarray, rate: int, target_hz: float) -> tuple[np.ndarray, float | None]:
+    """(x, None) when its centroid is at most target_hz, else (x through the gentlest 2-pole
+    low-pass of CUTOFFS that brings it there (the steepest when none does), its cutoff)."""
+    from drumlayer.recipes import shaping
+
+    if centroid(x, rate) <= target_hz:
+        return x, None
+    for cut in CUTOFFS[CUTOFFS < rate / 2]:
+        y = shaping.tone(x, "lpf", float(cut), rate)
+        if centroid(y, rate) <= target_hz:
+            break
+    return y.astype(np.float32), round(float(cut), 1)
+
+
+def voices(latents, measure, render, rate: int, pca: dict, n: int = LAYERS,
+           span: float = SPAN, seed: int = 0) -> tuple[list[dict], list[dict], np.ndarray]:
     """A pad's velocity layers of each of its round robins. latents [RR, L]: the round robins'
-    points; measure: as `plan`'s; render(latent [L], level_db) -> audio [samples] of the pad's
-    recipe at that point and level. Returns (layers: [{'lovel', 'hivel', 'level_db', 'steps'
-    [RR], 'latents' [RR, L]}] softest first, each round robin's fit {'r2', 'rms_db_per_step',
-    'centroid_hz_per_step'}, audio [n, RR, samples])."""
+    points; measure: as `plan`'s; render(latent [L], level_db) -> audio [samples] at rate of
+    the pad's recipe at that point and level. Returns (layers: [{'lovel', 'hivel', 'level_db',
+    'steps' [RR], 'latents' [RR, L], 'lowpass_hz' [RR] (`darken`'s; None where the model
+    darkened it enough), 'centroid_hz' [RR]}] softest first, each round robin's fit {'r2',
+    'rms_db_per_step', 'centroid_hz_per_step'}, audio [n, RR, samples])."""
     plans = [plan(measure, pca, z, n, span, seed + i) for i, z in enumerate(latents)]
-    layers = []
-    for v, (lo, hi) in enumerate(ranges(n)):
-        layers.append({"lovel": lo, "hivel": hi, "level_db": plans[0]["layers"][v]["level_db"],
-                       "steps": [p["layers"][v]["step"] for p in plans],
-                       "latents": np.stack([p["layers"][v]["latent"] for p in plans])})
+    layers = [{"lovel": lo, "hivel": hi, "level_db": plans[0]["layers"][v]["level_db"],
+               "steps": [p["layers"][v]["step"] for p in plans],
+               "latents": np.stack([p["layers"][v]["latent"] for p in plans]),
+               "lowpass_hz": [None] * len(plans), "centroid_hz": [0.0] * len(plans)}
+              for v, (lo, hi) in enumerate(ranges(n))]
+    audio = np.stack([np.stack([render(z, layer["level_db"]) for z in layer["latents"]])
+                      for layer in layers]).astype(np.float32)
+    for j in range(len(plans)):
+        above = top = centroid(audio[-1, j], rate)
+        layers[-1]["centroid_hz"][j] = round(top, 1)
+        for v in range(n - 2, -1, -1):
+            target = min(top * (1.0 - DARKEN * (n - 1 - v) / (n - 1)), above * 0.99)
+            audio[v, j], layers[v]["lowpass_hz"][j] = darken(audio[v, j], rate, target)
+            above = centroid(audio[v, j], rate)
+            layers[v]["centroid_hz"][j] = round(above, 1)
     fits = [{k: round(float(p[k]), 4) for k in ("r2", "rms_db_per_step", "centroid_hz_per_step")}
             for p in plans]
-    audio = np.stack([np.stack([render(z, layer["level_db"]) for z in layer["latents"]])
-                      for layer in layers])
-    return layers, fits, audio.astype(np.float32)
+    return layers, fits, audio

@@ -58,7 +58,8 @@ def pad(st, r: Recipe, layers: int = velocity.LAYERS, round_robin: int = 1,
                          rate=rate)
 
     lays, fits, audio = velocity.voices(np.array([x.latent for x in rrs], np.float32),
-                                        measure(st, r), sound, st.bundle.pca, layers, seed=seed)
+                                        measure(st, r), sound, rate or st.sr, st.bundle.pca,
+                                        layers, seed=seed)
     return export_lib.pad(lays, fits, audio, rate or st.sr,
                           [st.filled(x).model_dump(exclude_none=True) for x in rrs])
 

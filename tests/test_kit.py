@@ -137,32 +137,156 @@ def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_ru
     assert "train: done" not in caplog.text and "evaluate: done" not in caplog.text
 
 
-def test_the_exported_kit_plays_in_sfizz_and_reads_back_as_a_hydrogen_kit(kit_run, tmp_path):
+def _rms_db(x) -> float:
+    return 10 * np.log10(np.mean(np.square(x, dtype=np.float64)))
+
+
+def _centroid(x, rate) -> float:
+    """librosa's spectral centroid, weighted by each frame's RMS: an independent measure."""
+    import librosa
+
+    S = np.abs(librosa.stft(np.asarray(x, np.float64), n_fft=2048, hop_length=512))
+    rms = np.sqrt(np.mean(S ** 2, axis=0))
+    return float(librosa.feature.spectral_centroid(S=S, sr=rate)[0] @ rms / rms.sum())
+
+
+def _which(y, samples) -> int:
+    """1 + the index of the sample that y (a render) correlates with best."""
+    return 1 + int(np.argmax([np.corrcoef(y, x[:len(y)])[0, 1] for x in samples]))
+
+
+def test_the_exported_kit_plays_in_sfizz_by_velocity_and_round_robin(kit_run, tmp_path):
     pysfizz = pytest.importorskip("pysfizz", reason="the dev extra installs pysfizz (sfizz)")
     _, wd, _, _ = kit_run
-    paths = export.write(export.pads(wd.root, variations=3), str(tmp_path / "out"))
+    out = tmp_path / "out"
+    paths = export.write(export.pads(wd.root, variations=3), str(out), groove="rock",
+                         tempo=100)
     recipes = json.load(open(paths["recipes"]))
     assert set(recipes) == {"kick", "snare"}  # the pads with a model; the others stay empty
     synth = pysfizz.Synth(sample_rate=48000, block_size=256)
     assert synth.load_sfz_file(paths["sfz"])
     assert synth.playable_keys == [36, 38]  # kick and snare on the General MIDI map
     for category, key in (("kick", 36), ("snare", 38)):
-        samples = [sf.read(tmp_path / "out" / "samples" / f"{category}_{i}.wav")[0][:24000]
-                   for i in (1, 2, 3)]
-        assert all(np.corrcoef(a, b)[0, 1] < 0.9999 for a, b in
-                   ((samples[0], samples[1]), (samples[1], samples[2])))  # distinct variants
-        played = []
-        for _ in range(4):  # the round robin: 1, 2, 3, then 1 again
-            y = synth.render_note(key, 127, 0.5, 0.5).mean(axis=0)[1:24000]
-            assert np.sqrt(np.mean(y ** 2)) > 1e-3
-            played.append(1 + int(np.argmax([np.corrcoef(y, x[:23999])[0, 1]
-                                             for x in samples])))
-        assert played == [1, 2, 3, 1]
-        # each variant is the mix of its recipe's weights
-        assert len(recipes[category]["weights"]) == 3
+        samples = {(v, i): sf.read(out / "samples" / f"{category}_v{v}_{i}.wav")[0][:24000]
+                   for v in (1, 2, 3, 4) for i in (1, 2, 3)}
+        for v in (1, 2, 3, 4):  # distinct round robins in every layer
+            assert all(np.corrcoef(samples[v, a], samples[v, b])[0, 1] < 0.9999
+                       for a, b in ((1, 2), (2, 3)))
+        # velocity layers: quieter and darker (librosa's centroid) from the top down, in
+        # every round robin, on the smoke kit's barely trained models
+        for i in (1, 2, 3):
+            level = [_rms_db(samples[v, i]) for v in (1, 2, 3, 4)]
+            bright = [_centroid(samples[v, i], 48000) for v in (1, 2, 3, 4)]
+            assert all(a < b for a, b in zip(level, level[1:])), (category, i, level)
+            assert all(a < b for a, b in zip(bright, bright[1:])), (category, i, bright)
+        # sfizz picks the layer by velocity and cycles the round robins inside each (its note
+        # counter is the key's, across layers: a fresh synth for each velocity)
+        for vel, layer in ((20, 1), (50, 2), (90, 3), (120, 4)):
+            synth = pysfizz.Synth(sample_rate=48000, block_size=256)
+            assert synth.load_sfz_file(paths["sfz"])
+            played = []
+            for _ in range(4):
+                y = synth.render_note(key, vel, 0.5, 0.5).mean(axis=0)[1:24000]
+                assert np.sqrt(np.mean(y ** 2)) > 1e-5
+                played.append(_which(y, [samples[v, i] for v in (1, 2, 3, 4)
+                                         for i in (1, 2, 3)]))
+            assert played == [3 * (layer - 1) + n for n in (1, 2, 3, 1)], (vel, played)
+        # the level follows the velocity inside a layer too (amp_velcurve), without steps
+        levels = [_rms_db(synth.render_note(key, vel, 0.5, 0.5).mean(axis=0)[1:24000])
+                  for vel in (97, 111, 127)]
+        assert levels[0] < levels[1] < levels[2]
+        how = recipes[category]
+        assert len(how["recipes"]) == 3 and len(how["recipes"][0]["weights"]) > 1
+        assert [(x["lovel"], x["hivel"]) for x in how["velocity_layers"]] == [
+            (1, 31), (32, 63), (64, 95), (96, 127)]
+        assert how["velocity_layers"][-1]["steps"] == [0.0, 0.0, 0.0]
     found, _ = discovery.discover([os.path.dirname(paths["hydrogen"])])
-    assert sorted((c.instrument, c.category, c.source_format) for c in found) == [
+    assert sorted({(c.instrument, c.category, c.source_format) for c in found}) == [
         ("Kick", "kick", "hydrogen"), ("Snare", "snare", "hydrogen")]
+    assert len(found) == 8  # four velocity layers each
+    _check_dspreset(paths["decentsampler"], {"kick": 36, "snare": 38}, layers=4, rr=3)
+    x, rate = sf.read(paths["groove"])
+    assert rate == 48000 and len(x) == round(4 * 60 / 100 * 48000)
+
+
+def _check_dspreset(path, notes: dict, layers: int, rr: int) -> None:
+    """The DecentSampler preset parses; its samples exist; per note the velocity ranges cover
+    1-127 without gaps or overlaps, each with rr round robins; its notes are the GM map's."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(path).getroot()
+    assert root.tag == "DecentSampler"
+    groups = root.find("groups").findall("group")
+    assert len(groups) == len(notes) * layers
+    by_note: dict[int, list] = {}
+    for g in groups:
+        assert g.get("seqMode") == "round_robin" and g.get("seqLength") == str(rr)
+        samples = g.findall("sample")
+        assert sorted(int(s.get("seqPosition")) for s in samples) == list(range(1, rr + 1))
+        for s in samples:
+            assert os.path.isfile(os.path.join(os.path.dirname(path), s.get("path")))
+            note = int(s.get("rootNote"))
+            assert s.get("loNote") == s.get("hiNote") == str(note)
+        (lo, hi), = {(int(s.get("loVel")), int(s.get("hiVel"))) for s in samples}
+        by_note.setdefault(note, []).append((lo, hi, g.get("tags")))
+    assert {n: {t for *_, t in r} for n, r in by_note.items()} == {
+        n: {c} for c, n in notes.items()}
+    for note, ranges in by_note.items():
+        covered = [v for lo, hi, _ in sorted(ranges) for v in range(lo, hi + 1)]
+        assert covered == list(range(1, 128)), note
+
+
+def test_the_closed_hat_chokes_the_open_hat_in_sfizz_and_decentsampler(tmp_path):
+    """Two pads of plain tones: the open hat rings, a closed-hat note cuts it (SFZ group /
+    off_by, played by sfizz); the DecentSampler preset says the same with tags."""
+    pysfizz = pytest.importorskip("pysfizz", reason="the dev extra installs pysfizz (sfizz)")
+    import xml.etree.ElementTree as ET
+
+    from drumlayer.kit import velocity
+
+    t = np.arange(48000) / 48000
+    ring = (0.5 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)
+    tick = ring * (t < 0.02)
+    pads = {c: export.pad([{"lovel": lo, "hivel": hi} for lo, hi in velocity.ranges(2)], [],
+                          np.stack([x[None], x[None]]), 48000, [])
+            for c, x in (("open-hat", ring), ("closed-hat", tick))}
+    out = tmp_path / "kit"
+    paths = export.write(pads, str(out))
+    synth = pysfizz.Synth(sample_rate=48000, block_size=256)
+    assert synth.load_sfz_file(paths["sfz"])
+    assert synth.playable_keys == [42, 46]
+    alone = synth.render_note(46, 127, 0.5, 0.5).mean(axis=0)
+    assert np.sqrt(np.mean(alone[12000:24000] ** 2)) > 0.05  # it rings on its own
+    # a pad's note-off (a controller sends one at once) does not cut it: one-shot
+    short = synth.render_note(46, 127, 0.01, 0.5).mean(axis=0)
+    assert _rms_db(short[12000:24000]) == pytest.approx(_rms_db(alone[12000:24000]), abs=0.1)
+    s = synth._synth  # sfizz itself: two notes, the second one block after the first
+    s.note_on(0, 46, 127)
+    s.render_block()
+    s.note_on(0, 42, 127)
+    after = np.concatenate([np.mean(s.render_block(), axis=0) for _ in range(100)])
+    assert np.sqrt(np.mean(after[12000:] ** 2)) < 1e-4  # the closed hat cut it
+    groups = {g.get("tags"): g for g in ET.parse(paths["decentsampler"]).getroot().iter("group")}
+    assert groups["open-hat"].get("silencedByTags") == "closed-hat"
+    assert groups["closed-hat"].get("silencedByTags") is None
+
+
+def test_kit_export_cli_writes_the_groove_and_refuses_a_bad_one(kit_run, tmp_path, capsys):
+    _, wd, _, _ = kit_run
+    out = tmp_path / "cli"
+    assert export.main([f"--workdir={wd.root}", f"--out={out}", "--variations=2",
+                        "--velocity_layers=2", "--groove=breakbeat", "--tempo=90"]) == 0
+    printed = capsys.readouterr().out
+    assert f"groove: {out / 'groove_breakbeat_90bpm.wav'}" in printed
+    assert f"decentsampler: {out / 'kit.dspreset'}" in printed
+    assert sorted(os.listdir(out / "samples"))[:4] == [
+        "kick_v1_1.wav", "kick_v1_2.wav", "kick_v2_1.wav", "kick_v2_2.wav"]
+    _check_dspreset(str(out / "kit.dspreset"), {"kick": 36, "snare": 38}, layers=2, rr=2)
+    assert export.main([f"--workdir={wd.root}", f"--out={out}", "--groove=polka"]) == 2
+    err = capsys.readouterr().err
+    assert "--groove=polka" in err and "rock|four-on-the-floor|breakbeat" in err, err
+    assert export.main([f"--workdir={wd.root}", f"--out={out}", "--sample_rate=22050"]) == 1
+    assert "--sample_rate must be one of (44100, 48000)" in capsys.readouterr().err
 
 
 def test_exporting_a_workdir_that_is_not_a_kit_says_what_to_do(tmp_path):
@@ -262,34 +386,60 @@ def test_the_studio_of_a_kit_has_a_pad_per_model_and_exports_what_its_pads_hold(
     kick = c.get("/c/kick/api/sources/0/recipe").json()
     assert len(kick["weights"]) == c.get("/c/kick/api/model").json()["k"]
     assert c.post("/c/kick/api/render", json=kick).status_code == 200
-    r = c.post("/api/kit/export", json={"pads": {"kick": [kick], "snare": []},
-                                        "round_robin": 3, "amount": 1.0})
+    r = c.post("/api/kit/export", json={"pads": {"kick": kick, "snare": None},
+                                        "round_robin": 3, "amount": 1.0,
+                                        "velocity_layers": 2})
     assert r.status_code == 200, r.text
     assert r.headers["X-Empty-Pads"] == "snare"  # left out, and said so
     z = zipfile.ZipFile(io.BytesIO(r.content))
     z.extractall(tmp_path / "kit")
     names = set(z.namelist())
-    assert {"kit.sfz", "recipes.json", "samples/kick_1.wav", "samples/kick_3.wav"} <= names
+    assert {"kit.sfz", "kit.dspreset", "recipes.json", "samples/kick_v1_1.wav",
+            "samples/kick_v2_3.wav"} <= names
     assert not any(n.startswith("samples/snare") for n in names)
     recipes = json.loads(z.read("recipes.json"))
     assert list(recipes) == ["kick"] and len(recipes["kick"]["recipes"]) == 3
     assert recipes["kick"]["recipes"][0]["latent"] == kick["latent"]
     assert recipes["kick"]["recipes"][1]["latent"] != kick["latent"]  # round-robin variants
     assert recipes["kick"]["recipes"][1]["residual"] == kick["residual"]  # edits kept
-    # the first variant is the pad's sound as the pad's studio exports it
+    # the top layer's first variant is the pad's sound as the pad's studio exports it, at the
+    # pad's one scale
     one, _ = sf.read(io.BytesIO(c.post("/c/kick/api/render?export=true&sample_rate=48000",
                                        json=kick).content))
-    first, rate = sf.read(tmp_path / "kit" / "samples" / "kick_1.wav")
-    assert rate == 48000 and np.abs(one - first).max() < 1e-6
+    first, rate = sf.read(tmp_path / "kit" / "samples" / "kick_v2_1.wav")
+    scale = np.dot(first, one) / np.dot(one, one)
+    assert rate == 48000 and 0.3 < scale < 1.0001 and np.abs(one * scale - first).max() < 2e-5
+    # the page's voices of the same recipe: [layers, round robins, samples] at the studio's
+    # rate, the top layer the render of the recipe itself, the soft one quieter
+    v = c.post("/c/kick/api/voices?layers=2&round_robin=3&amount=1.0", json=kick)
+    meta = json.loads(v.headers["X-Voices"])
+    assert meta["layers"] == [[1, 63], [64, 127]] and meta["round_robin"] == 3
+    a = np.frombuffer(v.content, "<f4").reshape(2, 3, meta["samples"])
+    own, _ = sf.read(io.BytesIO(c.post("/c/kick/api/render", json=kick).content))
+    k_scale = np.dot(a[1, 0], own) / np.dot(own, own)
+    assert np.abs(own * k_scale - a[1, 0]).max() < 1e-5 * np.abs(a).max() * 10
+    assert np.abs(a).max() == pytest.approx(10 ** (-1.05 / 20), rel=1e-5)
+    assert np.mean(a[0] ** 2) < np.mean(a[1] ** 2) / 4
+    # the MIDI map and the grooves
+    assert k["notes"] == {"35": "kick", "36": "kick", "38": "snare", "40": "snare"}
+    grooves = c.get("/api/kit/grooves").json()
+    assert grooves["steps"] == 16 and set(grooves["patterns"]) >= {"rock", "breakbeat"}
+    g = c.post("/api/kit/groove", json={"pads": {"kick": kick}, "groove": "breakbeat",
+                                        "tempo": 150, "sample_rate": 44100})
+    x, rate = sf.read(io.BytesIO(g.content))
+    assert rate == 44100 and len(x) == round(4 * 60 / 150 * 44100)
+    assert 'filename="groove_breakbeat_150bpm.wav"' in g.headers["Content-Disposition"]
+    bad = c.post("/api/kit/groove", json={"pads": {"kick": kick}, "groove": "polka"})
+    assert bad.status_code == 422 and "the grooves are rock" in bad.json()["detail"]
     synth = pysfizz.Synth(sample_rate=48000, block_size=256)
     assert synth.load_sfz_file(str(tmp_path / "kit" / "kit.sfz"))
     assert synth.playable_keys == [36]
     y = synth.render_note(36, 127, 0.5, 0.5).mean(axis=0)
     assert np.sqrt(np.mean(y ** 2)) > 1e-3
     found, _ = discovery.discover([str(tmp_path / "kit" / "hydrogen")])
-    assert [(c.instrument, c.category) for c in found] == [("Kick", "kick")]
+    assert [(c.instrument, c.category) for c in found] == [("Kick", "kick")] * 2
     # bad requests: nothing to export, a pad the kit does not have
-    bad = c.post("/api/kit/export", json={"pads": {"kick": [], "snare": []}})
+    bad = c.post("/api/kit/export", json={"pads": {"kick": None, "snare": None}})
     assert bad.status_code == 422 and "every pad is empty" in bad.json()["detail"]
-    bad = c.post("/api/kit/export", json={"pads": {"tom": [kick]}})
+    bad = c.post("/api/kit/export", json={"pads": {"tom": kick}})
     assert bad.status_code == 422 and "no pad 'tom'" in bad.json()["detail"]

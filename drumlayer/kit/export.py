@@ -11,7 +11,8 @@ model's own direction). Written to OUT, every pad on its General MIDI note (one 
 `drumlayer.data.categories.GM_NOTES`; kick on C1 = 36):
 
 - `kit.sfz` + `samples/`: an SFZ kit, one group per pad and velocity layer (`lovel`/`hivel`,
-  the level interpolated inside it by `amp_velcurve_N`), its round robins inside
+  the level interpolated inside it by `amp_velcurve_N`; `one_shot`: a pad's note-off does not
+  cut the sound), its round robins inside
   (`seq_length` / `seq_position`); the closed hat chokes the open hat (`group` / `off_by`);
 - `kit.dspreset`: the same kit for DecentSampler, on the same samples (`loVel`/`hiVel`,
   `seqMode="round_robin"`, the open hat silenced by the closed hat's tag);
@@ -151,6 +152,7 @@ def _sfz(pads_: dict) -> str:
             curve = velocity.velocity_gain(lo, lo, hi)
             groups.append(sfz.header(
                 "group", {"key": GM_NOTES[category], "lovel": lo, "hivel": hi,
+                          "loop_mode": "one_shot",
                           f"amp_velcurve_{lo}": f"{curve:.6f}", f"amp_velcurve_{hi}": 1,
                           "seq_length": p["audio"].shape[1], **choke},
                 f"{PAD_NAMES[category]}, velocity {lo}-{hi}"))

@@ -333,10 +333,107 @@ def test_a_kit_has_pads_that_switch_play_keep_their_recipes_and_export(kit_run, 
             pg.click("#export-kit")
         dl.value.save_as(tmp_path / "kit.zip")
         names = zipfile.ZipFile(tmp_path / "kit.zip").namelist()
-        for f in ("kit.sfz", "samples/kick_2.wav", "samples/snare_2.wav", "recipes.json"):
+        for f in ("kit.sfz", "kit.dspreset", "samples/kick_v4_2.wav", "samples/snare_v1_2.wav",
+                  "recipes.json"):
             assert f in names, names
         pg.wait_for_function("document.getElementById('status').textContent"
                              ".includes('exported the kit')")
+        assert not errors, errors
+        pg.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _voices(url, recipe, layers=4, round_robin=3):
+    """The server's voices of a recipe: [layers, round robins, samples]."""
+    r = httpx.post(f"{url}api/voices?layers={layers}&round_robin={round_robin}", json=recipe,
+                   timeout=60)
+    meta = json.loads(r.headers["X-Voices"])
+    return np.frombuffer(r.content, "<f4").reshape(len(meta["layers"]), meta["round_robin"], -1)
+
+
+def test_the_single_sound_studio_plays_any_midi_note_at_its_velocity_layer(page, server):
+    from drumlayer.kit import velocity
+
+    pg = page
+    pg.wait_for_selector("body[data-instrument='1']", timeout=60000)
+    assert "keys and the mouse" in pg.text_content("#midi-note")  # no MIDI here, and said so
+    pg.click("#play-hit")  # a gesture: the audio context runs
+    h = pg.evaluate("instrument.onMidi([0x90, 60, 70], performance.now())")
+    assert (h["pad"], h["layer"], h["velocity"]) == ("", 2, 70)  # any note; 64-95 is layer 2
+    assert h["gain"] == pytest.approx(velocity.velocity_gain(70, 64, 95), rel=1e-6)
+    played = np.array(pg.evaluate(
+        f"Array.from(instrument.I.voices.get('').buffers[2][{h['rr']}].getChannelData(0))"))
+    want = _voices(server[0], pg.evaluate("instrument.recipeOf('')"))[2, h["rr"]]
+    np.testing.assert_allclose(played, want, atol=1e-7)
+    assert pg.evaluate("instrument.onMidi([0x80, 60, 70], 0)") is None  # note-off
+    assert pg.evaluate("instrument.onMidi([0x90, 60, 0], 0)") is None  # note-on at 0: off
+
+
+def test_a_kit_plays_from_midi_in_a_groove_and_drags_out_its_wavs(kit_run, browser, tmp_path):
+    from drumlayer.kit import velocity
+
+    wd = kit_run[1].root
+    proc, url = serve(wd)
+    try:
+        pg = browser.new_page(accept_downloads=True, viewport={"width": 1300, "height": 1000})
+        errors = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(url)
+        pg.wait_for_selector("body[data-instrument='1']", timeout=60000)
+        pg.click("#play-hit")  # the current pad (kick) at the velocity slider's 100
+        assert pg.evaluate("instrument.I.hits.map(h => [h.pad, h.velocity, h.layer])") == [
+            ["kick", 100, 3]]
+        # a note-on through the page's MIDI handler: the GM map's pad, its layer and level
+        h = pg.evaluate("instrument.onMidi([0x99, 38, 100], performance.now())")
+        assert (h["pad"], h["note"], h["layer"]) == ("snare", 38, 3)
+        assert h["gain"] == pytest.approx(velocity.velocity_gain(100, 96, 127), rel=1e-6)
+        played = np.array(pg.evaluate(
+            f"Array.from(instrument.I.voices.get('snare').buffers[3][{h['rr']}]"
+            ".getChannelData(0))"))
+        want = _voices(url + "c/snare/", pg.evaluate("instrument.recipeOf('snare')"))
+        np.testing.assert_allclose(played, want[3, h["rr"]], atol=1e-7)
+        soft = pg.evaluate("instrument.onMidi([0x99, 40, 10], performance.now())")
+        assert (soft["pad"], soft["layer"]) == ("snare", 0)  # 40: the GM map's other snare
+        assert (h["rr"], soft["rr"]) == (0, 1)  # each hit takes the pad's next round robin
+        assert pg.evaluate("instrument.onMidi([0x99, 60, 100], 0)") is None  # not a pad
+        pg.select_option("#midi-channel", "2")
+        assert pg.evaluate("instrument.onMidi([0x99, 36, 100], 0)") is None  # channel 10
+        assert pg.evaluate("instrument.onMidi([0x91, 36, 100], 0)")["pad"] == "kick"
+        pg.keyboard.press("w")  # the second pad's key
+        assert pg.evaluate("instrument.I.hits.at(-1).pad") == "snare"
+        # the groove: every hit scheduled on its sixteenth, on this kit's pads only
+        pg.select_option("#groove", "rock")
+        pg.fill("#tempo", "120")
+        pg.click("#groove-play")
+        pg.wait_for_function("instrument.I.grooveLog.length >= 10", timeout=20000)
+        pg.click("#groove-play")
+        log = pg.evaluate("instrument.I.grooveLog")
+        assert {e["pad"] for e in log} == {"kick", "snare"}
+        for e in log:
+            grid = (e["bar"] * 16 + e["step"]) * 60 / 120 / 4
+            assert abs(e["when"] - e["t0"] - grid) < 0.001
+        with pg.expect_download() as dl:
+            pg.click("#export-groove")
+        dl.value.save_as(tmp_path / "groove.wav")
+        x, rate = sf.read(tmp_path / "groove.wav")
+        assert rate == 48000 and len(x) == 96000  # a bar at 120 BPM
+        # drag a pad out: Chromium's DownloadURL, whose WAV is the pad's export, byte for byte
+        pg.wait_for_function("instrument.I.wavs.has('kick') && instrument.I.wavs.has('snare')")
+        got = pg.evaluate("""async () => {
+            const dt = new DataTransfer();
+            document.querySelector("button.pad[data-c='snare']").dispatchEvent(
+              new DragEvent("dragstart", { dataTransfer: dt, bubbles: true }));
+            const [mime, name, ...rest] = dt.getData("DownloadURL").split(":");
+            const bytes = new Uint8Array(await (await fetch(rest.join(":"))).arrayBuffer());
+            let s = ""; for (const b of bytes) s += String.fromCharCode(b);
+            return { mime, name, b64: btoa(s) };
+        }""")
+        assert (got["mime"], got["name"]) == ("audio/wav", "snare_48000.wav")
+        export = httpx.post(url + "c/snare/api/render?export=true&sample_rate=48000",
+                            json=pg.evaluate("instrument.recipeOf('snare')"), timeout=60)
+        assert base64.b64decode(got["b64"]) == export.content
         assert not errors, errors
         pg.close()
     finally:

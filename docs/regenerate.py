@@ -199,6 +199,9 @@ def _cell(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+WORKDIR_FLAG = r" --(\w*workdir|out)=[^ `]+"  # where it ran: not written into the docs
+
+
 def benchmarks(folder: str) -> None:
     files = sorted(glob.glob(os.path.join(folder, "*.json")))
     if not files:
@@ -214,8 +217,10 @@ def benchmarks(folder: str) -> None:
     kept = _sections(open(out).read()) if os.path.exists(out) else {}
     for name in dict.fromkeys([*kept, *fresh]):
         if name not in fresh:
-            parts += [re.sub(r" --(workdir|out)=[^ `]+", "", line) for line in kept[name]
+            parts += [re.sub(WORKDIR_FLAG, "", line) for line in kept[name]
                       if not line.startswith("| workdir |")]
+            if parts[-1] != "":
+                parts.append("")
             continue
         r = _read(fresh[name])
         m = r.get("machine", {})
@@ -225,7 +230,7 @@ def benchmarks(folder: str) -> None:
                   f"{r.get('date', '?')}; {m.get('processor', '?')}, {m.get('cpus', '?')} CPUs, "
                   f"{m.get('platform', '?')}; JAX {m.get('jax', '?')} on "
                   f"{', '.join(m.get('devices', [])) or '?'}; "
-                  f"`{re.sub(r' --(workdir|out)=[^ ]+', '', r.get('command', '?'))}`", "",
+                  f"`{re.sub(WORKDIR_FLAG, '', r.get('command', '?'))}`", "",
                   "| measure | value |", "|---|---:|"]
         parts += [f"| {k} | {_cell(v)} |" for k, v in rows]
         parts.append("")

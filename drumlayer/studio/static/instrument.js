@@ -10,7 +10,7 @@ const I = {
   centres: new Map(),     // pad -> its model's centre latent (a pad never edited plays its centre)
   notes: new Map(),       // MIDI note -> pad (the kit's GM map, from /api/kit)
   ringing: new Map(),     // pad -> [{ src, gain }] still playing (for the hi-hat choke)
-  hits: [],               // every hit: { pad, note, velocity, layer, rr, gain, when, latency }
+  hits: [],               // every hit: { pad, note, velocity, layer, rr, gain, when, latency, handler (ms to start()) }
   grooveLog: [],          // scheduled groove hits: { step, bar, pad, velocity, when }
   grooves: null, groove: null,  // /api/kit/grooves; the playing groove { timer, t0, next }
   midi: { access: null, input: "", channel: 0 },  // channel 0: any
@@ -86,11 +86,11 @@ function hit(pad, velocity, t0 = performance.now(), note = null) {
   src.connect(gain).connect(c.destination);
   const when = c.currentTime;
   src.start(when);
-  const latency = latencyOf(c, when, t0);
+  const handler = performance.now() - t0, latency = latencyOf(c, when, t0);
   const voice = { src, gain };
   (I.ringing.get(pad) || I.ringing.set(pad, []).get(pad)).push(voice);
   src.onended = () => { const a = I.ringing.get(pad); a.splice(a.indexOf(voice), 1); };
-  const h = { pad, note, velocity: v, layer, rr, gain: gain.gain.value, when, latency };
+  const h = { pad, note, velocity: v, layer, rr, gain: gain.gain.value, when, latency, handler };
   I.hits.push(h); S.played += 1;
   return h;
 }

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from drumlayer.features import measures
+from drumlayer.recipes import shaping
+
 LAYERS = 4  # velocity layers per pad, by default
 RANGE_DB = 24.0  # level of velocity 1 below velocity 127
 SPAN = 1.5  # the softest layer lies about this many standard deviations below the pad's sound
@@ -141,8 +144,6 @@ def plan(measure, pca: dict, latent, n: int = LAYERS, span: float = SPAN, seed: 
 def mix_measure(mix):
     """measure(z) for `plan` from mix(z [M, L]) -> audio [M, S] at 22.05 kHz: (RMS [M],
     RMS-weighted centroid [M])."""
-    from drumlayer.features import measures
-
     def measure(z):
         x = np.asarray(mix(z), np.float32)
         rms = np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=-1))
@@ -168,8 +169,6 @@ def centroid(x: np.ndarray, rate: int, n_fft: int = 2048, hop: int = 512) -> flo
 def darken(x: np.ndarray, rate: int, target_hz: float) -> tuple[np.ndarray, float | None]:
     """(x, None) when its centroid is at most target_hz, else (x through the gentlest 2-pole
     low-pass of CUTOFFS that brings it there (the steepest when none does), its cutoff)."""
-    from drumlayer.recipes import shaping
-
     if centroid(x, rate) <= target_hz:
         return x, None
     for cut in CUTOFFS[CUTOFFS < rate / 2]:

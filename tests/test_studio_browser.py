@@ -1,6 +1,7 @@
 """The studio in headless Chromium (Debian's, through Playwright), served by the real CLI."""
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -303,8 +304,10 @@ def test_first_click_after_loading_selects_a_layer(server, page):
     pg.close()
 
 
-def test_a_kit_has_pads_that_switch_play_keep_their_recipes_and_export(kit_run, browser,
-                                                                       tmp_path):
+@contextlib.contextmanager
+def kit_page(kit_run, browser, ready="ready"):
+    """The studio of the smoke kit in a page of its own, once body[data-<ready>] is set: (page,
+    its address, the page's errors)."""
     wd = kit_run[1].root
     proc, url = serve(wd)
     try:
@@ -312,7 +315,18 @@ def test_a_kit_has_pads_that_switch_play_keep_their_recipes_and_export(kit_run, 
         errors = []
         pg.on("pageerror", lambda e: errors.append(str(e)))
         pg.goto(url)
-        pg.wait_for_selector("body[data-ready='1']", timeout=30000)
+        pg.wait_for_selector(f"body[data-{ready}='1']", timeout=60000)
+        yield pg, url, errors
+        pg.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_kit_has_pads_that_switch_play_keep_their_recipes_and_export(kit_run, browser,
+                                                                       tmp_path):
+    wd = kit_run[1].root
+    with kit_page(kit_run, browser) as (pg, url, errors):
         assert pg.is_visible("#kit") and pg.locator("button.pad").count() == 2
         assert "clap" in pg.text_content("#kit-note")  # the skipped categories, and why
         assert pg.evaluate("studio.S.prefix") == "/c/kick"
@@ -339,10 +353,6 @@ def test_a_kit_has_pads_that_switch_play_keep_their_recipes_and_export(kit_run, 
         pg.wait_for_function("document.getElementById('status').textContent"
                              ".includes('exported the kit')")
         assert not errors, errors
-        pg.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _voices(url, recipe, layers=4, round_robin=3):
@@ -374,14 +384,7 @@ def test_the_single_sound_studio_plays_any_midi_note_at_its_velocity_layer(page,
 def test_a_kit_plays_from_midi_in_a_groove_and_drags_out_its_wavs(kit_run, browser, tmp_path):
     from drumlayer.kit import velocity
 
-    wd = kit_run[1].root
-    proc, url = serve(wd)
-    try:
-        pg = browser.new_page(accept_downloads=True, viewport={"width": 1300, "height": 1000})
-        errors = []
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.goto(url)
-        pg.wait_for_selector("body[data-instrument='1']", timeout=60000)
+    with kit_page(kit_run, browser, ready="instrument") as (pg, url, errors):
         pg.click("#play-hit")  # the current pad (kick) at the velocity slider's 100
         assert pg.evaluate("instrument.I.hits.map(h => [h.pad, h.velocity, h.layer])") == [
             ["kick", 100, 3]]
@@ -435,7 +438,3 @@ def test_a_kit_plays_from_midi_in_a_groove_and_drags_out_its_wavs(kit_run, brows
                             json=pg.evaluate("instrument.recipeOf('snare')"), timeout=60)
         assert base64.b64decode(got["b64"]) == export.content
         assert not errors, errors
-        pg.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)

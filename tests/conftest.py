@@ -100,3 +100,28 @@ def serve(wd):
             break
     assert url, "the studio did not say where it listens"
     return proc, url
+
+
+def server_errors(app, examples: int = 25) -> list:
+    """Fuzz every operation of the app's OpenAPI schema (schemathesis; calls it as
+    http://testserver): [(operation, status, body)] of the answers that were server errors."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    failures = []
+
+    def fuzz(operation):
+        @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def run(case):
+            resp = case.call()
+            if resp.status_code >= 500:
+                failures.append((operation.label, resp.status_code, resp.text[:200]))
+
+        run()
+
+    for op in schema.get_all_operations():
+        fuzz(op.ok())
+    return failures

@@ -16,7 +16,7 @@ from drumlayer.kit import export, job, velocity
 from drumlayer.training import ledger, loop
 from drumlayer.workdir import Workdir, read_json
 
-from conftest import LOCAL
+from conftest import LOCAL, server_errors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -447,3 +447,12 @@ def test_the_studio_of_a_kit_has_a_pad_per_model_and_exports_what_its_pads_hold(
     assert bad.status_code == 422 and "every pad is empty" in bad.json()["detail"]
     bad = c.post("/api/kit/export", json={"pads": {"tom": kick}})
     assert bad.status_code == 422 and "no pad 'tom'" in bad.json()["detail"]
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_fuzzing_the_kit_routes_finds_no_server_error(kit_run):
+    from drumlayer.studio.server import create_app
+
+    _, wd, _, _ = kit_run
+    failures = server_errors(create_app(wd.root, hosts=("testserver",)), examples=15)
+    assert not failures, failures[:5]

@@ -7,7 +7,6 @@ import zipfile
 
 import numpy as np
 import pytest
-import schemathesis
 import soundfile as sf
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +16,7 @@ from drumlayer.recipes import render as render_lib
 from drumlayer.recipes.bundle import Bundle
 from drumlayer.studio.server import create_app
 
-from conftest import LOCAL
+from conftest import LOCAL, server_errors
 
 
 @pytest.fixture(scope="module")
@@ -240,22 +239,8 @@ def test_bad_recipes_and_ids(studio, recipe):
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # NaN or overflow inside counts too
 def test_fuzzing_the_openapi_schema_finds_no_server_error(studio):
     # schemathesis calls the app as http://testserver: a name this one answers to
-    app = create_app(str(studio[0]), max_upload_mb=1.0, hosts=("testserver",))
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    failures = []
-    def fuzz(operation):
-        @settings(max_examples=25, deadline=None, database=None, derandomize=True,
-                  suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy())
-        def run(case):
-            resp = case.call()
-            if resp.status_code >= 500:
-                failures.append((operation.label, resp.status_code, resp.text[:200]))
-
-        run()
-
-    for op in schema.get_all_operations():
-        fuzz(op.ok())
+    failures = server_errors(create_app(str(studio[0]), max_upload_mb=1.0,
+                                        hosts=("testserver",)))
     assert not failures, failures[:5]
 
 
@@ -327,7 +312,8 @@ def test_fuzzing_valid_shaped_recipes_finds_no_server_error(studio):
             max_size=3)})
     paths = st.sampled_from(["/api/render", "/api/render?export=true&sample_rate=44100",
                              "/api/export/stems?sample_rate=48000",
-                             "/api/export/sfz?sample_rate=44100", "/api/weights"])
+                             "/api/export/sfz?sample_rate=44100", "/api/weights",
+                             "/api/voices?layers=3&round_robin=2"])
 
     @settings(max_examples=60, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
@@ -337,6 +323,9 @@ def test_fuzzing_valid_shaped_recipes_finds_no_server_error(studio):
         assert resp.status_code < 500, (path, r, resp.text[:300])
         if resp.status_code == 200 and "export=true" in path:
             x, _, _ = read_wav(resp.content)
+            assert np.isfinite(x).all() and np.abs(x).max() < 10 ** (-1 / 20)
+        if resp.status_code == 200 and "voices" in path:
+            x = np.frombuffer(resp.content, "<f4")
             assert np.isfinite(x).all() and np.abs(x).max() < 10 ** (-1 / 20)
 
     run()

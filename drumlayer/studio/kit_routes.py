@@ -42,7 +42,7 @@ class KitExport(BaseModel):
                                                             "latent jitter per direction")
     name: str = Field("drumlayer kit", min_length=1, max_length=100)
     sample_rate: int = Field(48000, description="44100 or 48000")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**31 - 1)
 
 
 class KitGroove(KitExport):
@@ -97,9 +97,12 @@ def create_kit_app(workdir: str, make_app, add_page) -> FastAPI:
         empty = [c for c in trained if not req.pads.get(c)]
         if len(empty) == len(trained):
             raise HTTPException(422, "every pad is empty: give at least one pad a sound")
-        pads = {c: voices.pad(app.state.kit[c], r, req.velocity_layers, req.round_robin,
-                              req.amount, req.seed + n)
-                for n, (c, r) in enumerate((c, r) for c, r in req.pads.items() if r)}
+        try:
+            pads = {c: voices.pad(app.state.kit[c], r, req.velocity_layers, req.round_robin,
+                                  req.amount, req.seed + n)
+                    for n, (c, r) in enumerate((c, r) for c, r in req.pads.items() if r)}
+        except ValueError as e:
+            raise HTTPException(422, f"no velocity layers for a pad: {e}") from None
         return pads, empty
 
     @app.post("/api/kit/export", summary="The kit as a zip: SFZ and DecentSampler (GM map, "

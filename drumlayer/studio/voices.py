@@ -14,7 +14,7 @@ import json
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from drumlayer.kit import export as export_lib
 from drumlayer.kit import velocity
@@ -48,9 +48,8 @@ def pad(st, r: Recipe, layers: int = velocity.LAYERS, round_robin: int = 1,
         amount: float = export_lib.JITTER, seed: int = 0, rate: int | None = None) -> dict:
     """The recipe's pad (`kit.export.pad`): its round robins' velocity layers, rendered at rate
     (None: the studio's)."""
+    st.check(r)
     rrs = round_robins(st, r, round_robin, amount, seed)
-    for x in rrs:
-        st.check(x)
 
     def sound(z, level_db):
         gain = float(np.clip(r.gain_db + level_db, *GAIN_DB))
@@ -74,8 +73,11 @@ def add_routes(router: APIRouter, st) -> None:
                layers: Annotated[int, Query(ge=1, le=MAX_LAYERS)] = velocity.LAYERS,
                round_robin: Annotated[int, Query(ge=1, le=MAX_ROUND_ROBIN)] = 1,
                amount: Annotated[float, Query(ge=0.0, le=2.0)] = export_lib.JITTER,
-               seed: int = 0):
-        p = pad(st, recipe, layers, round_robin, amount, seed)
+               seed: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0):
+        try:
+            p = pad(st, recipe, layers, round_robin, amount, seed)
+        except ValueError as e:  # the model's sounds do not change along any direction there
+            raise HTTPException(422, f"no velocity layers for this recipe: {e}") from None
         a = p["audio"]
         scale = render_lib.common_scale(a.reshape(-1, a.shape[-1]))
         meta = {"rate": st.sr, "samples": a.shape[-1], "round_robin": a.shape[1],

@@ -221,6 +221,32 @@ def test_shaping_a_layer_in_the_panel_mixes_what_the_server_renders(server, page
     assert str(second) not in pg.evaluate("studio.recipe()")["shaping"]
 
 
+def test_variations_jitter_the_shaped_layers_and_leave_the_plain_ones(server, page):
+    pg = page
+    r = pg.evaluate("studio.recipe()")
+    w = weights(pg)
+    a, b = (int(i) for i in np.argsort(-w)[:2])
+    shaped = {"pitch_cents": 300, "filter": "lpf", "cutoff_hz": 3000, "decay": 0.2}
+    plain = {"pitch_cents": 0, "filter": None, "cutoff_hz": 1000, "decay": None}
+    pg.evaluate("r => studio.loadRecipe(r)", {**r, "shaping": {str(a): shaped, str(b): plain}})
+    pg.evaluate("document.getElementById('jitter').value = '1'")
+    seen = []
+    for _ in range(3):
+        pg.click("#variations")
+        got = pg.evaluate("studio.recipe()")
+        s = got["shaping"][str(a)]
+        assert got["shaping"][str(b)] == plain  # a plain layer stays plain
+        assert s["filter"] == "lpf" and -1200 <= s["pitch_cents"] <= 1200
+        assert 20 <= s["cutoff_hz"] <= 20000 and 0.01 <= s["decay"] <= 10
+        seen.append((s["pitch_cents"], s["cutoff_hz"], s["decay"]))
+        mix = np.array(pg.evaluate("Array.from(studio.S.mix)"))
+        np.testing.assert_allclose(mix, python_mix(server, pg), atol=2e-6 * np.abs(mix).max())
+    assert len(set(seen)) == 3 and all(v != (300, 3000, 0.2) for v in seen)  # they move
+    for _ in range(3):
+        pg.click("#undo")
+    assert pg.evaluate("studio.recipe()")["shaping"][str(a)] == shaped
+
+
 def test_shape_layers_then_ab_against_the_same_layers_unshaped(server, page):
     pg = page
     pg.select_option("#corpus", index=4)

@@ -523,6 +523,7 @@ function wire() {
   $("variations").addEventListener("click", () => edit(() => {
     const amt = +$("jitter").value, z = latent();
     S.base = z.map((v) => v + amt * gauss());
+    S.shaping = jitterShaping(S.shaping, amt);
     S.sliders.fill(0); syncControls();
   }));
   $("chart").addEventListener("click", (e) => {
@@ -599,6 +600,21 @@ function wire() {
   // Browsers allow audio after a user gesture: make the context then, without touching the DOM
   // (re-rendering under the pointer would swallow the click that is starting).
   for (const ev of ["pointerdown", "keydown"]) document.addEventListener(ev, () => { ctx(); makeBuffer(); }, { once: true });
+}
+
+// A variation of the shaped layers (the plain ones stay plain): at amount 1, pitch moves by
+// 50 cents, cutoff and decay by a quarter octave (standard deviations), within their ranges.
+function jitterShaping(shaping, amt) {
+  const clamp = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
+  const out = new Map();
+  for (const [i, s] of shaping) {
+    if (isPlain(s)) { out.set(i, s); continue; }
+    out.set(i, { ...s,
+      pitch_cents: clamp(Math.round((s.pitch_cents || 0) + 50 * amt * gauss()), -1200, 1200),
+      cutoff_hz: clamp(Math.round((s.cutoff_hz || 1000) * Math.pow(2, 0.25 * amt * gauss())), 20, 20000),
+      decay: s.decay == null ? null : clamp(+(s.decay * Math.pow(2, 0.25 * amt * gauss())).toFixed(3), 0.01, 10) });
+  }
+  return out;
 }
 
 function gauss() {
@@ -688,5 +704,5 @@ async function init() {
   } catch (e) { status(`cannot load the model: ${e.message}`, true); }
 }
 
-window.studio = { S, recipe, loadRecipe, decode, editWeights, mixOf, latent, update, selectPad };
+window.studio = { S, recipe, loadRecipe, decode, editWeights, mixOf, latent, update, selectPad, jitterShaping };
 init();

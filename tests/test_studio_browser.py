@@ -432,6 +432,10 @@ def test_a_kit_plays_from_midi_in_a_groove_and_drags_out_its_wavs(kit_run, brows
         assert pg.evaluate("instrument.onMidi([0x91, 36, 100], 0)")["pad"] == "kick"
         pg.keyboard.press("w")  # the second pad's key
         assert pg.evaluate("instrument.I.hits.at(-1).pad") == "snare"
+        pg.click("button.vel[data-v='63']")  # the current pad's second layer, shown and played
+        assert pg.evaluate("[instrument.I.hits.at(-1).pad, instrument.I.hits.at(-1).layer]") == [
+            "kick", 1]
+        assert pg.locator("button.vel").count() == 4
         # the groove: every hit scheduled on its sixteenth, on this kit's pads only
         pg.select_option("#groove", "rock")
         pg.fill("#tempo", "120")

@@ -114,14 +114,16 @@ function choke(pad, at) {  // a 5 ms fade of what the pad still plays
   }
 }
 
-function drawVoices() {
+function drawVoices() {  // the current pad's velocity layers, each a button that plays it at its top velocity
   const vo = I.voices.get(padKey());
-  $("voices-info").textContent = vo ? `${vo.layers.length} velocity layers (${vo.layers.map(([a, b]) => `${a}-${b}`).join(", ")}), ` +
-    `${vo.buffers[0].length} round robin${vo.buffers[0].length > 1 ? "s" : ""}` : "velocity layers: loading…";
+  $("voices-info").textContent = vo ? `${vo.buffers[0].length} round robin${vo.buffers[0].length > 1 ? "s" : ""} in each:` : "velocity layers: loading…";
+  $("velocity-pads").innerHTML = vo ? vo.layers.map(([lo, hi], v) =>
+    `<button class="vel" data-v="${hi}" title="velocity ${lo}-${hi}: play it at ${hi}">layer ${v + 1}: ${lo}-${hi}</button>`).join("") : "";
 }
 
 let voicesTimer = null;
 function scheduleVoices() {  // after an edit settles: the current pad's voices and WAV again
+  drawVoices();
   clearTimeout(voicesTimer);
   voicesTimer = setTimeout(() => refreshVoices(padKey()).catch((e) => status(e.message, true)), 300);
 }
@@ -247,6 +249,10 @@ async function initInstrument() {
   $("midi-channel").addEventListener("change", (e) => { I.midi.channel = +e.target.value; });
   $("midi-input").addEventListener("change", (e) => { I.midi.input = e.target.value; });
   $("play-hit").addEventListener("click", (e) => hit(padKey(), +$("velocity").value, e.timeStamp));
+  $("velocity-pads").addEventListener("click", (e) => {
+    const b = e.target.closest("button.vel");
+    if (b) hit(padKey(), +b.dataset.v, e.timeStamp);
+  });
   if (S.kit) {
     const k = await (await fetch("/api/kit")).json();
     for (const [note, pad] of Object.entries(k.notes)) I.notes.set(Number(note), pad);

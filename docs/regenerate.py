@@ -324,7 +324,9 @@ def seeds(groups: list[str]) -> None:
 
 SHAPING_ROWS = (("matching_pursuit", "matching pursuit (<= 15 layers)"),
                 ("weights", "refined weights (`--mode=weights`, the default)"),
-                ("shape", "refined weights and shaping (`--mode=shape`)"))
+                ("shape", "refined weights and shaping (`--mode=shape`)"),
+                ("shape_one_sweep", "the same, one sweep of swaps (`shape_rounds=1`, not the "
+                                    "default)"))
 
 
 def shaping_table(runs: list[dict], split: str) -> list[str]:
@@ -360,7 +362,11 @@ def shaping(workdirs: list[str]) -> None:
     runs = []
     for w in workdirs:
         print(f"shaping: {w}", flush=True)
-        runs.append(refinements.compare(w))
+        run = refinements.compare(w)
+        one = refinements.compare(w, modes=("shape",), overrides={"shape_rounds": 1})
+        for split in run:
+            run[split]["shape_one_sweep"] = one[split]["shape"]
+        runs.append(run)
     with open(os.path.join(DOCS, "shaping.json"), "w") as f:
         json.dump(runs, f, indent=1)
     cpus = os.cpu_count()

@@ -272,3 +272,20 @@ def test_cli_shape_mode_writes_shaped_recipes_the_studio_plays_the_same(trained,
                             dtype="float32")
         np.testing.assert_array_equal(studio, sf.read(out / f"{r['name']}.wav",
                                                       dtype="float32")[0])
+
+
+def test_cli_passes_shape_rounds_and_refuses_zero(trained, tmp_path, monkeypatch, capsys):
+    wd, _ = trained
+    seen = {}
+
+    def run(workdir, paths, out, config, block):
+        seen["config"] = config
+        return {"written": 0, "rejected": 0, "summary": "-"}
+
+    monkeypatch.setattr(analyze_lib, "run", run)
+    assert analyze_lib.main([f"--workdir={wd}", f"--out={tmp_path}", "--mode=shape",
+                             "--shape_rounds=1", str(tmp_path)]) == 0
+    assert (seen["config"].mode, seen["config"].shape_rounds) == ("shape", 1)
+    assert analyze_lib.main([f"--workdir={wd}", f"--out={tmp_path}", "--shape_rounds=0",
+                             str(tmp_path)]) == 2
+    assert "--shape_rounds" in capsys.readouterr().err

@@ -278,7 +278,9 @@ async function initInstrument() {
     const pad = S.kit ? S.kit.pads[i]?.category : (i === 0 ? "" : undefined);
     if (pad !== undefined) hit(pad, +$("velocity").value, e.timeStamp);
   });
-  await Promise.all((S.kit ? S.kit.pads.map((p) => p.category) : [""]).map((pad) => refreshVoices(pad)));
+  // one pad at a time, the current one first: the server answers a pad's first visit between them
+  const pads = S.kit ? S.kit.pads.map((p) => p.category) : [""];
+  for (const pad of [padKey(), ...pads.filter((p) => p !== padKey())]) await refreshVoices(pad);
   initMidi();
   document.body.dataset.instrument = "1";
 }

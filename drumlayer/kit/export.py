@@ -190,9 +190,8 @@ def voices_at(pads_: dict, rate: int) -> dict:
     out = {}
     for category, p in pads_.items():
         a = p["audio"]
-        y = np.stack([render.audio.resample(x, p["sample_rate"], rate)
-                      if rate != p["sample_rate"] else x for x in a.reshape(-1, a.shape[-1])])
-        out[category] = (p["layers"], (y * render.common_scale(y)).reshape(*a.shape[:2], -1))
+        y = render.export_arrays(a.reshape(-1, a.shape[-1]), p["sample_rate"], rate)
+        out[category] = (p["layers"], y.reshape(*a.shape[:2], -1))
     return out
 
 

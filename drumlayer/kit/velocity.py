@@ -1,16 +1,15 @@
 """Velocity layers: a pad's sound at N velocities, the soft hits quieter and darker, as a real
 drum's are.
 
-Each pad's model has a direction in its latent space along which its mixes get louder and
-brighter: `direction` finds it from the model's own sounds (points drawn around the corpus's
-latent centre, along its principal directions, decoded and mixed): the least-squares fit of
-their standardised log RMS plus standardised RMS-weighted centroid on their standardised PCA
-coordinates. A pad's layer v of `n` (velocities `ranges(n)[v]`, v = n - 1 the loudest: the
-pad's own sound) is its recipe moved `span * (n-1-v)/(n-1)` standard deviations against that
-direction, played `level_db(hivel)` below the top. Within a layer a player interpolates the gain
-linearly from `level_db(lovel) - level_db(hivel)` at `lovel` to 0 dB at `hivel` (SFZ's
-amp_velcurve points; the studio's page does the same), so the level follows the velocity without
-steps; the timbre steps from layer to layer.
+Layer v of `n` covers velocities `ranges(n)[v]` (v = n - 1, the loudest, is the pad's own sound).
+Its timbre comes from the pad's own latent space (`plan`): the direction along which the
+model's sounds get louder and brighter around the pad's latent (`fit_direction`: least squares
+of their standardised log RMS plus standardised RMS-weighted centroid on their standardised PCA
+coordinates, on sounds drawn near the latent), and a step down it for each softer layer, chosen
+darker than the layer above (`choose_steps`). It is played `level_db(hivel)` below the top.
+Within a layer a player interpolates the gain linearly from `level_db(lovel) - level_db(hivel)`
+at `lovel` to 0 dB at `hivel` (SFZ's amp_velcurve points; the studio's page does the same), so
+the level follows the velocity without steps; the timbre steps from layer to layer.
 
 Where the model cannot darken a layer enough (a weak direction, or one that bends back), the
 layer's sound is low-passed as a sampler's velocity filter would (`darken`: the gentlest 2-pole
@@ -166,16 +165,20 @@ def centroid(x: np.ndarray, rate: int, n_fft: int = 2048, hop: int = 512) -> flo
     return float(c @ rms / max(float(rms.sum()), 1e-30))
 
 
-def darken(x: np.ndarray, rate: int, target_hz: float) -> tuple[np.ndarray, float | None]:
-    """(x, None) when its centroid is at most target_hz, else (x through the gentlest 2-pole
-    low-pass of CUTOFFS that brings it there (the steepest when none does), its cutoff)."""
-    if centroid(x, rate) <= target_hz:
-        return x, None
+def darken(x: np.ndarray, rate: int, target_hz: float
+           ) -> tuple[np.ndarray, float | None, float]:
+    """(x, None, its centroid) when that is at most target_hz, else (x through the gentlest
+    2-pole low-pass of CUTOFFS that brings it there (the steepest when none does), its cutoff,
+    the centroid it left)."""
+    c = centroid(x, rate)
+    if c <= target_hz:
+        return x, None, c
     for cut in CUTOFFS[CUTOFFS < rate / 2]:
         y = shaping.tone(x, "lpf", float(cut), rate)
-        if centroid(y, rate) <= target_hz:
+        c = centroid(y, rate)
+        if c <= target_hz:
             break
-    return y.astype(np.float32), round(float(cut), 1)
+    return y.astype(np.float32), round(float(cut), 1), c
 
 
 def voices(latents, measure, render, rate: int, pca: dict, n: int = LAYERS,
@@ -199,8 +202,7 @@ def voices(latents, measure, render, rate: int, pca: dict, n: int = LAYERS,
         layers[-1]["centroid_hz"][j] = round(top, 1)
         for v in range(n - 2, -1, -1):
             target = min(top * (1.0 - DARKEN * (n - 1 - v) / (n - 1)), above * 0.99)
-            audio[v, j], layers[v]["lowpass_hz"][j] = darken(audio[v, j], rate, target)
-            above = centroid(audio[v, j], rate)
+            audio[v, j], layers[v]["lowpass_hz"][j], above = darken(audio[v, j], rate, target)
             layers[v]["centroid_hz"][j] = round(above, 1)
     fits = [{k: round(float(p[k]), 4) for k in ("r2", "rms_db_per_step", "centroid_hz_per_step")}
             for p in plans]

@@ -173,13 +173,17 @@ def common_scale(xs) -> float:
     return export_scale(xs[int(np.argmax([np.max(np.abs(x)) for x in xs]))], 1, 1)[1]
 
 
+def export_arrays(xs: np.ndarray, sample_rate: int, rate: int) -> np.ndarray:
+    """Sounds xs [m, n] at sample_rate as exported together: resampled to rate and scaled by
+    their `common_scale` (a pad's velocity layers and round robins) -> [m, n'] float64."""
+    ys = np.stack([audio.resample(x, sample_rate, rate) if rate != sample_rate else x
+                   for x in np.asarray(xs)]).astype(np.float64)
+    return ys * common_scale(ys)
+
+
 def export_wavs(xs: np.ndarray, sample_rate: int, rate: int) -> list[bytes]:
-    """Sounds xs [m, n] exported together (24-bit at rate) at their `common_scale` (a pad's
-    velocity layers and round robins)."""
-    ys = [audio.resample(x, sample_rate, rate) if rate != sample_rate else np.asarray(x)
-          for x in xs]
-    scale = common_scale(ys)
-    return [wav_bytes(np.asarray(y, np.float64) * scale, rate, "PCM_24") for y in ys]
+    """`export_arrays` as 24-bit WAV files' bytes."""
+    return [wav_bytes(y, rate, "PCM_24") for y in export_arrays(xs, sample_rate, rate)]
 
 
 def safe_name(name: str, most: int = 60) -> str:

@@ -45,21 +45,20 @@ def measure(st, r: Recipe):
 
 
 def pad(st, r: Recipe, layers: int = velocity.LAYERS, round_robin: int = 1,
-        amount: float = export_lib.JITTER, seed: int = 0, rate: int | None = None) -> dict:
-    """The recipe's pad (`kit.export.pad`): its round robins' velocity layers, rendered at rate
-    (None: the studio's)."""
+        amount: float = export_lib.JITTER, seed: int = 0) -> dict:
+    """The recipe's pad (`kit.export.pad`): its round robins' velocity layers, rendered at the
+    studio's rate."""
     st.check(r)
     rrs = round_robins(st, r, round_robin, amount, seed)
 
     def sound(z, level_db):
         gain = float(np.clip(r.gain_db + level_db, *GAIN_DB))
-        return st.render(r.model_copy(update={"latent": z.tolist(), "gain_db": gain}),
-                         rate=rate)
+        return st.render(r.model_copy(update={"latent": z.tolist(), "gain_db": gain}))
 
     lays, fits, audio = velocity.voices(np.array([x.latent for x in rrs], np.float32),
-                                        measure(st, r), sound, rate or st.sr, st.bundle.pca,
-                                        layers, seed=seed)
-    return export_lib.pad(lays, fits, audio, rate or st.sr,
+                                        measure(st, r), sound, st.sr, st.bundle.pca, layers,
+                                        seed=seed)
+    return export_lib.pad(lays, fits, audio, st.sr,
                           [st.filled(x).model_dump(exclude_none=True) for x in rrs])
 
 

@@ -74,25 +74,32 @@ function velocityGain(v, lo, hi, rangeDb) {
 // A hit: the pad's layer for the velocity, its next round robin, the level inside the layer.
 // t0: the input event's time (performance.now() clock), for the latency log.
 function hit(pad, velocity, t0 = performance.now(), note = null) {
+  if (!I.voices.get(pad)) { status(`${pad || "the sound"} is still loading`); return null; }
+  const c = ctx(), when = c.currentTime;
+  const h = { pad, note, ...startVoice(pad, velocity, when), when };
+  h.handler = performance.now() - t0;
+  h.latency = latencyOf(c, when, t0);
+  I.hits.push(h); S.played += 1;
+  return h;
+}
+
+// A pad's voice at a context time: its velocity's layer, the pad's next round robin, the level
+// inside the layer; it chokes what the pad chokes. -> { velocity, layer, rr, gain }
+function startVoice(pad, velocity, when) {
   const vo = I.voices.get(pad), c = ctx();
-  if (!vo) { status(`${pad || "the sound"} is still loading`); return null; }
   const v = Math.max(1, Math.min(127, Math.round(velocity)));
   const layer = vo.layers.findIndex(([lo, hi]) => lo <= v && v <= hi);
   const rr = vo.turn++ % vo.buffers[layer].length;
-  for (const victim of CHOKES[pad] || []) choke(victim, c.currentTime);
+  for (const victim of CHOKES[pad] || []) choke(victim, when);
   const src = c.createBufferSource(), gain = c.createGain();
   gain.gain.value = velocityGain(v, ...vo.layers[layer], vo.rangeDb);
   src.buffer = vo.buffers[layer][rr];
   src.connect(gain).connect(c.destination);
-  const when = c.currentTime;
   src.start(when);
-  const handler = performance.now() - t0, latency = latencyOf(c, when, t0);
   const voice = { src, gain };
   (I.ringing.get(pad) || I.ringing.set(pad, []).get(pad)).push(voice);
   src.onended = () => { const a = I.ringing.get(pad); a.splice(a.indexOf(voice), 1); };
-  const h = { pad, note, velocity: v, layer, rr, gain: gain.gain.value, when, latency, handler };
-  I.hits.push(h); S.played += 1;
-  return h;
+  return { velocity: v, layer, rr, gain: gain.gain.value };
 }
 
 // ms from the input event to the scheduled start of the sound on the context's rendering
@@ -180,7 +187,7 @@ function startGroove() {  // schedules a bar ahead, 100 ms at a time, on the con
       for (const h of hits) {
         const when = g.t0 + g.bars * bar + h.step * stepS;
         I.grooveLog.push({ step: h.step, bar: g.bars, pad: h.pad, velocity: h.velocity, when, t0: g.t0, tempo });
-        scheduleHit(h.pad, h.velocity, when);
+        startVoice(h.pad, h.velocity, when);
       }
       g.bars += 1;
     }
@@ -189,20 +196,6 @@ function startGroove() {  // schedules a bar ahead, 100 ms at a time, on the con
   g.timer = setInterval(tick, 50);
   I.groove = g;
   $("groove-play").textContent = "stop";
-}
-
-function scheduleHit(pad, velocity, when) {  // a groove's hit at a context time
-  const vo = I.voices.get(pad), c = ctx();
-  const layer = vo.layers.findIndex(([lo, hi]) => lo <= velocity && velocity <= hi);
-  const src = c.createBufferSource(), gain = c.createGain();
-  gain.gain.value = velocityGain(velocity, ...vo.layers[layer], vo.rangeDb);
-  src.buffer = vo.buffers[layer][vo.turn++ % vo.buffers[layer].length];
-  src.connect(gain).connect(c.destination);
-  for (const victim of CHOKES[pad] || []) choke(victim, when);
-  src.start(when);
-  const voice = { src, gain };
-  (I.ringing.get(pad) || I.ringing.set(pad, []).get(pad)).push(voice);
-  src.onended = () => { const a = I.ringing.get(pad); a.splice(a.indexOf(voice), 1); };
 }
 
 function stopGroove() {

@@ -137,6 +137,12 @@ def test_kit_job_trains_every_category_it_can_and_says_why_not_the_others(kit_ru
     assert "train: done" not in caplog.text and "evaluate: done" not in caplog.text
 
 
+# sfizz holds a sample's first 8192 frames in memory and streams the rest from disk on a thread
+# of its own, in real time: on a loaded machine a streamed block can come out silent (seen in a
+# full run beside other work). The sfizz checks here look inside the preloaded part only.
+PRELOAD = 8000
+
+
 def _rms_db(x) -> float:
     return 10 * np.log10(np.mean(np.square(x, dtype=np.float64)))
 
@@ -186,7 +192,7 @@ def test_the_exported_kit_plays_in_sfizz_by_velocity_and_round_robin(kit_run, tm
             assert synth.load_sfz_file(paths["sfz"])
             played = []
             for _ in range(4):
-                y = synth.render_note(key, vel, 0.5, 0.5).mean(axis=0)[1:24000]
+                y = synth.render_note(key, vel, 0.5, 0.5).mean(axis=0)[1:PRELOAD]
                 assert np.sqrt(np.mean(y ** 2)) > 1e-5
                 played.append(_which(y, [samples[v, i] for v in (1, 2, 3, 4)
                                          for i in (1, 2, 3)]))
@@ -197,7 +203,8 @@ def test_the_exported_kit_plays_in_sfizz_by_velocity_and_round_robin(kit_run, tm
         for vel in (97, 111, 127):
             synth = pysfizz.Synth(sample_rate=48000, block_size=256)
             assert synth.load_sfz_file(paths["sfz"])
-            levels.append(_rms_db(synth.render_note(key, vel, 0.5, 0.5).mean(axis=0)[1:24000]))
+            y = synth.render_note(key, vel, 0.5, 0.5).mean(axis=0)[1:PRELOAD]
+            levels.append(_rms_db(y))
         for vel, level in zip((97, 111), levels, strict=False):
             want = 20 * np.log10(velocity.velocity_gain(vel, 96, 127))
             assert level - levels[2] == pytest.approx(want, abs=0.3), (vel, level - levels[2])
@@ -260,16 +267,16 @@ def test_the_closed_hat_chokes_the_open_hat_in_sfizz_and_decentsampler(tmp_path)
     assert synth.load_sfz_file(paths["sfz"])
     assert synth.playable_keys == [42, 46]
     alone = synth.render_note(46, 127, 0.5, 0.5).mean(axis=0)
-    assert np.sqrt(np.mean(alone[12000:24000] ** 2)) > 0.05  # it rings on its own
+    assert np.sqrt(np.mean(alone[2000:PRELOAD] ** 2)) > 0.05  # it rings on its own
     # a pad's note-off (a controller sends one at once) does not cut it: one-shot
     short = synth.render_note(46, 127, 0.01, 0.5).mean(axis=0)
-    assert _rms_db(short[12000:24000]) == pytest.approx(_rms_db(alone[12000:24000]), abs=0.1)
+    assert _rms_db(short[2000:PRELOAD]) == pytest.approx(_rms_db(alone[2000:PRELOAD]), abs=0.1)
     s = synth._synth  # sfizz itself: two notes, the second one block after the first
     s.note_on(0, 46, 127)
     s.render_block()
     s.note_on(0, 42, 127)
     after = np.concatenate([np.mean(s.render_block(), axis=0) for _ in range(100)])
-    assert np.sqrt(np.mean(after[12000:] ** 2)) < 1e-4  # the closed hat cut it
+    assert np.sqrt(np.mean(after[2000:PRELOAD] ** 2)) < 1e-4  # the closed hat cut it
     groups = {g.get("tags"): g for g in ET.parse(paths["decentsampler"]).getroot().iter("group")}
     assert groups["open-hat"].get("silencedByTags") == "closed-hat"
     assert groups["closed-hat"].get("silencedByTags") is None

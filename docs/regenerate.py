@@ -322,24 +322,31 @@ def seeds(groups: list[str]) -> None:
     print(f"wrote {out}")
 
 
-SHAPING_ROWS = (("matching_pursuit", "matching pursuit (<= 15 layers)"),
-                ("weights", "refined weights (`--mode=weights`, the default)"),
-                ("shape", "refined weights and shaping (`--mode=shape`)"),
-                ("shape_one_sweep", "the same, one sweep of swaps (`shape_rounds=1`, not the "
-                                    "default)"))
+SHAPING_ROWS = (  # key, label, mode and AnalyzeConfig overrides (None: measured otherwise)
+    ("phase_randomised", "reference: the target's own STFT magnitudes with random phases", None,
+     None),
+    ("matching_pursuit", "matching pursuit (<= 15 layers)", None, None),
+    ("weights", "refined weights (`--mode=weights`, the default)", "weights", {}),
+    ("shape_before", "shaping without the MFCC term and the gradient, two sweeps "
+                     "(`mfcc_weight=0, tune_steps=0, shape_rounds=2`)", "shape",
+     {"mfcc_weight": 0.0, "tune_steps": 0, "shape_rounds": 2}),
+    ("shape_grid", "shaping from the grid only (`tune_steps=0`)", "shape", {"tune_steps": 0}),
+    ("shape", "refined weights and shaping (`--mode=shape`)", "shape", {}),
+    ("shape_two_sweeps", "the same, two sweeps of swaps (`shape_rounds=2`)", "shape",
+     {"shape_rounds": 2}))
 
 
 def shaping_table(runs: list[dict], split: str) -> list[str]:
     """Markdown: per method, the mean over seeds of each run's median (each seed's in
     brackets), and the layers and time of the refinements."""
-    rows = ["| method | LSD (dB) | MFCC distance | centroid error (Hz) | active / shaped layers "
-            "(median) | ms a sound |", "|---|---:|---:|---:|---:|---:|"]
-    for key, label in SHAPING_ROWS:
+    rows = ["| method | LSD (dB) | MFCC distance | centroid error (Hz) | feature MSE | active / "
+            "shaped layers (median) | ms a sound |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for key, label, mode, _ in SHAPING_ROWS:
         cells = []
-        for m, _, f in MEASURES[:3]:
+        for m, _, f in MEASURES[:4]:
             v = [r[split][key][m] for r in runs]
             cells.append(f"{f.format(np.mean(v))} ({', '.join(f.format(x) for x in v)})")
-        if key == "matching_pursuit":
+        if mode is None:
             cells += ["", ""]
         else:
             one = [r[split][key] for r in runs]
@@ -362,10 +369,12 @@ def shaping(workdirs: list[str]) -> None:
     runs = []
     for w in workdirs:
         print(f"shaping: {w}", flush=True)
-        run = refinements.compare(w)
-        one = refinements.compare(w, modes=("shape",), overrides={"shape_rounds": 1})
-        for split in run:
-            run[split]["shape_one_sweep"] = one[split]["shape"]
+        run: dict = {}
+        for key, _, mode, overrides in SHAPING_ROWS:
+            if mode is None:
+                continue
+            for split, row in refinements.compare(w, (mode,), overrides).items():
+                run.setdefault(split, {k: v for k, v in row.items() if k != mode})[key] = row[mode]
         runs.append(run)
     with open(os.path.join(DOCS, "shaping.json"), "w") as f:
         json.dump(runs, f, indent=1)
@@ -375,10 +384,14 @@ def shaping(workdirs: list[str]) -> None:
              f"({platform.machine()}, {cpus} CPU cores) from {len(runs)} trained run(s) of "
              "`configs/snare.py` (one a seed). Each cell: the mean over the runs of each run's "
              "median over its clips, and each run's in brackets; lower is better. Every recipe "
-             "is rendered as the studio plays it, its shaping included; matching pursuit's "
-             "medians are the runs' own evaluation's, over the same 40 sources. Times: each "
-             "set's clips in one batch (padded to a power of two), compiled before, on this "
-             "machine; `python -m benchmarks analyze` times batches of 64 and one sound.", ""]
+             "is rendered as the studio plays it, its shaping and start delays included; "
+             "matching pursuit's medians are the runs' own evaluation's, over the same 40 "
+             "sources. The first row is no method: each target resynthesised from its own "
+             "STFT magnitudes with random phases, what a sound with exactly the target's "
+             "time-frequency envelope and another fine structure scores (a mix of other "
+             "recordings has another fine structure too). Times: each set's clips in one batch "
+             "(padded to a power of two), compiled before, on this machine; `python -m "
+             "benchmarks analyze` times batches of 64 and one sound.", ""]
     for split, title in ((OUTSIDE, "Out of library"), ("test", "Test split")):
         if all(split in r for r in runs):
             n = ", ".join(str(r[split]["clips"]) for r in runs)

@@ -14,6 +14,7 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from drumlayer.data import audio, candidates, discovery
+from drumlayer.features import descriptors
 from drumlayer.recipes import analyze as analyze_lib
 from drumlayer.recipes import refine, render
 from drumlayer.recipes.bundle import Bundle
@@ -52,19 +53,37 @@ def test_surrogate_is_exact_at_its_anchor(trained, real_clips):
     _, b = trained
     an = refine.Analyzer.from_bundle(b)
     v = jnp.asarray(np.random.default_rng(0).dirichlet(np.ones(b.k), 4) * 2.0, jnp.float32)
-    every = refine.Layers(None, an.constants.spectra, an.constants.mel_power)
+    every = an.constants.layers()
     sur = refine.surrogate(an, every, v, refine.make_anchor(an, every, v))
     ex = an.exact(v)
     np.testing.assert_allclose(sur.feats, ex.feats, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(sur.mel_db, ex.mel_db, atol=1e-3)
+    np.testing.assert_allclose(sur.weights, ex.weights, rtol=1e-3, atol=1e-7)
     # and a few layers gathered per target give the same as all of them
     idx = jnp.asarray([[0, 3, 5]] * 4)
-    few = refine.Layers(idx, an.constants.spectra[idx], an.constants.mel_power[idx])
+    few = an.constants.layers(idx)
     vs = jnp.take_along_axis(v, idx, axis=1)
     np.testing.assert_allclose(few.full(vs, b.k), jnp.zeros_like(v).at[:, [0, 3, 5]].set(vs))
     np.testing.assert_allclose(
         refine.surrogate(an, few, vs, refine.make_anchor(an, few, vs)).feats,
         an.exact(few.full(vs, b.k)).feats, rtol=1e-4, atol=1e-4)
+
+
+def test_mfcc_term_is_the_evaluations_mfcc_distance(trained, real_clips):
+    """J's MFCC term between two clips of the same loudest band is the squared distance of
+    their RMS-weighted mean MFCCs as the evaluation measures them (descriptors, checked against
+    librosa); and a clip is at distance 0 from itself."""
+    _, b = trained
+    an = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(mfcc_weight=1.0))
+    x = jnp.asarray(real_clips[:4])
+    top = np.asarray(jnp.max(an.target(x).mel_db, axis=(1, 2)))
+    y = jnp.asarray(real_clips[4:8]) * (10.0 ** ((top - np.asarray(jnp.max(an.target(
+        jnp.asarray(real_clips[4:8])).mel_db, axis=(1, 2)))) / 20.0))[:, None]
+    tx, ty = an.target(x), an.target(y)
+    want = np.sum((np.asarray(descriptors.weighted_mfcc(x))
+                   - np.asarray(descriptors.weighted_mfcc(y))) ** 2, -1)
+    np.testing.assert_allclose(refine.mfcc_distance(ty, tx, an.dct), want, rtol=1e-3)
+    np.testing.assert_allclose(refine.mfcc_distance(tx, tx, an.dct), 0.0, atol=1e-3)
 
 
 @pytest.mark.parametrize("mode", ["weights", "latent"])
@@ -125,6 +144,14 @@ def test_config_is_checked():
         refine.AnalyzeConfig(mode="everything")
     with pytest.raises(ValueError, match="exact_steps must be >= 0"):
         refine.AnalyzeConfig(exact_steps=-1)
+    with pytest.raises(ValueError, match="tune_steps must be >= 0"):
+        refine.AnalyzeConfig(mode="shape", tune_steps=-1)
+    with pytest.raises(ValueError, match="tune_slots must be >= 1"):
+        refine.AnalyzeConfig(mode="shape", tune_slots=0)
+    # the MFCC term: on with shaping, off without, unless set
+    assert refine.AnalyzeConfig(mode="shape").mfcc_weight > 0
+    assert refine.AnalyzeConfig().mfcc_weight == 0
+    assert refine.AnalyzeConfig(mode="shape", mfcc_weight=0.0).mfcc_weight == 0
 
 
 @pytest.fixture(scope="module")
@@ -228,14 +255,16 @@ SMALL_GRID = {"shape_pitches": (-300.0, 300.0), "shape_tones": (("lpf", 3000.0),
 
 def test_shape_refinement_lowers_the_objective_below_the_weights_and_renders_it(trained,
                                                                                 real_clips):
-    """The reported J is the J of the recipe as the numpy renderer plays it (its shaping
-    included), plus the cost of its shaped layers; never above the 'weights' refinement's."""
+    """The reported J is the J of the recipe as the numpy renderer plays it (its shaping and
+    start delays included), plus the cost of its shaped layers; never above the 'weights'
+    refinement's (with the same J)."""
     _, b = trained
     cfg = refine.AnalyzeConfig(mode="shape", max_layers=4, **SMALL_GRID)
     an = refine.Analyzer.from_bundle(b, cfg)
     assert len(an.variants) == 3 * 2 * 2 and an.variants[0].pitch_cents == 0
     r = an(real_clips)
-    plain = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(mode="weights", max_layers=4))
+    plain = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(  # the same J
+        mode="weights", max_layers=4, mfcc_weight=cfg.mfcc_weight))
     assert np.all(np.asarray(r.objective) <= np.asarray(plain(real_clips).objective) + 1e-4)
     assert np.all(np.asarray(r.objective) <= np.asarray(r.start))
     shaped = 0
@@ -244,8 +273,9 @@ def test_shape_refinement_lowers_the_objective_below_the_weights_and_renders_it(
         fields = refine.recipe_fields(r, i, an.variants)
         w = np.asarray(r.weights[i]) * float(r.gain[i])
         assert np.sum(w > 0) <= 4 and set(fields["shaping"]) <= set(np.flatnonzero(w))
-        mix = render.render(w, b.sources, {}, np.ones(b.sources.shape[1], np.float32), 0.0,
-                            fields["shaping"], audio.SAMPLE_RATE)
+        mix = render.render(w, b.sources, render.offsets(fields["offsets_ms"], audio.SAMPLE_RATE),
+                            np.ones(b.sources.shape[1], np.float32), 0.0, fields["shaping"],
+                            audio.SAMPLE_RATE)
         one = refine.Features(*(x[i:i + 1] for x in target))
         j = float(an.objective(an.target(jnp.asarray(mix[None])), one)[0])
         cost = cfg.shape_cost * len(fields["shaping"])
@@ -284,8 +314,8 @@ def test_cli_passes_shape_rounds_and_refuses_zero(trained, tmp_path, monkeypatch
 
     monkeypatch.setattr(analyze_lib, "run", run)
     assert analyze_lib.main([f"--workdir={wd}", f"--out={tmp_path}", "--mode=shape",
-                             "--shape_rounds=1", str(tmp_path)]) == 0
-    assert (seen["config"].mode, seen["config"].shape_rounds) == ("shape", 1)
+                             "--shape_rounds=2", str(tmp_path)]) == 0
+    assert (seen["config"].mode, seen["config"].shape_rounds) == ("shape", 2)
     assert analyze_lib.main([f"--workdir={wd}", f"--out={tmp_path}", "--shape_rounds=0",
                              str(tmp_path)]) == 2
     assert "--shape_rounds" in capsys.readouterr().err

@@ -267,8 +267,8 @@ def test_studio_refuses_a_workdir_without_a_bundle(tmp_path):
 
 def test_shape_refines_the_original_with_each_layers_shaping(studio, recipe, tmp_path):
     """POST /api/shape: the recipe of the sound the recipe was encoded from, refined with
-    mode 'shape' (the same as the refinement alone gives), its edits afresh; a recipe whose
-    original is unknown is a 404."""
+    mode 'shape' (the same as the refinement alone gives, its start delays included), its
+    edits afresh; a recipe whose original is unknown is a 404."""
     from drumlayer.recipes import refine
 
     _, b, c = studio
@@ -279,7 +279,8 @@ def test_shape_refines_the_original_with_each_layers_shaping(studio, recipe, tmp
     r = r.json()
     an = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(mode="shape"))
     want = refine.recipe_fields(an(wav_clip(clip, tmp_path)[None]), 0, an.variants)
-    assert r["muted"] == [] and r["offsets_ms"] == {} and r["version"] == 2
+    assert r["muted"] == [] and r["version"] == 2
+    assert r["offsets_ms"] == pytest.approx({str(i): ms for i, ms in want["offsets_ms"].items()})
     assert {int(i) for i in r["shaping"]} == set(want["shaping"])
     for i, s in want["shaping"].items():
         assert r["shaping"][str(i)] == s.model_dump()

@@ -2,6 +2,7 @@
 every recipe rendered as the studio plays it (its shaping included), at 22.05 kHz.
 
     compare(workdir) -> {split: {"clips": n, "matching_pursuit": {measure: median},
+                                 "phase_randomised": {measure: median},
                                  mode: {measure: median, "active_layers": median,
                                         "shaped_layers": median, "most_active": max,
                                         "ms_per_sound": ...}}}
@@ -32,9 +33,11 @@ def mixes(b: Bundle, an: refine.Analyzer, r: refine.Recipes) -> tuple[np.ndarray
     env = np.ones(b.sources.shape[1], np.float32)
     out, active, shaped = [], [], []
     for i in range(len(r.gain)):
-        shapes = refine.recipe_fields(r, i, an.variants)["shaping"]
+        fields = refine.recipe_fields(r, i, an.variants)
+        shapes = fields["shaping"]
         w = np.asarray(r.weights[i]) * float(r.gain[i])
-        out.append(render.render(w, b.sources, {}, env, 0.0, shapes, audio.SAMPLE_RATE))
+        delays = render.offsets(fields["offsets_ms"], audio.SAMPLE_RATE)
+        out.append(render.render(w, b.sources, delays, env, 0.0, shapes, audio.SAMPLE_RATE))
         active.append(int(np.sum(w > 0)))
         shaped.append(len(shapes))
     return np.stack(out), active, shaped
@@ -48,10 +51,37 @@ def _mode(b: Bundle, clips: np.ndarray, config: refine.AnalyzeConfig) -> dict:
     r = refine.refine_all(an, clips)
     seconds = (time.perf_counter() - t0) / len(clips)
     x, active, shaped = mixes(b, an, r)
-    d = measures.batch_distances(x, clips)
-    return {**{k: float(np.median(d[k])) for k in measures.DISTANCES},
+    return {**_medians(b, x, clips),
             "active_layers": float(np.median(active)), "most_active": int(max(active)),
             "shaped_layers": float(np.median(shaped)), "ms_per_sound": 1e3 * seconds}
+
+
+MEASURES = (*measures.DISTANCES, "feature_mse")
+
+
+def _medians(b: Bundle, x: np.ndarray, clips: np.ndarray) -> dict:
+    """The medians of the distances of x to clips ([N, S] each) and of their features' MSE."""
+    d = measures.batch_distances(x, clips)
+    d["feature_mse"] = np.mean((np.asarray(b.features(x)) - np.asarray(b.features(clips))) ** 2,
+                               axis=-1)
+    return {k: float(np.median(d[k])) for k in MEASURES}
+
+
+def phase_randomised(clips: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Each clip [N, S] with the magnitudes of its STFT (the LSD's: 2048 points, hop 512) and
+    random phases, resynthesised by overlap-add: a sound with the target's time-frequency
+    envelope and another fine structure, the reference for what a mix of other recordings
+    can reach."""
+    from scipy import signal
+
+    rng = np.random.default_rng(seed)
+    out = np.empty_like(clips)
+    for i, x in enumerate(clips):
+        z = signal.stft(x, nperseg=2048, noverlap=1536)[2]
+        y = signal.istft(np.abs(z) * np.exp(2j * np.pi * rng.random(z.shape)), nperseg=2048,
+                         noverlap=1536)[1]
+        out[i] = y[: len(x)]
+    return out
 
 
 def compare(workdir: str, modes: tuple = ("weights", "shape"),
@@ -68,7 +98,8 @@ def compare(workdir: str, modes: tuple = ("weights", "shape"),
             continue
         clips = np.asarray(test.audio, np.float32)
         row = {"clips": len(clips), "matching_pursuit": {
-            k: rec["matching_pursuit"][k]["median"] for k in measures.DISTANCES}}
+            k: rec["matching_pursuit"][k]["median"] for k in MEASURES},
+            "phase_randomised": _medians(b, phase_randomised(clips), clips)}
         for mode in modes:
             row[mode] = _mode(b, clips, refine.AnalyzeConfig(mode=mode, **(overrides or {})))
         out[split] = row

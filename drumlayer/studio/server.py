@@ -143,7 +143,8 @@ class Studio:
 
     def shape(self, r: Recipe) -> Recipe:
         """r's original refined with each layer's shaping (mode 'shape'), from its encoding: a
-        new recipe whose layers' edits (locks, mutes, offsets, pruning) start afresh."""
+        new recipe whose layers' edits (locks, mutes, pruning) start afresh and whose offsets are
+        the refinement's."""
         pair = self.originals.get(r.original or "")
         if pair is None:
             raise HTTPException(404, "the recipe has no original here (unknown or expired): "
@@ -151,7 +152,7 @@ class Studio:
         an = self.shaper
         fields = refine_lib.recipe_fields(an(pair[0][None]), 0, an.variants)
         return self.filled(r.model_copy(update={
-            **fields, "locks": {}, "muted": [], "solo": [], "offsets_ms": {}, "prune": 0.0}))
+            **fields, "locks": {}, "muted": [], "solo": [], "prune": 0.0}))
 
     @property
     def sr(self) -> int:
@@ -251,8 +252,7 @@ class Studio:
         return (b.full_sources, b.full_rate) if full else (b.sources, audio.SAMPLE_RATE)
 
     def offsets(self, r: Recipe, rate: int | None = None) -> dict[int, int]:
-        rate = rate or self.sr
-        return {i: int(round(ms * rate / 1000)) for i, ms in r.offsets_ms.items() if ms > 0}
+        return render_lib.offsets(r.offsets_ms, rate or self.sr)
 
     def env(self, r: Recipe, full: bool = True, rate: int | None = None) -> np.ndarray:
         e, rate = r.envelope, rate or (self.sr if full else audio.SAMPLE_RATE)

@@ -14,8 +14,8 @@ with v >= 0 the mix's weights times its gain, L the 2048-point log-mel power spe
 (128 bands), fl the target's loudest band minus 80 dB, c the centroid of the feature
 spectrum, r the mix's frames' RMS weights (spectral.frame_rms, summing to 1), D the
 13-coefficient DCT-II and m(target) the target's RMS-weighted mean MFCC: the evaluation's MFCC
-distance, but for the mix's dB floored with the target's. Chosen by measurement on the test split and the
-out-of-library set (docs/shaping.md, README "Analysis by synthesis").
+distance, but for the mix's dB floored with the target's. Chosen by measurement on the test
+split and the out-of-library set (docs/evaluation.md, docs/shaping.md).
 
 Modes:
 - 'none': the encoder's recipe, as it is;

@@ -147,3 +147,26 @@ def test_refined_recipes_render_to_their_reported_j_with_tuned_shaping(analyzer)
             moved |= {"decay"} if s.decay and s.decay != 0.25 else set()
         moved |= {"delay"} if fields["offsets_ms"] else set()
     assert moved == {"cutoff", "decay", "delay"}
+
+
+def test_steps_that_make_it_worse_are_thrown_away(analyzer):
+    """With steps far too long J rises; the grid's recipe (weights, cutoff, decay, no delay) is
+    what comes back, with the grid's J: the refinement never increases its objective."""
+    an, sources = analyzer
+    wild = copy.copy(an)
+    wild.config = refine.AnalyzeConfig(**{**an.config.__dict__, "tune_learning_rate": 3.0,
+                                          "tune_slots": 2})
+    wild.constants = an.bank
+    lp_decay = next(j for j, v in enumerate(an.variants) if v.filter and v.decay)
+    targets = jnp.asarray(np.stack([0.8 * reference(burst(20), 1, 2500.0, 0.3, 0)
+                                    + 0.5 * burst(21, 0.3)] * 2).astype(np.float32))
+    idx, pick = jnp.asarray([[0, 1]] * 2), jnp.asarray([[lp_decay, 0]] * 2)
+    vs = jnp.asarray([[0.8, 0.5]] * 2)
+    feats = an.target(targets)
+    tuned, j = tune.tune(wild, feats, idx, pick, vs, tune.grid_table(an.variants))
+    grid = wild.objective(wild.target(jnp.einsum("bj,bjs->bs", vs, an.bank.sources[
+        idx * len(an.variants) + pick])), feats) + an.config.shape_cost
+    np.testing.assert_allclose(j, grid, rtol=1e-5)
+    np.testing.assert_array_equal(tuned.vs, vs)
+    np.testing.assert_array_equal(tuned.cutoff[:, 0], 3000.0)
+    np.testing.assert_array_equal(tuned.delay, 0.0)

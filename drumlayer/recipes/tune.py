@@ -122,6 +122,7 @@ def tune(sh, target, idx: jax.Array, pick: jax.Array, vs: jax.Array,
 
     slots = jax.lax.top_k(shaped * 1e3 + vs, min(cfg.tune_slots, k))[1]  # [B, Ks]
     at = jax.nn.one_hot(slots, k, dtype=vs.dtype)  # [B, Ks, K]
+    in_slot = jnp.sum(at, 1)  # [B, K]: 1 where the layer is a slot's
 
     def take(x):
         return jnp.take_along_axis(x, slots, axis=1)
@@ -138,7 +139,7 @@ def tune(sh, target, idx: jax.Array, pick: jax.Array, vs: jax.Array,
         delay = d * DELAY_UNIT * rate
         y = render(spectra, s_kind, cut, dec, delay, rate, n)
         v_slots = jnp.einsum("bj,bsj->bs", v, at)
-        rest = jnp.einsum("bj,bjs->bs", v * (1 - jnp.sum(at, 1)), rows)
+        rest = jnp.einsum("bj,bjs->bs", v * (1 - in_slot), rows)
         return rest + jnp.einsum("bs,bsn->bn", v_slots, y), cut, dec, delay
 
     def loss(p):
@@ -156,7 +157,7 @@ def tune(sh, target, idx: jax.Array, pick: jax.Array, vs: jax.Array,
     better = (j_tuned < j_grid)[:, None]
 
     def spread(x_slots, fill):
-        return jnp.where(jnp.sum(at, 1) > 0, jnp.einsum("bs,bsj->bj", x_slots, at), fill)
+        return jnp.where(in_slot > 0, jnp.einsum("bs,bsj->bj", x_slots, at), fill)
 
     out = Tuned(jnp.where(better, p[0], vs),
                 jnp.where(better, spread(cut, cut0), cut0),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from drumlayer.recipes import refine, shaping, tune
+from drumlayer.recipes import refine, tune
 
 RATE = 22050
 N = RATE
@@ -100,22 +100,39 @@ def test_steps_move_cutoff_decay_and_delay_to_the_targets_and_lower_j(analyzer):
     assert float(tuned.cutoff[0, 1]) == table.cutoff[0]
 
 
+def other_recordings() -> np.ndarray:
+    """Targets made of other recordings of the sources' kind (other noise, the same envelopes),
+    shaped and delayed, as a target from another library is: J is then smooth in a delay (the
+    layers are not coherent with the target)."""
+    return np.stack([
+        0.8 * reference(burst(12), 1, 1500.0, 0.12, 30) + 0.5 * burst(13, 0.3),
+        0.6 * reference(burst(13, 0.3), 1, 5000.0, 0.4, 0) + 0.4 * reference(burst(14, 0.05),
+                                                                         0, 0, 0, 60),
+        0.9 * reference(burst(14, 0.05), 1, 2200.0, 0.2, 11)]).astype(np.float32)
+
+
 def test_no_steps_keep_the_grid(analyzer):
-    """tune_steps = 0: the shaping refinement's recipes carry the grid's values, no delays."""
-    an, sources = analyzer
-    an0 = refine.Analyzer(sources, {"n_fft": 4096, "hop": 512, "compression": "linear"},
-                          an._encode, an._decode,
-                          refine.AnalyzeConfig(**{**an.config.__dict__, "tune_steps": 0}))
-    r = an0(jnp.asarray((0.7 * shaping.shape(sources[0], RATE, 0.0, "lpf", 3000.0, 0.25)
-                         + 0.3 * sources[2])[None]))
+    """tune_steps = 0: the shaping refinement's recipes carry the grid's cutoffs and decays,
+    and no delays."""
+    one, sources = analyzer
+    an = refine.Analyzer(sources, {"n_fft": 4096, "hop": 512, "compression": "linear"},
+                         one._encode, one._decode,
+                         refine.AnalyzeConfig(**{**one.config.__dict__, "tune_steps": 0}))
+    r = an(jnp.asarray(other_recordings()))
     assert np.all(np.asarray(r.delay) == 0)
-    fields = refine.recipe_fields(r, 0, an0.variants)
-    for s in fields["shaping"].values():
-        assert s.cutoff_hz in (3000.0, 1000.0) and s.decay in (0.25, None)
+    seen = set()
+    for i in range(len(r.gain)):
+        fields = refine.recipe_fields(r, i, an.variants)
+        assert fields["offsets_ms"] == {}
+        for s in fields["shaping"].values():
+            assert s.cutoff_hz == (3000.0 if s.filter else 1000.0) and s.decay in (0.25, None)
+            seen |= {"filter"} if s.filter else set()
+            seen |= {"decay"} if s.decay else set()
+    assert seen == {"filter", "decay"}
 
 
 def test_refined_recipes_render_to_their_reported_j_with_tuned_shaping(analyzer):
-    """The whole shaping refinement on targets made of shaped, delayed sources: each recipe, as
+    """The whole shaping refinement on other recordings, shaped and delayed: each recipe, as
     the numpy renderer plays it (tuned cutoffs and decays, start delays), has the J the
     refinement reports, less the shaping cost; the steps did move cutoffs, decays and delays."""
     from drumlayer.recipes import render
@@ -124,13 +141,7 @@ def test_refined_recipes_render_to_their_reported_j_with_tuned_shaping(analyzer)
     an = refine.Analyzer(sources, {"n_fft": 4096, "hop": 512, "compression": "linear"},
                          one._encode, one._decode,
                          refine.AnalyzeConfig(**{**one.config.__dict__, "tune_slots": 4}))
-    # other recordings of the sources' kind (other noise, the same envelopes), as a target
-    # from another library is: J is then smooth in a delay (the layers are not coherent)
-    targets = np.stack([
-        0.8 * reference(burst(12), 1, 1500.0, 0.12, 30) + 0.5 * burst(13, 0.3),
-        0.6 * reference(burst(13, 0.3), 1, 5000.0, 0.4, 0) + 0.4 * reference(burst(14, 0.05),
-                                                                         0, 0, 0, 60),
-        0.9 * reference(burst(14, 0.05), 1, 2200.0, 0.2, 11)]).astype(np.float32)
+    targets = other_recordings()
     r = an(jnp.asarray(targets))
     moved = set()
     for i, x in enumerate(targets):

@@ -13,7 +13,8 @@ def bench_analyze(args) -> dict:
     """The default refinement (`analyze.AnalyzeConfig()`) of the workdir's test clips (tiled to
     64 for the batch): ms per sound for one sound and for batches of 64, split into encode
     (features, encoder, decoder, the start's objective: mode 'none'), refine (the rest) and mix
-    (weights @ sources); the shaping refinement (mode 'shape') the same way; reference:
+    (weights @ sources); the weights alone (mode 'weights') and one sweep of shaping
+    (shape_rounds=1) the same way; reference:
     matching pursuit (<= 15 layers) on the same sounds. Then the medians of the default and
     matching pursuit against the test clips."""
     import jax
@@ -27,9 +28,9 @@ def bench_analyze(args) -> dict:
     test = evaluate_lib.load_test(args.workdir)
     clips = np.resize(test.audio, (64, test.audio.shape[1])).astype(np.float32)
     refine = refine_lib.Analyzer.from_bundle(b)
-    shape = refine_lib.Analyzer.from_bundle(b, refine_lib.AnalyzeConfig(mode="shape"))
-    sweep2 = refine_lib.Analyzer.from_bundle(b, refine_lib.AnalyzeConfig(mode="shape",
-                                                                        shape_rounds=2))
+    weights = refine_lib.Analyzer.from_bundle(b, refine_lib.AnalyzeConfig(mode="weights"))
+    sweep1 = refine_lib.Analyzer.from_bundle(b, refine_lib.AnalyzeConfig(mode="shape",
+                                                                        shape_rounds=1))
     encode = refine_lib.Analyzer.from_bundle(b, refine_lib.AnalyzeConfig(mode="none"))
     src = jnp.asarray(b.sources)
     mix = jax.jit(lambda v: v @ src)
@@ -43,22 +44,21 @@ def bench_analyze(args) -> dict:
         x = clips[:n]
         v = refine(x).weights
         parts = {"total": (refine, x), "encode": (encode, x), "mix": (mix, v), "mp": (mp, x),
-                 "shape": (shape, x), "sweep2": (sweep2, x)}
+                 "weights": (weights, x), "sweep1": (sweep1, x)}
         t = {name: harness.median_time(lambda f=f, a=a: jax.block_until_ready(f(a)), repeats=5)
              for name, (f, a) in parts.items()}
         per = {k: 1e3 * s / n for k, s in t.items()}
         out[f"batch_{n}_ms_per_sound"] = {**per, "refine": per["total"] - per["encode"]}
-        rows.append({"what": f"refined recipe, {'one sound' if n == 1 else 'batches of 64'}",
+        rows.append({"what": f"refined recipe (the default: shaped, 2 sweeps), "
+                             f"{'one sound' if n == 1 else 'batches of 64'}",
                      "ms_per_sound": round(per["total"], 2), "encode": round(per["encode"], 2),
                      "refine": round(per["total"] - per["encode"], 2),
                      "mix": round(per["mix"], 3)})
-        rows.append({"what": f"shaped recipe, {'one sound' if n == 1 else 'batches of 64'}",
-                     "ms_per_sound": round(per["shape"], 2), "encode": round(per["encode"], 2),
-                     "refine": round(per["shape"] - per["encode"], 2), "mix": ""})
-        rows.append({"what": f"shaped recipe, two sweeps (shape_rounds=2), "
-                             f"{'one sound' if n == 1 else 'batches of 64'}",
-                     "ms_per_sound": round(per["sweep2"], 2), "encode": round(per["encode"], 2),
-                     "refine": round(per["sweep2"] - per["encode"], 2), "mix": ""})
+        for key, what in (("weights", "refined weights only (--mode=weights)"),
+                          ("sweep1", "shaped recipe, one sweep (shape_rounds=1)")):
+            rows.append({"what": f"{what}, {'one sound' if n == 1 else 'batches of 64'}",
+                         "ms_per_sound": round(per[key], 2), "encode": round(per["encode"], 2),
+                         "refine": round(per[key] - per["encode"], 2), "mix": ""})
         rows.append({"what": f"reference: matching pursuit, {'one sound' if n == 1 else '64'}",
                      "ms_per_sound": round(per["mp"], 2), "encode": "", "refine": "", "mix": ""})
     harness.print_table(("what", "ms_per_sound", "encode", "refine", "mix"), rows)

@@ -6,8 +6,9 @@ output, so that every number there comes with the date, machine and command that
     python docs/regenerate.py seeds base=runs/s0,runs/s1,runs/s2 [other=...]
     python docs/regenerate.py shaping runs/s0 runs/s1 runs/s2
 
-`shaping` refines both test sets of each trained workdir in the default mode ('weights') and
-with per-layer shaping ('shape'), and writes docs/shaping.md (and docs/shaping.json).
+`shaping` refines both test sets of each trained workdir with the weights alone ('weights') and
+with per-layer shaping ('shape', the default, and variants of it), and writes docs/shaping.md
+(and docs/shaping.json).
 
 `results` reads each workdir's run.json, eval/metrics.json, eval/report.md, train_summary.json
 and metrics.jsonl, and draws docs/images/layering.png (the README's picture: a test clip of the
@@ -35,7 +36,8 @@ from drumlayer.evaluation import report  # noqa: E402
 
 DOCS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(DOCS)
-METHODS = (("model", "VAE (the encoder's recipe)"), ("refined", "VAE + refined weights"),
+METHODS = (("model", "VAE (the encoder's recipe)"),
+           ("refined", "VAE + refined and shaped (the default)"),
            ("refined_latent", "VAE + refined latent"),
            ("matching_pursuit", "matching pursuit (<= 15 layers)"),
            ("nearest", "nearest single source"), ("nnls", "NNLS"))
@@ -92,19 +94,21 @@ def claims_section(report: str) -> str:
 
 def layering_figure(workdir: str, out: str) -> str:
     """A test clip of workdir (the one with the median LSD of four), its refined recipe's mix
-    and the layers of that recipe -> a PNG."""
-    from drumlayer.evaluation.evaluate import load_test
+    and the layers of that recipe (each as heard: shaped where the recipe shapes it) -> a PNG."""
+    from drumlayer.evaluation.evaluate import load_test, recipe_mixes
     from drumlayer.features import measures, spectral
     from drumlayer.recipes import refine
     from drumlayer.recipes.bundle import Bundle
 
     b, test = Bundle.load(workdir), load_test(workdir)
     clips = np.asarray(test.audio[:4], np.float32)
-    r = refine.refine_all(refine.Analyzer.from_bundle(b, refine.AnalyzeConfig()), clips)
+    an = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig())
+    r = refine.refine_all(an, clips)
     weights = np.asarray(r.weights) * np.asarray(r.gain)[:, None]
-    mixes = weights @ b.sources
+    mixes = recipe_mixes(b, an, r)[0]
     lsd = measures.batch_distances(mixes, clips)["log_spectral_distance_db"]
     i = int(np.argsort(lsd)[len(lsd) // 2])
+    shaped = {int(j) for j in refine.recipe_fields(r, i, an.variants)["shaping"]}
     spec = np.asarray(spectral.weighted_spectrum(np.stack([clips[i], mixes[i]])))
     hz = np.fft.rfftfreq(spectral.N_FFT, 1 / spectral.SAMPLE_RATE)[:spec.shape[1]]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5.2), height_ratios=(3, 2))
@@ -117,7 +121,8 @@ def layering_figure(workdir: str, out: str) -> str:
     order = order[weights[i][order] > 0.01 * weights[i].sum()]
     shares = weights[i][order] / weights[i].sum()
     bottom.barh(range(len(order)), shares, color="0.3")
-    bottom.set_yticks(range(len(order)), [b.names[j][:48] for j in order], fontsize=7)
+    bottom.set_yticks(range(len(order)), [b.names[j][:40] + (" (shaped)" if j in shaped else "")
+                                          for j in order], fontsize=7)
     bottom.invert_yaxis()
     bottom.set(xlabel="share of the mix", title=f"{len(order)} layers of {b.k} sources")
     fig.tight_layout()
@@ -247,7 +252,7 @@ def benchmarks(folder: str) -> None:
 
 
 def _sections(text: str) -> dict[str, list[str]]:
-    """benchmarks.md's sections by benchmark name: the lines from its '## name' to the next."""
+    """A markdown file's sections by name: the lines from its '## name' to the next."""
     out: dict[str, list[str]] = {}
     name = None
     for line in text.splitlines():
@@ -285,7 +290,11 @@ def seed_table(runs: list[dict], split: str | None) -> list[str]:
 
 def seeds(groups: list[str]) -> None:
     """docs/generalization.md: configs run over several seeds (NAME=W1,W2,W3 each), on the test
-    split and the out-of-library set, with training times."""
+    split and the out-of-library set, with training times. The groups given come first; the
+    file's other sections (configs measured before, whose runs are not given) are kept after
+    them as they were."""
+    out = os.path.join(DOCS, "generalization.md")
+    before = _sections(open(out).read()) if os.path.exists(out) else {}
     parts = ["# Generalization: configs over seeds", "",
              "Written by `python docs/regenerate.py seeds NAME=W1,W2,... ...` from the runs' own "
              "output. Each cell: the median over seeds of the run's median over its clips, and "
@@ -316,9 +325,12 @@ def seeds(groups: list[str]) -> None:
             o = runs[0][OUTSIDE]
             parts += [f"### Out of library ({o['clips']} clips of {', '.join(o['holdout'])})",
                       "", *seed_table(runs, OUTSIDE), ""]
-    out = os.path.join(DOCS, "generalization.md")
+    written = {line[3:].strip() for line in parts if line.startswith("## ")}
+    for name, lines in before.items():
+        if name not in written:
+            parts += [*lines]
     with open(out, "w") as f:
-        f.write("\n".join(parts))
+        f.write("\n".join(parts).rstrip("\n") + "\n")
     print(f"wrote {out}")
 
 
@@ -326,14 +338,16 @@ SHAPING_ROWS = (  # key, label, mode and AnalyzeConfig overrides (None: measured
     ("phase_randomised", "reference: the target's own STFT magnitudes with random phases", None,
      None),
     ("matching_pursuit", "matching pursuit (<= 15 layers)", None, None),
-    ("weights", "refined weights (`--mode=weights`, the default)", "weights", {}),
+    ("weights", "refined weights (`--mode=weights`)", "weights", {}),
     ("shape_before", "shaping without the MFCC term and the gradient, two sweeps "
                      "(`mfcc_weight=0, tune_steps=0, shape_rounds=2`)", "shape",
      {"mfcc_weight": 0.0, "tune_steps": 0, "shape_rounds": 2}),
-    ("shape_grid", "shaping from the grid only (`tune_steps=0`)", "shape", {"tune_steps": 0}),
-    ("shape", "refined weights and shaping (`--mode=shape`)", "shape", {}),
-    ("shape_two_sweeps", "the same, two sweeps of swaps (`shape_rounds=2`)", "shape",
-     {"shape_rounds": 2}))
+    ("shape_grid", "shaping from the grid only, one sweep (`tune_steps=0, shape_rounds=1`)",
+     "shape", {"tune_steps": 0, "shape_rounds": 1}),
+    ("shape", "refined weights and shaping, one sweep (`--mode=shape`, `shape_rounds=1`)", "shape",
+     {"shape_rounds": 1}),
+    ("shape_two_sweeps", "the same, two sweeps of swaps (`--mode=shape`, the default)",
+     "shape", {"shape_rounds": 2}))
 
 
 def shaping_table(runs: list[dict], split: str) -> list[str]:

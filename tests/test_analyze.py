@@ -126,17 +126,26 @@ def test_a_source_refines_to_itself(trained):
     np.testing.assert_allclose(r.gain, 1.0, atol=0.1)
 
 
-def test_batched_equals_one_at_a_time(trained, real_clips):
+@pytest.mark.parametrize("mode", ["weights", "shape"])
+def test_batched_equals_one_at_a_time(trained, real_clips, mode):
+    """Every row alone: the same recipe in a batch. With shaping, one sweep of swaps: a second
+    sweep (the default) re-anchors where the first ended, and there a layer's choice among
+    near-equal candidates can fall the other way by float rounding (batches of other sizes
+    compile to other reduction orders): measured up to 0.7% of J on this model's clips."""
     _, b = trained
-    an = refine.Analyzer.from_bundle(b)
+    an = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(mode=mode, shape_rounds=1))
+    atol = 2e-4
     batch = an(real_clips[:4])
     for i in range(4):
         one = an(real_clips[i:i + 1])
-        np.testing.assert_allclose(one.weights[0], batch.weights[i], atol=2e-4)
-        np.testing.assert_allclose(one.gain[0], batch.gain[i], rtol=2e-4)
+        np.testing.assert_allclose(one.weights[0], batch.weights[i], atol=atol)
+        np.testing.assert_allclose(one.gain[0], batch.gain[i], rtol=atol)
+        np.testing.assert_allclose(one.objective[0], batch.objective[i], rtol=1e-5)
+        np.testing.assert_array_equal(one.variant[0], batch.variant[i])
     # and in padded blocks of another size
     blocked = refine.refine_all(an, real_clips[:4], block=2)
-    np.testing.assert_allclose(blocked.weights, batch.weights, atol=2e-4)
+    np.testing.assert_allclose(blocked.weights, batch.weights, atol=atol)
+    np.testing.assert_array_equal(blocked.variant, batch.variant)
 
 
 def test_config_is_checked():
@@ -150,7 +159,7 @@ def test_config_is_checked():
         refine.AnalyzeConfig(mode="shape", tune_slots=0)
     # the MFCC term: on with shaping, off without, unless set
     assert refine.AnalyzeConfig(mode="shape").mfcc_weight > 0
-    assert refine.AnalyzeConfig().mfcc_weight == 0
+    assert refine.AnalyzeConfig(mode="weights").mfcc_weight == 0
     assert refine.AnalyzeConfig(mode="shape", mfcc_weight=0.0).mfcc_weight == 0
 
 
@@ -314,8 +323,8 @@ def test_cli_passes_shape_rounds_and_refuses_zero(trained, tmp_path, monkeypatch
 
     monkeypatch.setattr(analyze_lib, "run", run)
     assert analyze_lib.main([f"--workdir={wd}", f"--out={tmp_path}", "--mode=shape",
-                             "--shape_rounds=2", str(tmp_path)]) == 0
-    assert (seen["config"].mode, seen["config"].shape_rounds) == ("shape", 2)
+                             "--shape_rounds=3", str(tmp_path)]) == 0
+    assert (seen["config"].mode, seen["config"].shape_rounds) == ("shape", 3)
     assert analyze_lib.main([f"--workdir={wd}", f"--out={tmp_path}", "--shape_rounds=0",
                              str(tmp_path)]) == 2
     assert "--shape_rounds" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from drumlayer.evaluation import evaluate as evaluate_lib
 from drumlayer.evaluation import report, results
 from drumlayer.features import measures
 from drumlayer.model import vae as model_lib
+from drumlayer.recipes import render
 
 from conftest import ROOT
 
@@ -119,6 +120,25 @@ def test_reconstruction_model_row_is_the_decoded_mean(smoke):
         np.testing.assert_array_equal(p > 0, keep)
         np.testing.assert_allclose(p[keep], r[keep] * r.sum() / r[keep].sum(), rtol=1e-5)
     np.testing.assert_array_equal(rec["model_pruned"].scores.nonzero_layers, keep_count(raw))
+
+
+def test_reconstruction_refined_row_is_the_recipe_as_the_studio_plays_it(smoke):
+    """The default refinement's scores are those of its recipes with their shaping and start
+    delays (the studio's renderer), not of the bare weights."""
+    _, b, test, _ = smoke
+    fit = evaluate_lib.reconstruction(b, test)["refined"]
+    assert fit.layers is not None and len(fit.layers) == len(test.ids)
+    shaped = [i for i, f in enumerate(fit.layers) if f["shaping"]]
+    assert shaped, "the smoke model shapes some test clip: else this test guards nothing"
+    env = np.ones(b.sources.shape[1], np.float32)
+    for i in shaped[:2]:
+        f = fit.layers[i]
+        x = render.render(fit.weights[i], b.sources, render.offsets(f["offsets_ms"], 22050), env,
+                          0.0, f["shaping"], 22050)
+        want = float(measures.log_spectral_distance(x, test.audio[i]))
+        assert fit.scores.log_spectral_distance_db[i] == pytest.approx(want, rel=1e-4)
+        bare = float(measures.log_spectral_distance(fit.weights[i] @ b.sources, test.audio[i]))
+        assert abs(bare - want) > 1e-3
 
 
 def test_choose_pairs_and_blocks():

@@ -12,8 +12,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
 from drumlayer.data import audio, kit_formats, npy_rows
+from drumlayer.evaluation import evaluate as evaluate_lib
 from drumlayer.recipes import render as render_lib
 from drumlayer.recipes.bundle import Bundle
+from drumlayer.recipes.recipe import LayerShape
 from drumlayer.studio.server import create_app
 
 from conftest import LOCAL, server_errors
@@ -65,13 +67,16 @@ def test_encode_refines_by_default_and_the_residual_is_mixed(studio, recipe, tmp
     r = r.json()
     assert "residual" not in plain or plain["residual"] is None
     np.testing.assert_allclose(r["latent"], plain["latent"], atol=1e-5)  # z stays the encoder's
-    want = refine.Analyzer.from_bundle(b)(wav_clip(clip, tmp_path)[None])
+    an = refine.Analyzer.from_bundle(b)  # the default: each layer shaped where that pays
+    want = an(wav_clip(clip, tmp_path)[None])
     np.testing.assert_allclose(r["residual"], want.residual[0], atol=1e-5)
     np.testing.assert_allclose(r["gain_db"], 20 * np.log10(want.gain[0]), atol=1e-3)
     np.testing.assert_allclose(r["weights"], want.weights[0], atol=1e-5)
+    fields = refine.recipe_fields(want, 0, an.variants)
+    assert {int(i): LayerShape(**v) for i, v in r["shaping"].items()} == fields["shaping"]
     x, _, _ = read_wav(c.post("/api/render", json=r).content)
-    np.testing.assert_allclose(x, np.asarray(want.weights[0] * want.gain[0]) @ b.sources,
-                               atol=1e-5)
+    np.testing.assert_allclose(x, evaluate_lib.heard(want.weights[0] * want.gain[0], fields,
+                                                     b.sources, 22050), atol=1e-5)
     # the refined recipe is closer to the sample than the encoder's
     m_ref = c.post("/api/match", json=r).json()
     m_enc = c.post("/api/match", json=plain).json()

@@ -195,6 +195,9 @@ def test_shaping_a_layer_in_the_panel_mixes_what_the_server_renders(server, page
     pg = page
     pg.select_option("#corpus", index=3)
     wait_ready(pg, "encoding and refining the clip: ready")
+    if pg.evaluate("studio.recipe()")["shaping"]:  # the refinement shaped it: from plain layers
+        pg.click("#shaping")
+    assert pg.evaluate("studio.recipe()")["shaping"] == {}
     w = weights(pg)
     first, second = (int(i) for i in np.argsort(-w)[:2])
     plain = np.array(pg.evaluate("Array.from(studio.S.mix)"))
@@ -247,15 +250,13 @@ def test_variations_jitter_the_shaped_layers_and_leave_the_plain_ones(server, pa
     assert pg.evaluate("studio.recipe()")["shaping"][str(a)] == shaped
 
 
-def test_shape_layers_then_ab_against_the_same_layers_unshaped(server, page):
+def test_upload_is_shaped_ab_against_the_same_layers_unshaped_and_refine_again(server, page):
     pg = page
     pg.select_option("#corpus", index=4)
     wait_ready(pg, "encoding and refining the clip: ready")
-    assert pg.is_disabled("#shaping")
-    pg.click("#shape")
-    wait_ready(pg, "shaping the layers: ready")
     shaped = pg.evaluate("studio.recipe()")
     assert shaped["shaping"], "the smoke model's clip 4 is shaped: its J falls with shaping"
+    assert not pg.is_disabled("#shaping")
     mix = np.array(pg.evaluate("Array.from(studio.S.mix)"))
     np.testing.assert_allclose(mix, python_mix(server, pg), atol=2e-6 * np.abs(mix).max())
     pg.click("#shaping")
@@ -266,9 +267,14 @@ def test_shape_layers_then_ab_against_the_same_layers_unshaped(server, page):
     assert np.abs(plain - mix).max() > 1e-3
     pg.click("#shaping")
     assert pg.evaluate("studio.recipe()")["shaping"] == shaped["shaping"]
-    pg.click("#undo")
-    pg.click("#undo")
-    pg.click("#undo")  # before "shape layers": the refined recipe, no shaping
+    pg.click("#shaping")  # off again, then "refine again": the refinement's shaping is back
+    pg.click("#shape")
+    wait_ready(pg, "refining again: ready")
+    again = pg.evaluate("studio.recipe()")
+    assert again["shaping"] == shaped["shaping"]
+    np.testing.assert_allclose(again["residual"], shaped["residual"], atol=1e-5)
+    assert again["gain_db"] == pytest.approx(shaped["gain_db"], abs=1e-4)
+    pg.click("#undo")  # before "refine again": the layers unshaped
     assert pg.evaluate("studio.recipe()")["shaping"] == {}
 
 

@@ -52,7 +52,7 @@ from drumlayer.evaluation.results import (
 from drumlayer.features import extractor, measures
 from drumlayer.features.batching import in_blocks
 from drumlayer.model import vae
-from drumlayer.recipes import refine
+from drumlayer.recipes import refine, render
 from drumlayer.recipes.bundle import Bundle
 from drumlayer.workdir import EvalDir, Workdir
 
@@ -92,10 +92,10 @@ def _descriptors(weights, sources):
 
 
 @functools.partial(jax.jit, static_argnames=("n_fft", "hop", "compression"))
-def _compare(weights, sources, target, target_feats, tc, tm, n_fft, hop, compression):
-    """Everything section 4.4 measures, per clip: weights [B, k], target audio [B, S], its
-    features [B, D], centroid [B] and MFCC [B, 13] -> dict of [B]."""
-    mixed = vae.mix(weights, sources)
+def _compare(weights, mixed, target, target_feats, tc, tm, n_fft, hop, compression):
+    """Everything section 4.4 measures, per clip: weights [B, k] (times the gain), their mix
+    as heard [B, S], target audio [B, S], its features [B, D], centroid [B] and MFCC [B, 13]
+    -> dict of [B]."""
     f = extractor.features(mixed, n_fft, hop, compression=compression)
     return {"feature_mse": jnp.mean((f - target_feats) ** 2, axis=-1),
             **measures.distances(mixed, target, (tc, tm)),
@@ -171,7 +171,31 @@ def principal_directions(b: Bundle, z: np.ndarray, ec: EvalConfig) -> PrincipalD
         active_layers=(w > measures.ACTIVE).sum(-1).mean(axis=(0, 2)))
 
 
-REFINED = {"refined": "weights", "refined_latent": "latent"}  # method -> analyze mode
+# method -> the refinement's config: the default (each layer shaped too), and the latent alone
+REFINED = {"refined": refine.AnalyzeConfig(), "refined_latent": refine.AnalyzeConfig(mode="latent")}
+
+
+def heard(w: np.ndarray, fields: dict | None, sources: np.ndarray, rate: int) -> np.ndarray:
+    """A recipe as heard: weights w [k] (times the gain) over sources [k, S] at rate, with the
+    start delays and each layer's shaping of its `refine.recipe_fields` (None: the plain
+    mix) -> [S] (no envelope)."""
+    if fields is None:
+        return np.asarray(w, np.float32) @ sources
+    env = np.ones(sources.shape[1], np.float32)
+    delays = render.offsets(fields["offsets_ms"], rate)
+    return render.render(w, sources, delays, env, 0.0, fields["shaping"], rate)
+
+
+def recipe_mixes(b: Bundle, an: refine.Analyzer, r: refine.Recipes) -> tuple[np.ndarray, list,
+                                                                                list]:
+    """The recipes r as heard at 22.05 kHz (gain in, no envelope; each layer's shaping and
+    start delay, as the studio plays them): ([N, S], active layers a recipe, shaped layers a
+    recipe)."""
+    fields = [refine.recipe_fields(r, i, an.variants) for i in range(len(r.gain))]
+    w = np.asarray(r.weights) * np.asarray(r.gain)[:, None]
+    x = np.stack([heard(wi, f, b.sources, audio.SAMPLE_RATE) for wi, f in zip(w, fields,
+                                                                             strict=True)])
+    return x, [int(np.sum(wi > 0)) for wi in w], [len(f["shaping"]) for f in fields]
 
 
 def _timed(fns: dict, n: int, pool) -> dict[str, tuple[np.ndarray, float]]:
@@ -189,32 +213,39 @@ def _timed(fns: dict, n: int, pool) -> dict[str, tuple[np.ndarray, float]]:
     return out
 
 
-def reconstruction(b: Bundle, test: TestSet) -> dict[str, Fit]:
+def analyzers(b: Bundle) -> dict[str, refine.Analyzer]:
+    """The refinements of REFINED for b, each compiled once for every test set of its shape."""
+    return {name: refine.Analyzer.from_bundle(b, config) for name, config in REFINED.items()}
+
+
+def reconstruction(b: Bundle, test: TestSet,
+                   refiners: dict[str, refine.Analyzer] | None = None) -> dict[str, Fit]:
     """Section 4.4, the recipes refined by analysis by synthesis, and the baselines:
-    {method: Fit}, all mixed from the same sources."""
+    {method: Fit}, all mixed from the same sources (the default refinement's recipes as heard:
+    each layer shaped, as the studio and the exports play them)."""
     f = b.config["features"]
     n = len(test.ids)
     src_feats = np.asarray(b.features(b.sources))[:, :-1]  # spectra only: attack is not additive
-    src = jnp.asarray(b.sources)
 
-    def scores(w, tc, tm) -> dict:
-        return in_blocks(lambda w_, t, tf, c_, m_: _compare(
-            w_, src, t, tf, c_, m_, int(f["n_fft"]), int(f["hop"]), f["compression"]),
-            w, test.audio, test.features, tc, tm)
+    def scores(w, x, tc, tm) -> dict:
+        return in_blocks(lambda w_, x_, t, tf, c_, m_: _compare(
+            w_, x_, t, tf, c_, m_, int(f["n_fft"]), int(f["hop"]), f["compression"]),
+            w, x, test.audio, test.features, tc, tm)
 
     def descriptors():
         """The test clips' descriptors (once, not once per method); the comparison compiles
         here too, beside the fits."""
         tc, tm = in_blocks(jax.jit(measures.descriptors), test.audio)
-        scores(np.zeros((n, b.k), np.float32), tc, tm)
+        scores(np.zeros((n, b.k), np.float32), np.zeros_like(test.audio), tc, tm)
         return tc, tm
 
     fns = {"model": lambda: decode(b, encode(b, test.features))}
-    for name, mode in REFINED.items():
-        an = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(mode=mode))
-
-        def refined(an=an):
+    shaped = {}  # method -> (analyzer, recipes), where a recipe is more than its weights
+    for name, an in (refiners or analyzers(b)).items():
+        def refined(an=an, name=name):
             r = refine.refine_all(an, test.audio)
+            if an.config.mode == "shape":
+                shaped[name] = (an, r)
             return r.weights * r.gain[:, None]  # the gain is part of the recipe
 
         fns[name] = refined
@@ -226,8 +257,17 @@ def reconstruction(b: Bundle, test: TestSet) -> dict[str, Fit]:
         tc, tm = side.result()
     raw = fits.pop("model")
     fits = {"model": raw, "model_pruned": (np.asarray(measures.prune(raw[0])), raw[1]), **fits}
-    return {name: Fit(weights=w, scores=Scores(**scores(w, tc, tm)), seconds_per_sound=seconds)
-            for name, (w, seconds) in fits.items()}
+    src = np.asarray(b.sources, np.float32)
+    layers = {name: [refine.recipe_fields(r, i, an.variants) for i in range(n)]
+              for name, (an, r) in shaped.items()}
+    out = {}
+    for name, (w, seconds) in fits.items():
+        fields = layers.get(name)
+        x = w @ src if fields is None else np.stack(
+            [heard(wi, f, src, audio.SAMPLE_RATE) for wi, f in zip(w, fields, strict=True)])
+        out[name] = Fit(weights=w, scores=Scores(**scores(w, x, tc, tm)),
+                        seconds_per_sound=seconds, layers=fields)
+    return out
 
 
 def run(workdir: str, ec: EvalConfig | None = None) -> Results:
@@ -250,9 +290,10 @@ def run(workdir: str, ec: EvalConfig | None = None) -> Results:
 
     interp = timed("interpolation", interpolation, b, z, ec)
     pcs = timed("principal_directions", principal_directions, b, z, ec)
-    recon = timed("reconstruction", reconstruction, b, test)
+    refiners = analyzers(b)  # the out-of-library set reuses what the test split compiled
+    recon = timed("reconstruction", reconstruction, b, test, refiners)
     out_recon = None if outside is None else timed(
-        "reconstruction_outside", reconstruction, b, outside)
+        "reconstruction_outside", reconstruction, b, outside, refiners)
     return Results(bundle=b, test=test, z=z, config=ec, interpolation=interp, pca=pcs,
                    cardinality=measures.cardinality(recon["model"].weights),
                    reconstruction=recon, seconds=seconds, outside=outside,
@@ -326,7 +367,9 @@ def write_audio(res: Results, out: str, examples: int) -> list[str]:
             original = fullband.band_limited(test.audio[i], b.full_rate, b.full_sources.shape[1])
         put(f"recon{i}_original.wav", original)
         for name in ("model", "model_pruned", "refined", "matching_pursuit"):
-            put(f"recon{i}_{name}.wav", b.mix_full(recon[name].weights[i:i + 1])[0])
+            fit = recon[name]
+            put(f"recon{i}_{name}.wav", heard(fit.weights[i], fit.layers and fit.layers[i],
+                                              b.full_sources, b.full_rate))
     it = res.interpolation
     steps = np.unique(np.linspace(0, len(it.alpha) - 1, 5).round().astype(int))
     for p in range(min(examples, len(it.pairs))):

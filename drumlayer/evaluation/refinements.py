@@ -18,29 +18,12 @@ import time
 
 import numpy as np
 
-from drumlayer.data import audio
 from drumlayer.data.dataset import OUTSIDE
-from drumlayer.evaluation.evaluate import load_test
+from drumlayer.evaluation.evaluate import load_test, recipe_mixes
 from drumlayer.features import batching, measures
-from drumlayer.recipes import refine, render
+from drumlayer.recipes import refine
 from drumlayer.recipes.bundle import Bundle
 from drumlayer.workdir import Workdir
-
-
-def mixes(b: Bundle, an: refine.Analyzer, r: refine.Recipes) -> tuple[np.ndarray, list, list]:
-    """The recipes r as heard at 22.05 kHz (gain in, no envelope): ([N, S], active layers a
-    recipe, shaped layers a recipe)."""
-    env = np.ones(b.sources.shape[1], np.float32)
-    out, active, shaped = [], [], []
-    for i in range(len(r.gain)):
-        fields = refine.recipe_fields(r, i, an.variants)
-        shapes = fields["shaping"]
-        w = np.asarray(r.weights[i]) * float(r.gain[i])
-        delays = render.offsets(fields["offsets_ms"], audio.SAMPLE_RATE)
-        out.append(render.render(w, b.sources, delays, env, 0.0, shapes, audio.SAMPLE_RATE))
-        active.append(int(np.sum(w > 0)))
-        shaped.append(len(shapes))
-    return np.stack(out), active, shaped
 
 
 def _mode(b: Bundle, clips: np.ndarray, config: refine.AnalyzeConfig) -> dict:
@@ -50,7 +33,7 @@ def _mode(b: Bundle, clips: np.ndarray, config: refine.AnalyzeConfig) -> dict:
     t0 = time.perf_counter()
     r = refine.refine_all(an, clips)
     seconds = (time.perf_counter() - t0) / len(clips)
-    x, active, shaped = mixes(b, an, r)
+    x, active, shaped = recipe_mixes(b, an, r)
     return {**_medians(b, x, clips),
             "active_layers": float(np.median(active)), "most_active": int(max(active)),
             "shaped_layers": float(np.median(shaped)), "ms_per_sound": 1e3 * seconds}

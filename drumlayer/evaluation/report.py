@@ -24,7 +24,7 @@ RECON_COLUMNS = (("log_spectral_distance_db", "LSD (dB)"), ("mfcc_distance", "MF
                  ("multi_resolution_stft", "MR-STFT"), ("feature_mse", "feature MSE"),
                  ("active_layers", "active layers"), ("nonzero_layers", "non-zero layers"))
 METHOD_NAMES = {"model": "VAE (raw)", "model_pruned": "VAE (pruned < 0.04)",
-                "refined": "VAE + refined weights", "refined_latent": "VAE + refined latent",
+                "refined": "VAE + refined and shaped", "refined_latent": "VAE + refined latent",
                 "nnls": "NNLS", "nnls_simplex": "NNLS, sum to 1",
                 "matching_pursuit": "matching pursuit (<= 15)", "nearest": "nearest source",
                 "uniform": "uniform mix"}

@@ -106,6 +106,9 @@ class Fit:
     weights: np.ndarray  # times the recipe's gain, where it has one
     scores: Scores
     seconds_per_sound: float = 0.0  # to find the weights (after compilation)
+    # per clip, where the recipe is more than its weights: its start delays and each layer's
+    # shaping (refine.recipe_fields); None: the plain mix of the weights
+    layers: list | None = None
 
 
 @dataclasses.dataclass

@@ -100,7 +100,6 @@ class Studio:
         self.workers = threading.BoundedSemaphore(WORKERS)
         self._source_features = None
         self._analyzer = None
-        self._shaper, self.shaper_lock = None, threading.Lock()
         self.warm = threading.Event()  # set once encode and refinement are compiled (warm_up)
         self.warm.set()
 
@@ -131,25 +130,15 @@ class Studio:
                 self._analyzer = refine_lib.Analyzer.from_bundle(self.bundle)
             return self._analyzer
 
-    @property
-    def shaper(self) -> refine_lib.Analyzer:
-        """The shaping refinement (mode 'shape'): its bank of shaped sources built, and it
-        compiled, at its first use (seconds)."""
-        with self.shaper_lock:
-            if self._shaper is None:
-                self._shaper = refine_lib.Analyzer.from_bundle(
-                    self.bundle, refine_lib.AnalyzeConfig(mode="shape"))
-            return self._shaper
-
     def shape(self, r: Recipe) -> Recipe:
-        """r's original refined with each layer's shaping (mode 'shape'), from its encoding: a
-        new recipe whose layers' edits (locks, mutes, pruning) start afresh and whose offsets are
-        the refinement's."""
+        """r's original refined again from its encoding (the default refinement: weights, then
+        each layer's shaping): a new recipe whose layers' edits (locks, mutes, pruning) start
+        afresh and whose offsets are the refinement's."""
         pair = self.originals.get(r.original or "")
         if pair is None:
             raise HTTPException(404, "the recipe has no original here (unknown or expired): "
                                 "encode the sound again")
-        an = self.shaper
+        an = self.analyzer
         fields = refine_lib.recipe_fields(an(pair[0][None]), 0, an.variants)
         return self.filled(r.model_copy(update={
             **fields, "locks": {}, "muted": [], "solo": [], "prune": 0.0}))
@@ -161,12 +150,14 @@ class Studio:
 
     def recipe_from_clip(self, x: np.ndarray, name: str, refine: bool = True,
                          heard: np.ndarray | None = None) -> Recipe:
-        """A canonical clip [S]'s recipe: its latent mean, then (refine) the weights and gain
-        refined by analysis by synthesis (`analyze`); filled with weights and PCA coordinates.
+        """A canonical clip [S]'s recipe: its latent mean, then (refine) the weights, gain and
+        each layer's shaping refined by analysis by synthesis (`analyze`, the default mode);
+        filled with weights and PCA coordinates.
         heard: the clip at full band (self.sr), for 'play original'; None: x resampled."""
         self.warm.wait()
         if refine:
-            fields = refine_lib.recipe_fields(self.analyzer(x[None]), 0)
+            an = self.analyzer
+            fields = refine_lib.recipe_fields(an(x[None]), 0, an.variants)
         else:
             feats = np.asarray(self.bundle.features(x[None]))
             fields = {"latent": np.asarray(self.bundle.encode(feats)[0])[0].tolist()}

@@ -492,7 +492,7 @@ function wire() {
   }));
   $("shape").addEventListener("click", () => start(api("/api/shape", {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(recipe()) }),
-    "shaping the layers"));
+    "refining again"));
   $("shaping").addEventListener("click", () => edit(() => {  // A/B: the shaped layers, or the same unshaped
     S.shaping = S.shaping.size ? new Map() : new Map(S.shaped);
     syncControls();

@@ -348,11 +348,16 @@ def test_envelope_by_hand():
 
 
 
-def test_warm_up_compiles_encode_and_refinement_before_the_first_upload(smoke_run, caplog):
-    """The studio as `python -m drumlayer.studio` starts it: the refinement is built and run on
-    a thread from the start; an upload meanwhile waits for it, and gets the same recipe as a
-    studio that compiled at its first upload."""
+def test_warm_up_compiles_encode_and_refinement_before_the_first_upload(smoke_run, caplog,
+                                                                         tmp_path):
+    """The studio as `python -m drumlayer.studio` starts it: the weights refinement is compiled
+    on a thread from the start, then the default one (its bank of shaped sources too); an upload
+    meanwhile waits for the first and is refined by whichever is ready (the response says
+    which), and once both are, gets the same recipe as a studio that compiled at its first
+    upload."""
     import logging
+
+    from drumlayer.recipes import refine
 
     caplog.set_level(logging.INFO, logger="drumlayer.studio.server")
     cold = TestClient(create_app(str(smoke_run)), base_url=LOCAL)
@@ -362,10 +367,20 @@ def test_warm_up_compiles_encode_and_refinement_before_the_first_upload(smoke_ru
     warm = TestClient(app, base_url=LOCAL)
     clip = np.asarray(st.bundle.sources[3])
     files = {"file": ("hit.wav", wav_file(clip), "audio/wav")}
-    got = warm.post("/api/encode", files=files)  # sent at once: waits for the warm-up
-    assert st.warm.is_set() and st._analyzer is not None
-    assert any(r.getMessage().startswith("studio: encode and refinement compiled in ")
-               for r in caplog.records)
-    want = cold.post("/api/encode", files=files)
-    assert got.status_code == want.status_code == 200
-    np.testing.assert_allclose(got.json()["weights"], want.json()["weights"], atol=1e-6)
+    got = warm.post("/api/encode", files=files)  # sent at once: waits for the weights one
+    assert got.status_code == 200 and st.quick_ready.is_set()
+    first = got.headers["X-Drumlayer-Refinement"]
+    assert first in ("weights", "shape")
+    if first == "weights":  # answered before the default was ready: the weights refinement's
+        want = refine.Analyzer.from_bundle(st.bundle, refine.AnalyzeConfig(mode="weights"))(
+            wav_clip(clip, tmp_path)[None])
+        np.testing.assert_allclose(got.json()["weights"], want.weights[0], atol=1e-5)
+    assert st.warm.wait(600) and st._analyzer is not None
+    for start in ("studio: encode and the weights refinement compiled in ",
+                  "studio: encode and refinement compiled in "):
+        assert any(r.getMessage().startswith(start) for r in caplog.records), start
+    later, want = warm.post("/api/encode", files=files), cold.post("/api/encode", files=files)
+    assert later.status_code == want.status_code == 200
+    assert later.headers["X-Drumlayer-Refinement"] == want.headers[
+        "X-Drumlayer-Refinement"] == "shape"
+    np.testing.assert_allclose(later.json()["weights"], want.json()["weights"], atol=1e-6)

@@ -33,10 +33,11 @@ def rate_ratio(pitch_cents: float) -> float:
 
 
 def pitch(x: np.ndarray, cents: float) -> np.ndarray:
-    """x [n] played back at r = 2^(cents/1200) times its speed: [n] (cut at n samples; zeros
-    where the sample has ended). Band-limited: each output sample is a windowed sinc (Blackman,
-    2 * HALF_TAPS taps) of x around position t * r, its cutoff min(1, 1 / r) of Nyquist, so
-    that a pitch down leaves no images above the new band and a pitch up no aliases."""
+    """x [..., n] played back at r = 2^(cents/1200) times its speed: [..., n] (cut at n
+    samples; zeros where the sample has ended). Band-limited: each output sample is a windowed
+    sinc (Blackman, 2 * HALF_TAPS taps) of x around position t * r, its cutoff min(1, 1 / r) of
+    Nyquist, so that a pitch down leaves no images above the new band and a pitch up no
+    aliases. The taps' weights are computed once for all rows of x."""
     x = np.asarray(x, np.float32)
     if cents == 0:
         return x
@@ -44,11 +45,12 @@ def pitch(x: np.ndarray, cents: float) -> np.ndarray:
     pos = np.arange(n, dtype=np.float64) * r
     base = np.floor(pos).astype(np.int64)
     taps = np.arange(-HALF_TAPS + 1, HALF_TAPS + 1)
-    d = (pos - base)[:, None] - taps  # [n, taps]: distance from each tap
-    idx = base[:, None] + taps
-    y = np.sum(np.where((idx >= 0) & (idx < n), x[np.clip(idx, 0, n - 1)], 0.0)
-               * kernel(d), axis=1)
-    return y.astype(np.float32)
+    idx = base[:, None] + taps  # [n, taps]
+    weights = np.where((idx >= 0) & (idx < n), kernel((pos - base)[:, None] - taps), 0.0)
+    idx = np.clip(idx, 0, n - 1)
+    rows = x.reshape(-1, n)
+    y = np.stack([np.sum(row[idx] * weights, axis=1) for row in rows])
+    return y.reshape(x.shape).astype(np.float32)
 
 
 HALF_TAPS = 16
@@ -168,7 +170,7 @@ def bank(sources: np.ndarray, rate: int, variants: list[Variant]) -> np.ndarray:
     pitched = {}
     for j, v in enumerate(variants):
         if v.pitch_cents not in pitched:
-            pitched[v.pitch_cents] = np.stack([pitch(x, v.pitch_cents) for x in sources])
+            pitched[v.pitch_cents] = pitch(sources, v.pitch_cents)
         y = pitched[v.pitch_cents]
         if v.filter is not None:
             y = tone(y, v.filter, v.cutoff_hz, rate)

@@ -99,23 +99,35 @@ class Studio:
         self.lock = threading.Lock()  # the requests' threads share originals and the analyzer
         self.workers = threading.BoundedSemaphore(WORKERS)
         self._source_features = None
-        self._analyzer = None
-        self.warm = threading.Event()  # set once encode and refinement are compiled (warm_up)
+        self._analyzer = self._quick = None
+        self.analyzer_lock = threading.Lock()  # building one takes seconds: not under self.lock
+        # set once encode and the default refinement (warm) and the weights refinement (quick)
+        # are compiled (warm_up); set from the start without a warm-up
+        self.warm, self.quick_ready = threading.Event(), threading.Event()
         self.warm.set()
+        self.quick_ready.set()
 
     def warm_up(self) -> threading.Thread:
-        """Compile encode and refinement on a thread (uploads meanwhile wait for it)."""
+        """Compile encode and the refinements on a thread: the weights refinement first (about
+        a second), then the default (its bank of shaped sources and its compilation: seconds).
+        Uploads meanwhile wait for the first (`refiner`)."""
         self.warm.clear()
+        self.quick_ready.clear()
 
         def run():
             t = time.perf_counter()
             try:
+                refine_lib.compile_for_one(self.bundle, self.quick)
+                log.info("studio: encode and the weights refinement compiled in %.1f s",
+                         time.perf_counter() - t)
+                self.quick_ready.set()
                 refine_lib.compile_for_one(self.bundle, self.analyzer)
                 log.info("studio: encode and refinement compiled in %.1f s",
                          time.perf_counter() - t)
             except Exception:  # noqa: BLE001 - the first upload compiles instead, and says why
                 log.exception("studio: compiling ahead failed")
             finally:
+                self.quick_ready.set()
                 self.warm.set()
 
         thread = threading.Thread(target=run, name="studio-warm-up", daemon=True)
@@ -124,11 +136,26 @@ class Studio:
 
     @property
     def analyzer(self) -> refine_lib.Analyzer:
-        """The refinement (built, and compiled, at its first use)."""
-        with self.lock:
+        """The default refinement (built, and compiled, at its first use)."""
+        with self.analyzer_lock:
             if self._analyzer is None:
                 self._analyzer = refine_lib.Analyzer.from_bundle(self.bundle)
             return self._analyzer
+
+    @property
+    def quick(self) -> refine_lib.Analyzer:
+        """The weights refinement (mode 'weights': no bank to build, compiled in a second)."""
+        with self.lock:
+            if self._quick is None:
+                self._quick = refine_lib.Analyzer.from_bundle(
+                    self.bundle, refine_lib.AnalyzeConfig(mode="weights"))
+            return self._quick
+
+    def refiner(self) -> refine_lib.Analyzer:
+        """What refines an upload now: the default refinement, except while the warm-up is
+        still building it, when the weights refinement (ready first) answers instead."""
+        self.quick_ready.wait()
+        return self.analyzer if self.warm.is_set() else self.quick
 
     def shape(self, r: Recipe) -> Recipe:
         """r's original refined again from its encoding (the default refinement: weights, then
@@ -149,18 +176,20 @@ class Studio:
         return self.bundle.full_rate
 
     def recipe_from_clip(self, x: np.ndarray, name: str, refine: bool = True,
-                         heard: np.ndarray | None = None) -> Recipe:
+                         heard: np.ndarray | None = None, used: list | None = None) -> Recipe:
         """A canonical clip [S]'s recipe: its latent mean, then (refine) the weights, gain and
         each layer's shaping refined by analysis by synthesis (`analyze`, the default mode);
         filled with weights and PCA coordinates.
         heard: the clip at full band (self.sr), for 'play original'; None: x resampled."""
-        self.warm.wait()
         if refine:
-            an = self.analyzer
+            an = self.refiner()
             fields = refine_lib.recipe_fields(an(x[None]), 0, an.variants)
         else:
+            self.quick_ready.wait()
             feats = np.asarray(self.bundle.features(x[None]))
             fields = {"latent": np.asarray(self.bundle.encode(feats)[0])[0].tolist()}
+        if used is not None:  # which refinement answered (the page says so)
+            used.append(an.config.mode if refine else "none")
         token = secrets.token_hex(8)
         if heard is None:
             heard = fullband.band_limited(x, self.sr, self.samples)
@@ -171,7 +200,8 @@ class Studio:
         return self.filled(Recipe(**fields, name=shorten(printable(name), NAME_MAX),
                                   original=token))
 
-    def recipe_from_upload(self, data: bytes, label: str, refine: bool = True) -> Recipe:
+    def recipe_from_upload(self, data: bytes, label: str, refine: bool = True,
+                           used: list | None = None) -> Recipe:
         """An uploaded file's bytes -> its recipe (`recipe_from_clip`); a file that is not a
         usable sound is a 422 naming it. At most WORKERS run at once: the rest wait."""
         with self.workers, tempfile.TemporaryDirectory() as tmp:
@@ -184,7 +214,7 @@ class Studio:
                 heard = audio.canonical(recording, rate, audio.ClipSpec(sample_rate=self.sr))
             except audio.AudioError as e:
                 raise HTTPException(422, str(e).replace(path, label)) from None
-            return self.recipe_from_clip(x, f"upload: {label}", refine, heard)
+            return self.recipe_from_clip(x, f"upload: {label}", refine, heard, used)
 
     def match(self, r: Recipe) -> Match:
         """How close the recipe's sound is to the original it was encoded from."""
@@ -351,6 +381,9 @@ def _model_routes(st: Studio) -> APIRouter:
     return router
 
 
+REFINEMENT_HEADER = "X-Drumlayer-Refinement"  # which refinement made an encoded recipe
+
+
 def _encode_routes(st: Studio, max_upload_mb: float) -> APIRouter:
     """Recipes of a sound: a corpus clip, a source, an upload; and the audio they came from."""
     router = APIRouter()
@@ -361,8 +394,13 @@ def _encode_routes(st: Studio, max_upload_mb: float) -> APIRouter:
             raise HTTPException(404, f"no corpus clip {i} (0..{len(st.clips) - 1})")
         return st.dataset.audio([i])[0]
 
+    def said(response: Response, used: list) -> None:
+        """Which refinement answered: the default ('shape'), or 'weights' while the default is
+        still starting (`Studio.refiner`), or 'none'."""
+        response.headers[REFINEMENT_HEADER] = used[0] if used else "none"
+
     @router.get("/api/corpus/{clip_id}/recipe", summary="Encode a corpus clip")
-    def corpus_recipe(clip_id: int,
+    def corpus_recipe(clip_id: int, response: Response,
                       refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
         x = _clip(clip_id)
         try:
@@ -370,20 +408,25 @@ def _encode_routes(st: Studio, max_upload_mb: float) -> APIRouter:
         except audio.AudioError as e:
             log.info("studio: corpus clip %d is heard band-limited: %s", clip_id, e)
             heard = None
-        return st.recipe_from_clip(x, f"corpus: {st.clips[clip_id].name}", refine, heard)
+        used = []
+        r = st.recipe_from_clip(x, f"corpus: {st.clips[clip_id].name}", refine, heard, used)
+        said(response, used)
+        return r
 
     @router.get("/api/sources/{index}/recipe", summary="Encode one of the sources")
-    def source_recipe(index: int,
+    def source_recipe(index: int, response: Response,
                       refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
         if not 0 <= index < st.bundle.k:
             raise HTTPException(404, f"no source {index} (0..{st.bundle.k - 1})")
-        return st.recipe_from_clip(st.bundle.sources[index],
-                                   f"source: {st.bundle.names[index]}", refine,
-                                   np.asarray(st.bundle.full_sources[index]))
+        used = []
+        r = st.recipe_from_clip(st.bundle.sources[index], f"source: {st.bundle.names[index]}",
+                                refine, np.asarray(st.bundle.full_sources[index]), used)
+        said(response, used)
+        return r
 
     @router.post("/api/encode", summary="Encode an uploaded sample (multipart field `file`)")
     async def encode(file: Annotated[UploadFile, File(description="audio, any format the "
-                                                      "corpus reads")],
+                                                      "corpus reads")], response: Response,
                      refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
         data = await file.read(limit + 1)
         label = os.path.basename(file.filename or "upload")[:100]
@@ -392,7 +435,10 @@ def _encode_routes(st: Studio, max_upload_mb: float) -> APIRouter:
                                 "MB; trim it or restart with a larger --max_upload_mb")
         # decoding and refining take a CPU for a while: off the event loop, so that the page's
         # other requests (and other people's) are served meanwhile
-        return await run_in_threadpool(st.recipe_from_upload, data, label, refine)
+        used = []
+        r = await run_in_threadpool(st.recipe_from_upload, data, label, refine, used)
+        said(response, used)
+        return r
 
     @router.post("/api/shape", summary="Refine the layers' shaping against the recipe's "
                  "original (analysis by synthesis, mode 'shape')")

@@ -383,9 +383,13 @@ async function api(path, opts = {}, root = false) {
 async function start(promise, label) {
   status(`${label}…`);
   try {
-    const r = await (await promise).json();
+    const response = await promise;
+    const r = await response.json();
     loadRecipe(r);
-    status(`${label}: ready`);
+    // the studio answers with the weights refinement while its default is still starting
+    const quick = response.headers.get("X-Drumlayer-Refinement") === "weights";
+    status(quick ? `${label}: ready (weights only: the shaping is still starting; "refine again" in a few seconds shapes the layers)`
+                 : `${label}: ready`);
   } catch (e) { status(e.message, true); }
 }
 

@@ -268,12 +268,14 @@ def stage_bundle(config: ml_collections.ConfigDict, wd: Workdir, trained: dict) 
 
 def stage_studio(wd: Workdir) -> None:
     """With JAX's persistent compilation cache on (the CLI's), compile what the studio's first
-    upload runs, so that the first studio started on this workdir answers it at once."""
+    upload runs (the quick refinement and the default), so that the first studio started on
+    this workdir answers it at once."""
     if not jax.config.jax_compilation_cache_dir:
         return
     t0 = time.time()
     b = bundle_lib.Bundle.load(wd.root)
-    refine.compile_for_one(b, refine.Analyzer.from_bundle(b))
+    for config in (refine.QUICK, refine.AnalyzeConfig()):
+        refine.compile_for_one(b, refine.Analyzer.from_bundle(b, config))
     log.info("studio: its first upload compiled into the cache in %.1f s", time.time() - t0)
 
 

@@ -129,6 +129,10 @@ class AnalyzeConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
+# the refinement the studio answers with while its default is still starting (no bank)
+QUICK = AnalyzeConfig(mode="weights")
+
+
 class Recipes(NamedTuple):
     """Refined recipes of a batch of B targets over k sources (L latent dimensions)."""
 

@@ -147,8 +147,7 @@ class Studio:
         """The weights refinement (mode 'weights': no bank to build, compiled in a second)."""
         with self.lock:
             if self._quick is None:
-                self._quick = refine_lib.Analyzer.from_bundle(
-                    self.bundle, refine_lib.AnalyzeConfig(mode="weights"))
+                self._quick = refine_lib.Analyzer.from_bundle(self.bundle, refine_lib.QUICK)
             return self._quick
 
     def refiner(self) -> refine_lib.Analyzer:

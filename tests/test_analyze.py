@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from drumlayer.data import audio, candidates, discovery
 from drumlayer.features import descriptors
 from drumlayer.recipes import analyze as analyze_lib
-from drumlayer.recipes import refine, render
+from drumlayer.recipes import refine, render, swaps
 from drumlayer.recipes.bundle import Bundle
 from drumlayer.studio.server import create_app
 
@@ -128,24 +128,31 @@ def test_a_source_refines_to_itself(trained):
 
 @pytest.mark.parametrize("mode", ["weights", "shape"])
 def test_batched_equals_one_at_a_time(trained, real_clips, mode):
-    """Every row alone: the same recipe in a batch. With shaping, one sweep of swaps: a second
-    sweep (the default) re-anchors where the first ended, and there a layer's choice among
-    near-equal candidates can fall the other way by float rounding (batches of other sizes
-    compile to other reduction orders): measured up to 0.7% of J on this model's clips."""
+    """Every row alone: the same recipe in a batch (batches of other sizes compile to other
+    reduction orders, so to float rounding). With shaping, Adam's steps on the chosen copies'
+    weights can carry a rounding-sized difference far (its step is the gradient's sign where
+    the gradient is tiny), and so can a choice between near-equal candidates in a second sweep
+    or a start delay rounded to a whole sample: there the copies chosen in one sweep are the
+    same, and J within 1% (the default's within 3%)."""
     _, b = trained
-    an = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(mode=mode, shape_rounds=1))
-    atol = 2e-4
+    an = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(mode=mode, shape_rounds=1,
+                                                             tune_steps=0))
+    atol, rtol = (2e-4, 1e-5) if mode == "weights" else (2e-2, 1e-2)
     batch = an(real_clips[:4])
     for i in range(4):
         one = an(real_clips[i:i + 1])
         np.testing.assert_allclose(one.weights[0], batch.weights[i], atol=atol)
-        np.testing.assert_allclose(one.gain[0], batch.gain[i], rtol=atol)
-        np.testing.assert_allclose(one.objective[0], batch.objective[i], rtol=1e-5)
+        np.testing.assert_allclose(one.gain[0], batch.gain[i], rtol=rtol)
+        np.testing.assert_allclose(one.objective[0], batch.objective[i], rtol=rtol)
         np.testing.assert_array_equal(one.variant[0], batch.variant[i])
     # and in padded blocks of another size
     blocked = refine.refine_all(an, real_clips[:4], block=2)
     np.testing.assert_allclose(blocked.weights, batch.weights, atol=atol)
     np.testing.assert_array_equal(blocked.variant, batch.variant)
+    if mode == "shape":
+        default = refine.Analyzer.from_bundle(b)
+        np.testing.assert_allclose(refine.refine_all(default, real_clips[:4], block=1).objective,
+                                   default(real_clips[:4]).objective, rtol=0.03)
 
 
 def test_config_is_checked():
@@ -291,6 +298,26 @@ def test_shape_refinement_lowers_the_objective_below_the_weights_and_renders_it(
         assert float(r.objective[i]) == pytest.approx(j + cost, rel=2e-3)
         shaped += len(fields["shaping"])
     assert shaped > 0  # and it does shape, on real clips
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 2.0])
+def test_a_sweep_of_swaps_finds_the_copy_and_weight_a_target_is_made_of(trained, scale):
+    """A one-layer recipe (source 2, plain, weight 0.5) against a target that is one shaped
+    copy of that source at the weight times `scale`: the surrogate is exact for one layer, so
+    the sweep puts the layer on that copy at that weight, whichever of the copies it is."""
+    import copy
+
+    _, b = trained
+    an = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(mode="shape", **SMALL_GRID))
+    nv = len(an.variants)
+    sh = copy.copy(an)
+    sh.constants = an.bank
+    for v in (1, nv // 2, nv - 1):
+        clip = 0.5 * scale * np.asarray(an.bank.sources[2 * nv + v])[None]
+        pick, vs = swaps.sweep(sh, an.target(jnp.asarray(clip)), jnp.asarray([[2]]),
+                                      jnp.zeros((1, 1), jnp.int32), jnp.asarray([[0.5]]), 0.03)
+        assert int(pick[0, 0]) == v, an.variants[v]
+        assert float(vs[0, 0]) == pytest.approx(0.5 * scale)
 
 
 def test_cli_shape_mode_writes_shaped_recipes_the_studio_plays_the_same(trained, real_clips,

@@ -2,5 +2,6 @@
 
 recipe (the JSON a person saves and loads), render (a recipe to audio, stems and SFZ, in numpy),
 bundle (what a trained workdir ships: params, sources, PCA), refine (analysis by synthesis: a
-recipe fitted to a target, in JAX), analyze (the batch command over a person's own sounds).
+recipe fitted to a target, in JAX; its per-layer shaping by swaps and tune), analyze (the batch
+command over a person's own sounds).
 """

@@ -26,7 +26,7 @@ Modes:
   still moves the sound.
 - 'shape' (default): 'weights', then each layer's shaping too (recipes.shaping: pitch, a filter, a
   decay), chosen from a grid (`shape_*`) whose copies of every source are rendered once (the
-  bank): sweeps of swaps (`_swap_sweep`) put each layer on the copy of its source, and the
+  bank): sweeps of swaps (recipes.swaps) put each layer on the copy of its source, and the
   weight, that lowers the surrogate J most, with a cost per shaped layer that keeps a layer
   plain unless shaping pays; then the chosen copies' weights are refined again, and the
   cutoff, decay and start delay of the leading layers by gradient on the exact J
@@ -43,9 +43,10 @@ The result is never worse than the start in J: a refined recipe whose exact J ex
 encoder's is replaced by the encoder's.
 
 Pure JAX, batched over targets: one jit per batch shape, a fixed number of steps, no Python loop
-per target. Everything is per-target, so a batch gives what each target would alone (to float
-rounding; in a second sweep of swaps, a choice between near-equal candidates can fall either
-way with it).
+per target. Everything is per-target, so a batch gives what each target would alone, to float
+rounding; with shaping, Adam's steps (where a gradient is tiny its step is its sign), a near-tie
+between candidates in a second sweep and a delay rounded to a whole sample can carry that
+rounding further (J within a few percent: tests/test_analyze.py).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ import numpy as np
 
 from drumlayer.features import batching, descriptors, extractor, spectral
 from drumlayer.model import vae as model_lib
-from drumlayer.recipes import shaping, tune
+from drumlayer.recipes import shaping, swaps, tune
 from drumlayer.recipes.recipe import CUTOFF_HZ, GAIN_DB, LayerShape
 from drumlayer.recipes.surrogate import (
     CENTROID_HZ,
@@ -323,59 +324,6 @@ def _weights(an: Analyzer, target: Features, w0: jax.Array) -> jax.Array:
     return few.full(_exact_steps(an, target, vs, _same, _nonneg, few), k)
 
 
-SWAP_SCALES = (0.5, 1.0, 2.0)  # a layer's weight times these, tried with each of its copies
-
-
-def _swap_sweep(sh: Analyzer, target: Features, idx, pick, vs, cost_weight: float):
-    """One sweep over the K layers of each target, in turn: each layer is replaced by whichever of
-    its source's V copies, at its weight times each of SWAP_SCALES, gives the lowest surrogate J
-    (plus cost_weight per shaped layer). idx, pick [B, K] (the source
-    and its copy), vs [B, K] -> (pick, vs). The surrogate is anchored once, at the start."""
-    bank, nv = sh.constants, len(sh.variants)
-    b, n = idx.shape
-    cols = idx * nv + pick
-    few = bank.layers(cols)
-    anchor = make_anchor(sh, few, vs)
-    scales = jnp.asarray(SWAP_SCALES, vs.dtype)
-    shaped = (jnp.arange(nv) > 0).astype(vs.dtype)
-    rep = nv * len(SWAP_SCALES)
-    tiled = Features(*(jnp.repeat(x, rep, axis=0) for x in target))
-
-    tables = (bank.spectra, bank.mel_power, bank.energy)  # added by weight, weight^2, weight^2
-
-    def step(carry, at):
-        totals, pick, vs = carry
-        w, cur = vs[:, at], idx[:, at] * nv + pick[:, at]
-        cand = idx[:, at, None] * nv + jnp.arange(nv)  # [B, V]
-        ws = w[:, None] * scales  # [B, s]
-        # each total with the layer swapped for every candidate: [B, V, s, ...]
-        s_all, m_all, e_all = (
-            (t - (w ** p)[:, None] * table[cur])[:, None, None]
-            + (ws ** p)[:, None, :, None] * table[cand][:, :, None]
-            for t, table, p in zip(totals, tables, (1, 2, 2), strict=True))
-        feats = extractor.compress(s_all, sh.compression) + anchor[0][:, None, None]
-        feats = jnp.concatenate([feats, jnp.broadcast_to(anchor[1][:, None, None], feats.shape[
-            :-1] + (1,))], -1).reshape(b * rep, -1)
-        mel_db = to_db(m_all).reshape((b, nv, len(SWAP_SCALES)) + anchor[2].shape[1:])
-        mel_db = (mel_db + anchor[2][:, None, None]).reshape((b * rep,) + anchor[2].shape[1:])
-        weights = rms_weights(e_all * anchor[3][:, None, None]).reshape(b * rep, -1)
-        j = sh.objective(Features(feats, mel_db, weights), tiled).reshape(b, nv, -1)
-        others = jnp.sum(shaped[pick], -1) - shaped[pick[:, at]]  # the other shaped layers
-        count = others[:, None, None] + shaped[None, :, None]
-        best = jnp.argmin((j + cost_weight * count).reshape(b, -1), -1)
-        jv, js = best // len(SWAP_SCALES), best % len(SWAP_SCALES)
-        new_w = w * scales[js]
-        col = idx[:, at] * nv + jv
-        totals = tuple(t - (w ** p)[:, None] * table[cur] + (new_w ** p)[:, None] * table[col]
-                       for t, table, p in zip(totals, tables, (1, 2, 2), strict=True))
-        return (totals, pick.at[:, at].set(jv), vs.at[:, at].set(new_w)), None
-
-    start = ((few.combine(vs, few.spectra), few.combine(vs * vs, few.mel),
-              few.combine(vs * vs, few.energy)), pick, vs)
-    (_, pick, vs), _ = jax.lax.scan(step, start, jnp.arange(n))
-    return pick, vs
-
-
 def _shape(an: Analyzer, target: Features, v: jax.Array) -> tuple:
     """'shape' from the 'weights' result v [B, k] -> (v [B, k], variant [B, k], (cutoff, decay,
     delay) [B, k] each, J [B] with the cost), each row the better of v unshaped and v shaped
@@ -391,7 +339,7 @@ def _shape(an: Analyzer, target: Features, v: jax.Array) -> tuple:
     pick = jnp.zeros(idx.shape, jnp.int32)
 
     def sweep(_, carry):
-        return _swap_sweep(sh, target, idx, carry[0], carry[1], cfg.shape_cost)
+        return swaps.sweep(sh, target, idx, carry[0], carry[1], cfg.shape_cost)
 
     pick, vs = jax.lax.fori_loop(0, cfg.shape_rounds, sweep, (pick, vs))
     cols = idx * nv + pick

@@ -349,17 +349,28 @@ def test_envelope_by_hand():
 
 
 def test_warm_up_compiles_encode_and_refinement_before_the_first_upload(smoke_run, caplog,
-                                                                         tmp_path):
-    """The studio as `python -m drumlayer.studio` starts it: the weights refinement is compiled
-    on a thread from the start, then the default one (its bank of shaped sources too); an upload
-    meanwhile waits for the first and is refined by whichever is ready (the response says
-    which), and once both are, gets the same recipe as a studio that compiled at its first
-    upload."""
+                                                                         tmp_path, monkeypatch):
+    """The studio as `python -m drumlayer.studio` starts it: the encoder, then the weights
+    refinement, then the default one (its bank of shaped sources too) are compiled on a thread
+    from the start; an upload meanwhile waits for the encoder and is answered by the best that
+    is ready (the response says which), /api/shape then refines it as the default does, and
+    once all are ready an upload gets the same recipe as a studio that compiled at its first
+    upload. Each refinement's compilation is held until the test lets it go."""
     import logging
+    import threading
 
     from drumlayer.recipes import refine
+    from drumlayer.studio import warm as warm_lib
 
-    caplog.set_level(logging.INFO, logger="drumlayer.studio.server")
+    caplog.set_level(logging.INFO, logger="drumlayer.studio")
+    gates, compile_for_one = [threading.Event(), threading.Event()], refine.compile_for_one
+    held = iter(gates)
+
+    def gated(bundle, analyzer):
+        assert next(held).wait(600)
+        compile_for_one(bundle, analyzer)
+
+    monkeypatch.setattr(warm_lib.refine_lib, "compile_for_one", gated)
     cold = TestClient(create_app(str(smoke_run)), base_url=LOCAL)
     assert cold.app.state.studio._analyzer is None  # nothing compiled ahead unless asked
     app = create_app(str(smoke_run), warm_up=True)
@@ -367,16 +378,26 @@ def test_warm_up_compiles_encode_and_refinement_before_the_first_upload(smoke_ru
     warm = TestClient(app, base_url=LOCAL)
     clip = np.asarray(st.bundle.sources[3])
     files = {"file": ("hit.wav", wav_file(clip), "audio/wav")}
-    got = warm.post("/api/encode", files=files)  # sent at once: waits for the weights one
-    assert got.status_code == 200 and st.quick_ready.is_set()
-    first = got.headers["X-Drumlayer-Refinement"]
-    assert first in ("weights", "shape")
-    if first == "weights":  # answered before the default was ready: the weights refinement's
-        want = refine.Analyzer.from_bundle(st.bundle, refine.AnalyzeConfig(mode="weights"))(
-            wav_clip(clip, tmp_path)[None])
-        np.testing.assert_allclose(got.json()["weights"], want.weights[0], atol=1e-5)
+    x = wav_clip(clip, tmp_path)[None]
+    # sent at once: waits for the encoder only, and gets its recipe as it is
+    got = warm.post("/api/encode", files=files)
+    assert got.status_code == 200 and got.headers["X-Drumlayer-Refinement"] == "none"
+    assert got.json()["residual"] is None and not st.quick_ready.is_set()
+    np.testing.assert_allclose(got.json()["latent"], st.bundle.encode(
+        np.asarray(st.bundle.features(x)))[0][0], atol=1e-5)
+    gates[0].set()
+    assert st.quick_ready.wait(600) and not st.warm.is_set()
+    weights = warm.post("/api/encode", files=files)  # the weights refinement's
+    assert weights.headers["X-Drumlayer-Refinement"] == "weights"
+    want = refine.Analyzer.from_bundle(st.bundle, refine.AnalyzeConfig(mode="weights"))(x)
+    np.testing.assert_allclose(weights.json()["weights"], want.weights[0], atol=1e-5)
+    gates[1].set()
+    # what the page does next when the first answer was not the default's
+    again = warm.post("/api/shape", json=got.json())
+    assert again.status_code == 200 and again.headers["X-Drumlayer-Refinement"] == "shape"
     assert st.warm.wait(600) and st._analyzer is not None
-    for start in ("studio: encode and the weights refinement compiled in ",
+    for start in ("studio: encode compiled in ",
+                  "studio: encode and the weights refinement compiled in ",
                   "studio: encode and refinement compiled in "):
         assert any(r.getMessage().startswith(start) for r in caplog.records), start
     later, want = warm.post("/api/encode", files=files), cold.post("/api/encode", files=files)
@@ -384,3 +405,4 @@ def test_warm_up_compiles_encode_and_refinement_before_the_first_upload(smoke_ru
     assert later.headers["X-Drumlayer-Refinement"] == want.headers[
         "X-Drumlayer-Refinement"] == "shape"
     np.testing.assert_allclose(later.json()["weights"], want.json()["weights"], atol=1e-6)
+    np.testing.assert_allclose(again.json()["weights"], want.json()["weights"], atol=1e-6)

@@ -58,8 +58,10 @@ def page(server, browser):
 
 
 def wait_ready(pg, what):
-    pg.wait_for_function(f"document.getElementById('status').textContent.includes('{what}')",
-                         timeout=30000)
+    """Until the status line ends with `what` (a recipe answered while the studio starts says
+    "ready (...; refining ...)" until the page has refined it again)."""
+    pg.wait_for_function(f"document.getElementById('status').textContent.endsWith('{what}')",
+                         timeout=120000)
 
 
 def weights(pg):
@@ -276,6 +278,35 @@ def test_upload_is_shaped_ab_against_the_same_layers_unshaped_and_refine_again(s
     assert again["gain_db"] == pytest.approx(shaped["gain_db"], abs=1e-4)
     pg.click("#undo")  # before "refine again": the layers unshaped
     assert pg.evaluate("studio.recipe()")["shaping"] == {}
+
+
+def test_an_answer_from_the_starting_studio_is_refined_again_by_the_page(server, page):
+    """While the studio starts, an upload is answered by the encoder's recipe as it is (the
+    response says 'none'); the page shows it, asks /api/shape, and loads the refined and shaped
+    recipe, which undo takes back to the encoder's. Here the page's request is sent with
+    refine=false, as the starting studio would answer it."""
+    pg, url = page, server[0]
+    asked = []
+
+    def as_if_starting(route):
+        route.fulfill(response=route.fetch(url=route.request.url.replace("refine=true",
+                                                                         "refine=false")))
+
+    pg.on("request", lambda q: asked.append(q.url) if "/api/shape" in q.url else None)
+    pg.route("**/api/corpus/*/recipe*", as_if_starting)
+    try:
+        pg.select_option("#corpus", index=4)
+        wait_ready(pg, "encoding and refining the clip: ready")
+    finally:
+        pg.unroute("**/api/corpus/*/recipe*")
+    assert asked, "the page did not refine the encoder's recipe again"
+    clip = pg.eval_on_selector("#corpus", "e => e.value")
+    want = httpx.get(url + f"api/corpus/{clip}/recipe?refine=true", timeout=120).json()
+    got = pg.evaluate("studio.recipe()")
+    assert got["shaping"] == want["shaping"] and got["residual"] is not None
+    np.testing.assert_allclose(got["residual"], want["residual"], atol=1e-5)
+    pg.click("#undo")  # the encoder's recipe, as the studio answered it first
+    assert pg.evaluate("studio.recipe()")["residual"] is None
 
 
 def test_recipe_download_reloads_exactly(server, page, tmp_path):

@@ -18,7 +18,6 @@ import os
 import secrets
 import tempfile
 import threading
-import time
 from typing import Annotated
 
 import numpy as np
@@ -36,7 +35,7 @@ from drumlayer.recipes import refine as refine_lib
 from drumlayer.recipes import render as render_lib
 from drumlayer.recipes.bundle import Bundle, BundleError
 from drumlayer.recipes.recipe import NAME_MAX, Recipe, printable, shorten
-from drumlayer.studio import exports, guard, kit_routes, voices
+from drumlayer.studio import exports, guard, kit_routes, voices, warm
 from drumlayer.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -96,43 +95,21 @@ class Studio:
         self.originals: collections.OrderedDict[str, tuple[np.ndarray, np.ndarray]] = (
             collections.OrderedDict())
         self.keep_uploads = keep_uploads
-        self.lock = threading.Lock()  # the requests' threads share originals and the analyzer
+        self.lock = threading.Lock()  # the requests' threads share the originals
         self.workers = threading.BoundedSemaphore(WORKERS)
         self._source_features = None
         self._analyzer = self._quick = None
-        self.analyzer_lock = threading.Lock()  # building one takes seconds: not under self.lock
-        # set once encode and the default refinement (warm) and the weights refinement (quick)
-        # are compiled (warm_up); set from the start without a warm-up
-        self.warm, self.quick_ready = threading.Event(), threading.Event()
-        self.warm.set()
-        self.quick_ready.set()
+        # building a refinement takes seconds: each has its own lock, not self.lock
+        self.analyzer_lock, self.quick_lock = threading.Lock(), threading.Lock()
+        # set once the encoder (encode_ready), the weights refinement (quick_ready) and the default
+        # refinement (warm) are compiled (warm_up); set from the start without a warm-up
+        self.encode_ready, self.quick_ready, self.warm = (threading.Event() for _ in range(3))
+        for ready in (self.encode_ready, self.quick_ready, self.warm):
+            ready.set()
 
     def warm_up(self) -> threading.Thread:
-        """Compile encode and the refinements on a thread: the weights refinement first (about
-        a second), then the default (its bank of shaped sources and its compilation: seconds).
-        Uploads meanwhile wait for the first (`refiner`)."""
-        self.warm.clear()
-        self.quick_ready.clear()
-
-        def run():
-            t = time.perf_counter()
-            try:
-                refine_lib.compile_for_one(self.bundle, self.quick)
-                log.info("studio: encode and the weights refinement compiled in %.1f s",
-                         time.perf_counter() - t)
-                self.quick_ready.set()
-                refine_lib.compile_for_one(self.bundle, self.analyzer)
-                log.info("studio: encode and refinement compiled in %.1f s",
-                         time.perf_counter() - t)
-            except Exception:  # noqa: BLE001 - the first upload compiles instead, and says why
-                log.exception("studio: compiling ahead failed")
-            finally:
-                self.quick_ready.set()
-                self.warm.set()
-
-        thread = threading.Thread(target=run, name="studio-warm-up", daemon=True)
-        thread.start()
-        return thread
+        """Compile what answers an upload, on a thread (studio/warm.py)."""
+        return warm.warm_up(self)
 
     @property
     def analyzer(self) -> refine_lib.Analyzer:
@@ -145,16 +122,23 @@ class Studio:
     @property
     def quick(self) -> refine_lib.Analyzer:
         """The weights refinement (mode 'weights': no bank to build, compiled in a second)."""
-        with self.lock:
+        with self.quick_lock:
             if self._quick is None:
                 self._quick = refine_lib.Analyzer.from_bundle(self.bundle, refine_lib.QUICK)
             return self._quick
 
-    def refiner(self) -> refine_lib.Analyzer:
+    def refiner(self) -> refine_lib.Analyzer | None:
         """What refines an upload now: the default refinement, except while the warm-up is
-        still building it, when the weights refinement (ready first) answers instead."""
-        self.quick_ready.wait()
-        return self.analyzer if self.warm.is_set() else self.quick
+        still building it, when the weights refinement answers if it is ready, and before that
+        nothing (None: the encoder's recipe, as it is)."""
+        if self.warm.is_set():
+            return self.analyzer
+        return self.quick if self.quick_ready.is_set() else None
+
+    def encoded(self, x: np.ndarray) -> dict:
+        """A clip [S]'s latent mean: the Recipe's field."""
+        feats = np.asarray(self.bundle.features(x[None]))
+        return {"latent": np.asarray(self.bundle.encode(feats)[0])[0].tolist()}
 
     def shape(self, r: Recipe) -> Recipe:
         """r's original refined again from its encoding (the default refinement: weights, then
@@ -180,15 +164,14 @@ class Studio:
         each layer's shaping refined by analysis by synthesis (`analyze`, the default mode);
         filled with weights and PCA coordinates.
         heard: the clip at full band (self.sr), for 'play original'; None: x resampled."""
-        if refine:
-            an = self.refiner()
-            fields = refine_lib.recipe_fields(an(x[None]), 0, an.variants)
+        an = self.refiner() if refine else None
+        if an is None:
+            self.encode_ready.wait()
+            fields = self.encoded(x)
         else:
-            self.quick_ready.wait()
-            feats = np.asarray(self.bundle.features(x[None]))
-            fields = {"latent": np.asarray(self.bundle.encode(feats)[0])[0].tolist()}
+            fields = refine_lib.recipe_fields(an(x[None]), 0, an.variants)
         if used is not None:  # which refinement answered (the page says so)
-            used.append(an.config.mode if refine else "none")
+            used.append(an.config.mode if an else "none")
         token = secrets.token_hex(8)
         if heard is None:
             heard = fullband.band_limited(x, self.sr, self.samples)
@@ -441,8 +424,9 @@ def _encode_routes(st: Studio, max_upload_mb: float) -> APIRouter:
 
     @router.post("/api/shape", summary="Refine the layers' shaping against the recipe's "
                  "original (analysis by synthesis, mode 'shape')")
-    def shape(recipe: Recipe) -> Recipe:
+    def shape(recipe: Recipe, response: Response) -> Recipe:
         with st.workers:
+            said(response, ["shape"])
             return st.shape(recipe)
 
     @router.get("/api/original/{token}", summary="The audio a recipe was encoded from",

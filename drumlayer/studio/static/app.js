@@ -386,10 +386,23 @@ async function start(promise, label) {
     const response = await promise;
     const r = await response.json();
     loadRecipe(r);
-    // the studio answers with the weights refinement while its default is still starting
-    const quick = response.headers.get("X-Drumlayer-Refinement") === "weights";
-    status(quick ? `${label}: ready (weights only: the shaping is still starting; "refine again" in a few seconds shapes the layers)`
-                 : `${label}: ready`);
+    // while the studio is starting, it answers at once with what is ready (the encoder's recipe,
+    // or the weights refinement); the default then refines it here, unless it is edited meanwhile
+    const used = response.headers.get("X-Drumlayer-Refinement");
+    if (!S.original || !(used === "weights" || (used === "none" && $("refine").checked))) {
+      status(`${label}: ready`);
+      return;
+    }
+    status(`${label}: ready (${used === "weights" ? "weights only" : "the encoder's recipe"}; refining and shaping its layers…)`);
+    const sent = JSON.stringify(recipe());
+    const again = await (await api("/api/shape", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: sent })).json();
+    if (JSON.stringify(recipe()) !== sent) {
+      status(`${label}: ready (your edits are kept; "refine again" gives the refined and shaped recipe)`);
+      return;
+    }
+    loadRecipe(again);
+    status(`${label}: ready`);
   } catch (e) { status(e.message, true); }
 }
 

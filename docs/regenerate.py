@@ -131,6 +131,13 @@ def layering_figure(workdir: str, out: str) -> str:
     return out
 
 
+def _how(run: dict | None) -> dict | None:
+    """run.json's record without where the run wrote (its --workdir is not how it was made)."""
+    if run and "command" in run:
+        return {**run, "command": re.sub(r" --workdir=\S+", "", run["command"])}
+    return run
+
+
 def results(workdirs: list[str]) -> None:
     images = os.path.join(DOCS, "images")
     os.makedirs(images, exist_ok=True)
@@ -147,7 +154,7 @@ def results(workdirs: list[str]) -> None:
         if metrics is None:
             raise SystemExit(f"error: {wd}/eval/metrics.json is missing: run the main job there")
         name = os.path.basename(os.path.normpath(wd))
-        run = _read(os.path.join(wd, "run.json"))
+        run = _how(_read(os.path.join(wd, "run.json")))
         mtime = os.path.getmtime(os.path.join(wd, "eval", "metrics.json"))
         summary = _read(os.path.join(wd, "train_summary.json"), {})
         table = reconstruction_table(metrics)
@@ -308,8 +315,7 @@ def seeds(groups: list[str]) -> None:
         if any(m is None for m in runs):
             raise SystemExit(f"error: {name}: a workdir has no eval/metrics.json")
         info = [_read(os.path.join(w, "run.json"), {}) for w in wds]
-        if "command" in info[0]:  # where a run wrote is not how it was made
-            info[0] = {**info[0], "command": re.sub(r" --workdir=\S+", "", info[0]["command"])}
+        info[0] = _how(info[0])
         secs = [training_seconds(w) for w in wds]
         wins = sum(not report.refined_losses(m["reconstruction"]) for m in runs)
         parts += [f"## {name[0].upper()}{name[1:]}", "",

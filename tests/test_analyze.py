@@ -320,6 +320,17 @@ def test_a_sweep_of_swaps_finds_the_copy_and_weight_a_target_is_made_of(trained,
         assert float(vs[0, 0]) == pytest.approx(0.5 * scale)
 
 
+def test_a_grid_of_fewer_copies_than_the_sweep_keeps_is_refined(trained, real_clips):
+    """A grid of two copies (plain, and one decay), fewer than the SWAP_TOP best that a sweep
+    scores at other weights: the refinement runs, and never raises J above the encoder's."""
+    _, b = trained
+    an = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(
+        mode="shape", shape_pitches=(), shape_tones=(), shape_decays=(0.1,)))
+    assert len(an.variants) == 2 < swaps.SWAP_TOP
+    r = an(real_clips[:2])
+    assert np.all(np.asarray(r.objective) <= np.asarray(r.start))
+
+
 def test_cli_shape_mode_writes_shaped_recipes_the_studio_plays_the_same(trained, real_clips,
                                                                         tmp_path):
     wd, _ = trained

@@ -16,7 +16,7 @@ from drumlayer.features import extractor
 from drumlayer.recipes.surrogate import Features, make_anchor, rms_weights, to_db
 
 SWAP_SCALES = (0.5, 2.0)  # the best copies' weights times these are tried too
-SWAP_TOP = 4  # that many best copies
+SWAP_TOP = 4  # that many best copies (all of them in a grid of fewer)
 
 
 def sweep(sh, target: Features, idx, pick, vs, cost_weight: float):
@@ -32,8 +32,9 @@ def sweep(sh, target: Features, idx, pick, vs, cost_weight: float):
     scales = jnp.asarray(SWAP_SCALES, vs.dtype)
     shaped = (jnp.arange(nv) > 0).astype(vs.dtype)
     tables = (bank.spectra, bank.mel_power, bank.energy)  # added by weight, weight^2, weight^2
+    top_n = min(SWAP_TOP, nv)
     tiled = {c: Features(*(jnp.repeat(x, c, axis=0) for x in target))
-             for c in (nv, SWAP_TOP * len(scales))}
+             for c in (nv, top_n * len(scales))}
 
     def swapped(totals, w, cur, cols, ws):
         """J [B, C] of each total with the layer (weight w [B], column cur [B]) swapped for
@@ -58,9 +59,9 @@ def sweep(sh, target: Features, idx, pick, vs, cost_weight: float):
         # then the SWAP_TOP best at w times each of SWAP_SCALES
         j = swapped(totals, w, cur, cand, jnp.broadcast_to(w[:, None], cand.shape)) + (
             cost_weight * shaped)
-        top = jax.lax.top_k(-j, SWAP_TOP)[1]  # [B, m]
+        top = jax.lax.top_k(-j, top_n)[1]  # [B, m]
         cols = jnp.repeat(jnp.take_along_axis(cand, top, 1), len(scales), 1)  # [B, m * s]
-        ws = jnp.tile(w[:, None] * scales, (1, SWAP_TOP))
+        ws = jnp.tile(w[:, None] * scales, (1, top_n))
         j_scaled = swapped(totals, w, cur, cols, ws) + cost_weight * shaped[cols % nv]
         best = jnp.argmin(jnp.concatenate([j, j_scaled], 1), -1)
         col = jnp.concatenate([cand, cols], 1)[jnp.arange(b), best]

@@ -38,8 +38,8 @@ def warm_up(st) -> threading.Thread:
         try:
             for ready, what, compile_it in stages:
                 compile_it()
-                ready.set()
                 log.info("studio: %s compiled in %.1f s", what, time.perf_counter() - t)
+                ready.set()  # after the log line: whoever waits on it finds the line written
         except Exception:  # noqa: BLE001 - the first upload compiles instead, and says why
             log.exception("studio: compiling ahead failed")
         finally:

@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 
 from drumlayer.data.dataset import OUTSIDE  # noqa: E402
 from drumlayer.evaluation import report  # noqa: E402
+from drumlayer.recipes.refine import FITS  # noqa: E402
 
 DOCS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(DOCS)
@@ -353,7 +354,10 @@ SHAPING_ROWS = (  # key, label, mode and AnalyzeConfig overrides (None: measured
     ("shape", "refined weights and shaping, one sweep (`--mode=shape`, `shape_rounds=1`)", "shape",
      {"shape_rounds": 1}),
     ("shape_two_sweeps", "the same, two sweeps of swaps (`--mode=shape`, the default)",
-     "shape", {"shape_rounds": 2}))
+     "shape", {"shape_rounds": 2}),
+    ("shape_spectrogram", "the same, fitted to the spectrogram first (`--fit=spectrogram`: `"
+     + ", ".join(f"{k}={v:g}" for k, v in FITS["spectrogram"].items()) + "`)", "shape",
+     FITS["spectrogram"]))
 
 
 def shaping_table(runs: list[dict], split: str) -> list[str]:

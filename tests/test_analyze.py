@@ -366,6 +366,12 @@ def test_cli_passes_shape_rounds_and_refuses_zero(trained, tmp_path, monkeypatch
     assert analyze_lib.main([f"--workdir={wd}", f"--out={tmp_path}", "--mode=shape",
                              "--shape_rounds=3", str(tmp_path)]) == 0
     assert (seen["config"].mode, seen["config"].shape_rounds) == ("shape", 3)
+    assert seen["config"] == refine.AnalyzeConfig(mode="shape", shape_rounds=3)
+    assert analyze_lib.main([f"--workdir={wd}", f"--out={tmp_path}", "--fit=spectrogram",
+                             str(tmp_path)]) == 0
+    cfg = seen["config"]
+    assert (cfg.mode, cfg.db_weight, cfg.shape_cost, cfg.centroid_weight) == ("shape", 1.0, 0.3,
+                                                                             0.03)
     assert analyze_lib.main([f"--workdir={wd}", f"--out={tmp_path}", "--shape_rounds=0",
                              str(tmp_path)]) == 2
     assert "--shape_rounds" in capsys.readouterr().err

@@ -32,7 +32,7 @@ from drumlayer.features import batching, measures
 from drumlayer.recipes import render
 from drumlayer.recipes.bundle import Bundle
 from drumlayer.recipes.recipe import Envelope, Recipe, printable, shorten
-from drumlayer.recipes.refine import MODES, AnalyzeConfig, Analyzer, recipe_fields, refine_all
+from drumlayer.recipes.refine import FITS, MODES, AnalyzeConfig, Analyzer, recipe_fields, refine_all
 from drumlayer.workdir import AnalyzeDir
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,9 @@ def _define_flags(fv) -> None:
                          "swaps over the layers (1: about 20% faster, behind matching pursuit's "
                          "LSD in a seed; docs/shaping.md)", lower_bound=1,
                          upper_bound=8, flag_values=fv)
+    flags.DEFINE_enum("fit", "timbre", list(FITS), "what the refinement matches first: "
+                      "'timbre' (MFCC, centroid and features) or 'spectrogram' (about 0.5 dB "
+                      "lower LSD, higher feature MSE; docs/shaping.md)", flag_values=fv)
 
 
 def _command(f, paths: list[str]) -> int:
@@ -164,7 +167,7 @@ def _command(f, paths: list[str]) -> int:
 
     cli.compilation_cache()
     res = run(f.workdir, paths, f.out,
-              AnalyzeConfig(mode=f.mode, shape_rounds=f.shape_rounds), f.block)
+              AnalyzeConfig(mode=f.mode, shape_rounds=f.shape_rounds, **FITS[f.fit]), f.block)
     print(f"wrote {res['written']} recipes to {f.out} ({res['rejected']} files skipped: "
           f"{AnalyzeDir(f.out).rejected}); summary: {res['summary']}")
     return 0

@@ -87,10 +87,11 @@ def kit_run(tmp_path_factory):
     return config, wd, summary, "\n".join(lines.lines)
 
 
-def serve(wd):
-    """`python -m drumlayer.studio` on wd, any free port: (process, its address)."""
+def serve(wd, *flags):
+    """`python -m drumlayer.studio` on wd, any free port, with more flags: (process, its
+    address)."""
     proc = subprocess.Popen([sys.executable, "-m", "drumlayer.studio", f"--workdir={wd}",
-                             "--port=0"], cwd=ROOT, stdout=subprocess.PIPE,
+                             "--port=0", *flags], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     url = None
     for line in proc.stdout:  # the CLI says where it listens

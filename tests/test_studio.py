@@ -5,6 +5,7 @@ import json
 import os
 import zipfile
 
+import httpx
 import numpy as np
 import pytest
 import soundfile as sf
@@ -18,7 +19,7 @@ from drumlayer.recipes.bundle import Bundle
 from drumlayer.recipes.recipe import LayerShape
 from drumlayer.studio.server import create_app
 
-from conftest import LOCAL, server_errors
+from conftest import LOCAL, serve, server_errors
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +91,39 @@ def test_encode_refines_by_default_and_the_residual_is_mixed(studio, recipe, tmp
     assert gone.status_code == 404 and "encode the sample again" in gone.json()["detail"]
 
 
+def test_the_spectrogram_fit_refines_uploads_as_analyze_does(studio, recipe, tmp_path):
+    from drumlayer.recipes import refine
+
+    wd, b, _ = studio
+    _, clip = recipe
+    c = TestClient(create_app(str(wd), fit="spectrogram"), base_url=LOCAL)
+    assert c.get("/api/model").json()["fit"] == "spectrogram"
+    r = c.post("/api/encode", files={"file": ("my snare.wav", wav_file(clip), "audio/wav")})
+    assert r.status_code == 200, r.text
+    x = wav_clip(clip, tmp_path)[None]
+    want = refine.Analyzer.from_bundle(
+        b, refine.AnalyzeConfig(db_weight=1.0, shape_cost=0.3, centroid_weight=0.03))(x)
+    np.testing.assert_allclose(r.json()["weights"], want.weights[0], atol=1e-5)
+    timbre = refine.Analyzer.from_bundle(b)(x)  # the default fits this clip otherwise
+    assert np.abs(want.weights[0] - timbre.weights[0]).max() > 1e-3
+    with pytest.raises(ValueError, match="fit must be one of"):
+        create_app(str(wd), fit="loudest")
+
+
+def test_the_command_line_passes_the_fit_on(smoke_run):
+    proc, url = serve(smoke_run, "--fit=spectrogram", "--warm_up=false")
+    try:
+        assert httpx.get(f"{url}api/model", timeout=60).json()["fit"] == "spectrogram"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def test_model_and_sources(studio):
     _, b, c = studio
     m = c.get("/api/model").json()
     assert (m["k"], m["latent"], m["samples"]) == (b.k, b.latent, 22050)
+    assert m["fit"] == "timbre"
     assert np.asarray(m["pca"]["components"]).shape == (4, b.latent)
     src = np.frombuffer(c.get("/api/sources").content, "<f4").reshape(b.k, -1)
     np.testing.assert_array_equal(src, b.sources)

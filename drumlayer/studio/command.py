@@ -9,6 +9,7 @@ import sys
 import uvicorn
 
 from drumlayer import cli
+from drumlayer.recipes.refine import FITS
 from drumlayer.studio import guard, server
 from drumlayer.studio.server import create_app
 
@@ -27,13 +28,16 @@ def _define_flags(fv) -> None:
                       "machine's (127.0.0.1, localhost, ::1) and --host: the names people use "
                       "to reach it when it listens elsewhere", flag_values=fv)
     flags.DEFINE_bool("warm_up", True, "compile encode and refine at start", flag_values=fv)
+    flags.DEFINE_enum("fit", "timbre", list(FITS), "what an upload's refinement matches first "
+                      "(as analyze's --fit): 'timbre' (the default) or 'spectrogram' (about "
+                      "0.5 dB lower LSD, a higher feature MSE)", flag_values=fv)
 
 
 def _serve(a, _) -> int:
     cli.compilation_cache()
     hosts = (*guard.LOOPBACK, *([a.host] if a.host not in ("0.0.0.0", "::") else []),
              *a.allowed_hosts)
-    app = create_app(a.workdir, a.max_upload_mb, hosts, warm_up=a.warm_up)
+    app = create_app(a.workdir, a.max_upload_mb, hosts, warm_up=a.warm_up, fit=a.fit)
     if a.host not in guard.LOOPBACK:
         log.warning("studio: listening on %s: anyone who can reach this machine can use it; it "
                     "answers to %s (--allowed_hosts adds names)", a.host, ", ".join(hosts))

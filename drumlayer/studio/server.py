@@ -75,8 +75,11 @@ class Clip(BaseModel):
 class Studio:
     """The loaded workdir: bundle, corpus names, and the uploads kept for 'play original'."""
 
-    def __init__(self, workdir: str, keep_uploads: int = 32):
+    def __init__(self, workdir: str, keep_uploads: int = 32, fit: str = "timbre"):
+        if fit not in refine_lib.FITS:
+            raise ValueError(f"fit must be one of {sorted(refine_lib.FITS)}, got {fit!r}")
         self.wd = Workdir(workdir)
+        self.fit = fit
         self.bundle = Bundle.load(workdir)
         if self.bundle.pca is None:
             raise BundleError(f"{self.wd.bundle.pca} is missing: rerun the main job on this "
@@ -113,10 +116,12 @@ class Studio:
 
     @property
     def analyzer(self) -> refine_lib.Analyzer:
-        """The default refinement (built, and compiled, at its first use)."""
+        """The default refinement, with the fit the studio was started with (refine.FITS;
+        built, and compiled, at its first use)."""
         with self.analyzer_lock:
             if self._analyzer is None:
-                self._analyzer = refine_lib.Analyzer.from_bundle(self.bundle)
+                self._analyzer = refine_lib.Analyzer.from_bundle(
+                    self.bundle, refine_lib.AnalyzeConfig(**refine_lib.FITS[self.fit]))
             return self._analyzer
 
     @property
@@ -293,17 +298,19 @@ def add_page(app: FastAPI) -> None:
 
 
 def create_app(workdir: str, max_upload_mb: float = 50.0,
-               hosts: tuple[str, ...] = guard.LOOPBACK, warm_up: bool = False) -> FastAPI:
+               hosts: tuple[str, ...] = guard.LOOPBACK, warm_up: bool = False,
+               fit: str = "timbre") -> FastAPI:
     """The studio's ASGI app over a trained workdir (a kit job's workdir: the kit studio, see
     studio/kit_routes.py), answering to the host names `hosts` only. warm_up: compile the
-    encoder and refinement on a thread from the start (`Studio.warm_up`)."""
+    encoder and refinement on a thread from the start (`Studio.warm_up`). fit: what the
+    refinement matches first (refine.FITS)."""
     if kit_routes.is_kit_workdir(workdir):
         app = kit_routes.create_kit_app(
-            workdir, lambda w: create_app(w, max_upload_mb, hosts, warm_up), add_page)
+            workdir, lambda w: create_app(w, max_upload_mb, hosts, warm_up, fit), add_page)
         app.add_middleware(guard.Guard, hosts=hosts,
                            upload_limit=int(max_upload_mb * 1024 * 1024))
         return app
-    st = Studio(workdir)
+    st = Studio(workdir, fit=fit)
     if warm_up:
         st.warm_up()
     app = FastAPI(title="drumlayer studio", version="1",
@@ -344,7 +351,7 @@ def _model_routes(st: Studio) -> APIRouter:
         return {"k": st.bundle.k, "latent": st.bundle.latent, "sample_rate": st.sr,
                 "samples": st.samples, "normaliser": st.normaliser,
                 "names": [printable(n) for n in st.bundle.names],
-                "workdir": os.path.basename(st.wd.root),
+                "workdir": os.path.basename(st.wd.root), "fit": st.fit,
                 "decoder": {k: {n: a.tolist() for n, a in v.items()}
                             for k, v in st.decoder.items()},
                 "pca": {"center": p["center"].tolist(), "components": p["components"].tolist(),

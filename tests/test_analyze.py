@@ -126,6 +126,16 @@ def test_a_source_refines_to_itself(trained):
     np.testing.assert_allclose(r.gain, 1.0, atol=0.1)
 
 
+def test_compiling_for_one_sound_takes_a_shaped_recipe(trained):
+    """What the main job's last stage and the studio's warm-up run, on a refinement that
+    shapes the first source's layers (with 200 sources the default did: an IndexError ended
+    the paper-scale job)."""
+    _, b = trained
+    an = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(shape_cost=-1.0))  # shaping pays
+    assert np.any(np.asarray(an(b.sources[:1]).variant) > 0)
+    refine.compile_for_one(b, an)
+
+
 @pytest.mark.parametrize("mode", ["weights", "shape"])
 def test_batched_equals_one_at_a_time(trained, real_clips, mode):
     """Every row alone: the same recipe in a batch (batches of other sizes compile to other

@@ -448,5 +448,5 @@ def compile_for_one(bundle, analyzer: Analyzer) -> None:
     compilation cache on, a later process finds them compiled."""
     x = np.asarray(bundle.sources[:1], np.float32)
     jax.block_until_ready(bundle.encode(np.asarray(bundle.features(x))))
-    recipe_fields(analyzer(x), 0)
+    recipe_fields(analyzer(x), 0, analyzer.variants)
 

@@ -416,13 +416,13 @@ def refine_all(an: Analyzer, clips: np.ndarray, block: int = 64) -> Recipes:
     return Recipes(*batching.in_blocks(lambda x: tuple(an(x)), clips, block=size))
 
 
-def recipe_fields(r: Recipes, i: int, variants: list | None = None) -> dict:
+def recipe_fields(r: Recipes, i: int, variants: list) -> dict:
     """Target i's recipe as the studio's Recipe fields: latent, residual, gain_db (clipped
     to the studio's range, so the studio mixes what is written), the shaping of its layers
     (variants: the Analyzer's; a tuned cutoff or decay replaces the variant's) and their start
-    delays (offsets_ms)."""
+    delays (offsets_ms). variants is required: the variant indices of r mean nothing without
+    the analyzer that made them."""
 
-    variants = variants or [shaping.Variant()]
     gain_db = 20.0 * np.log10(max(float(r.gain[i]), 1e-12))
     weights, variant = np.asarray(r.weights[i]), np.asarray(r.variant[i])
     shapes = {}

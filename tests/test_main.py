@@ -40,19 +40,25 @@ def test_main_sources_from_augmented_pool(tmp_path):
     cache = tmp_path / "jax-cache"
     r = run_main(tmp_path / "run", "--config.selection.pool=train+augmented",
                  "--config.train.epochs=1", "--config.train.pretrain_epochs=1",
-                 env={"DRUMLAYER_JAX_CACHE": str(cache)})
+                 "--config.train.cpu_devices=2", env={"DRUMLAYER_JAX_CACHE": str(cache),
+                                                      "XLA_FLAGS": ""})
     assert r.returncode == 0, r.stderr[-3000:]
+    # the CPU became two devices, and the training step ran over both
+    assert "devices: [CpuDevice(id=0), CpuDevice(id=1)]" in r.stderr
+    assert "; 2 devices; batch 16;" in r.stderr
     # the job compiled the studio's first upload into the cache: a studio started after it
     # (another process, the same cache) compiles nothing when it warms up
     assert "studio: its first upload compiled into the cache" in r.stderr
     before = set(os.listdir(cache))
-    warm = ("import logging, sys\nfrom drumlayer import cli\ncli.compilation_cache()\n"
+    warm = ("import logging, sys\nfrom drumlayer import cli\n"
+            "from drumlayer.training import distributed\n"
+            "distributed.use_cpu_cores_as_trained(sys.argv[1])\ncli.compilation_cache()\n"
             "logging.basicConfig(level=logging.INFO)\n"
             "from drumlayer.studio.server import Studio\n"
             "Studio(sys.argv[1]).warm_up().join()\n")
     w = subprocess.run([sys.executable, "-c", warm, str(tmp_path / "run")], cwd=ROOT,
                        capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "DRUMLAYER_JAX_CACHE": str(cache)})
+                       env={**os.environ, "DRUMLAYER_JAX_CACHE": str(cache), "XLA_FLAGS": ""})
     assert w.returncode == 0 and "encode and refinement compiled" in w.stderr, w.stderr[-3000:]
     assert set(os.listdir(cache)) == before
     sources = json.loads((tmp_path / "run" / "selection" / "sources.json").read_text())

@@ -179,6 +179,14 @@ def test_one_device_steps_have_no_collectives():
             break
 
 
+@pytest.mark.parametrize("cpus,batch,requested,expected", [
+    (2, 64, 0, 2), (1, 64, 0, 1), (3, 64, 0, 2), (16, 64, 0, 8), (6, 16, 0, 4), (12, 12, 0, 6),
+    (4, 2, 0, 2), (2, 64, 4, 4), (2, 64, 1, 1)])
+def test_the_cpu_becomes_one_device_per_core_dividing_the_batch(cpus, batch, requested,
+                                                                 expected):
+    assert distributed.cpu_device_count(cpus, batch, requested) == expected
+
+
 def test_two_processes_through_jax_distributed_match_one(tmp_path):
     """Two processes x 2 CPU devices (gloo collectives) train together, like two hosts."""
     import socket

@@ -54,6 +54,7 @@ from drumlayer.features.batching import in_blocks
 from drumlayer.model import vae
 from drumlayer.recipes import refine, render
 from drumlayer.recipes.bundle import Bundle
+from drumlayer.training import distributed
 from drumlayer.workdir import EvalDir, Workdir
 
 log = logging.getLogger(__name__)
@@ -421,6 +422,7 @@ def _command(f, workdirs: list[str]) -> int:
         if not f.workdir or workdirs:
             raise DrumlayerError("give --workdir=W (or --compare W1 W2 ...)")
 
+        distributed.use_cpu_cores_as_trained(f.workdir)
         cli.compilation_cache()
         with lock.exclusive(Workdir(f.workdir)):
             evaluate_workdir(f.workdir)

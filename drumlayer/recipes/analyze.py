@@ -33,6 +33,7 @@ from drumlayer.recipes import render
 from drumlayer.recipes.bundle import Bundle
 from drumlayer.recipes.recipe import Envelope, Recipe, printable, shorten
 from drumlayer.recipes.refine import FITS, MODES, AnalyzeConfig, Analyzer, recipe_fields, refine_all
+from drumlayer.training import distributed
 from drumlayer.workdir import AnalyzeDir
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,7 @@ def _command(f, paths: list[str]) -> int:
     if not f.workdir or not f.out or not paths:
         raise DrumlayerError("give --workdir=W --out=DIR and at least one file or folder")
 
+    distributed.use_cpu_cores_as_trained(f.workdir)
     cli.compilation_cache()
     res = run(f.workdir, paths, f.out,
               AnalyzeConfig(mode=f.mode, shape_rounds=f.shape_rounds, **FITS[f.fit]), f.block)

@@ -12,6 +12,7 @@ from drumlayer import cli
 from drumlayer.recipes.refine import FITS
 from drumlayer.studio import guard, server
 from drumlayer.studio.server import create_app
+from drumlayer.training import distributed
 
 log = logging.getLogger("drumlayer.studio.server")
 
@@ -34,6 +35,7 @@ def _define_flags(fv) -> None:
 
 
 def _serve(a, _) -> int:
+    distributed.use_cpu_cores_as_trained(a.workdir)
     cli.compilation_cache()
     hosts = (*guard.LOOPBACK, *([a.host] if a.host not in ("0.0.0.0", "::") else []),
              *a.allowed_hosts)

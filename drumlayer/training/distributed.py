@@ -11,6 +11,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from drumlayer.workdir import Workdir
+
 
 def initialize_distributed() -> bool:
     """Join a multi-process run when DRUMLAYER_COORDINATOR (host:port), DRUMLAYER_NUM_PROCESSES
@@ -75,7 +77,7 @@ def use_cpu_cores_as_trained(workdir: str) -> int:
     compilation cache keys count the devices, so only the job's device count finds what the
     job compiled for them."""
     try:
-        with open(os.path.join(workdir, "config.json")) as f:
+        with open(Workdir(workdir).config) as f:
             train = json.load(f).get("train", {})
     except (OSError, ValueError, AttributeError):
         train = {}

@@ -65,7 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     t.db_weight = 0.0  # > 0: adds the mean squared dB difference of the spectra (losses.py)
     t.spectrum = "auto"  # the mix's spectrum: 'fft' of the mix, 'linear' from the sources'
     # STFTs (equal up to rounding; faster on a CPU with few sources); 'auto' picks (losses.py)
-    t.cpu_devices = 0  # JAX devices a CPU becomes for the data-parallel step; 0: one per core
+    t.cpu_devices = 1  # JAX devices a CPU becomes for the data-parallel step; 0: one per core
     t.steps_per_call = 16  # most steps a device call (one lax.scan); SIGTERM saves after the call
     t.checkpoint_every_s = 60.0  # also at each phase's end and on SIGTERM; 0: every epoch
     t.profile = False  # True: a jax.profiler trace of one call in WORKDIR/profile (TensorBoard)

@@ -28,4 +28,4 @@ class TrainConfig:
 
 
 # TrainConfig fields (and config.train keys) that change how a run goes but not what it computes
-RUN_ONLY = ("steps_per_call", "profile", "checkpoint_every_s", "spectrum")
+RUN_ONLY = ("steps_per_call", "profile", "checkpoint_every_s", "spectrum", "cpu_devices")

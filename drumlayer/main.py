@@ -51,7 +51,7 @@ def main(argv):
     cli.compilation_cache()
     joined = distributed.initialize_distributed()
     config = _CONFIG.value
-    distributed.use_cpu_cores(int(config.train.batch), int(config.train.get("cpu_devices", 0)))
+    distributed.use_cpu_cores(int(config.train.batch), int(config.train.get("cpu_devices", 1)))
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     logging.info("JAX %s, process %d of %d, devices: %s", jax.__version__, jax.process_index(),
                  jax.process_count(), jax.devices())

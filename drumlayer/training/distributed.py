@@ -52,9 +52,9 @@ def cpu_device_count(cpus: int, batch: int, requested: int = 0) -> int:
 def use_cpu_cores(batch: int, requested: int = 0) -> int:
     """Make the host's CPU `cpu_device_count` JAX devices, so that the data-parallel training
     step runs one shard per core. XLA's CPU runtime runs one program's operations on a second
-    thread only when many are ready at once, so one device keeps 2 cores both busy a third of
-    the time; a program per core keeps them busy (the paper-scale training step on 2 cores: 0.80x
-    the time with 2 devices, 1.1x with 4). The training is the same up to float rounding (the
+    thread only when many are ready at once, so one device keeps 2 cores both busy a quarter of
+    the time; a program per core keeps them busy (a paper-scale epoch on 2 cores: 0.82x the time
+    with 2 devices; the step 1.1x with 4). The training is the same up to float rounding (the
     step's numbers do not depend on the device count). Returns the count set, or 0 where it is
     left alone: XLA_FLAGS already sets it, a multi-process run (launch/multihost.sh shares the
     cores between processes), or JAX has already started. Must run before anything touches a
@@ -72,16 +72,16 @@ def use_cpu_cores(batch: int, requested: int = 0) -> int:
 
 
 def use_cpu_cores_as_trained(workdir: str) -> int:
-    """`use_cpu_cores` with the train section of WORKDIR/config.json (the defaults where there is
-    none), for the commands that read a trained workdir (studio, analyze, evaluate): JAX's
-    compilation cache keys count the devices, so only the job's device count finds what the
-    job compiled for them."""
+    """`use_cpu_cores` with the train section of WORKDIR/config.json (one device where it names
+    none: the default, and what jobs from before the field used), for the commands that read a
+    trained workdir (studio, analyze, evaluate): JAX's compilation cache keys count the devices,
+    so only the job's device count finds what the job compiled for them."""
     try:
         with open(Workdir(workdir).config) as f:
             train = json.load(f).get("train", {})
     except (OSError, ValueError, AttributeError):
         train = {}
-    return use_cpu_cores(int(train.get("batch", 64)), int(train.get("cpu_devices", 0)))
+    return use_cpu_cores(int(train.get("batch", 64)), int(train.get("cpu_devices", 1)))
 
 
 def _has_accelerator() -> bool:

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import time
 import zipfile
 
 import httpx
@@ -165,6 +166,29 @@ def test_render_applies_every_edit(studio, recipe):
     solo = {**r, "solo": [3]}
     x, _, _ = read_wav(c.post("/api/render", json=solo).content)
     np.testing.assert_allclose(x, w0[3] * b.sources[3], atol=1e-6)
+
+
+def test_a_float_wav_is_the_same_bytes_whenever_it_is_written():
+    """libsndfile's PEAK chunk holds the time of writing: left out, a render is reproducible."""
+    from scipy.io import wavfile
+
+    x = np.random.default_rng(0).normal(0, 0.1, (1001,)).astype(np.float32)
+    first = render_lib.wav_bytes(x, 48000, "FLOAT")
+    time.sleep(1.05)  # the next second: a timestamp would differ
+    assert render_lib.wav_bytes(x, 48000, "FLOAT") == first
+    chunks, pos = [], 12
+    while pos < len(first):
+        size = int.from_bytes(first[pos + 4:pos + 8], "little")
+        chunks.append(first[pos:pos + 4])
+        pos += 8 + size + size % 2
+    assert first[:4] == b"RIFF" and int.from_bytes(first[4:8], "little") == len(first) - 8
+    assert chunks == [b"fmt ", b"fact", b"data"] and pos == len(first)
+    rate, y = wavfile.read(io.BytesIO(first))
+    assert rate == 48000 and y.dtype == np.float32 and np.array_equal(y, x)
+    pcm = render_lib.wav_bytes(x, 44100, "PCM_24")  # no PEAK chunk to leave out: as written
+    buf = io.BytesIO()
+    sf.write(buf, x, 44100, subtype="PCM_24", format="WAV")
+    assert pcm == buf.getvalue()
 
 
 def test_export_wav_is_24_bit_with_a_peak_under_minus_1_dbfs(studio, recipe):

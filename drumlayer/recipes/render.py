@@ -160,10 +160,25 @@ def export_scale(x: np.ndarray, sample_rate: int, rate: int) -> tuple[np.ndarray
 
 
 def wav_bytes(x: np.ndarray, rate: int, subtype: str) -> bytes:
-    """x [n] as a WAV file's bytes (subtype: 'PCM_16', 'PCM_24' or 'FLOAT')."""
+    """x [n] as a WAV file's bytes (subtype: 'PCM_16', 'PCM_24' or 'FLOAT'); the same x gives
+    the same bytes (libsndfile's PEAK chunk of a float WAV, which holds the time of writing, is
+    left out)."""
     buf = io.BytesIO()
     sf.write(buf, x, rate, subtype=subtype, format="WAV")
-    return buf.getvalue()
+    return _without_chunk(buf.getvalue(), b"PEAK")
+
+
+def _without_chunk(wav: bytes, name: bytes) -> bytes:
+    """A RIFF/WAVE file's bytes without its chunks called `name` (the RIFF size updated)."""
+    body, pos = [wav[8:12]], 12
+    while pos + 8 <= len(wav):
+        size = int.from_bytes(wav[pos + 4:pos + 8], "little")
+        end = pos + 8 + size + (size & 1)  # chunks are padded to an even length
+        if wav[pos:pos + 4] != name:
+            body.append(wav[pos:end])
+        pos = end
+    out = b"".join(body)
+    return b"RIFF" + len(out).to_bytes(4, "little") + out
 
 
 def export_wav(x: np.ndarray, sample_rate: int, rate: int) -> bytes:

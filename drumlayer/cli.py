@@ -54,19 +54,33 @@ def parse(argv: list[str] | None, prog: str, doc: str,
     return fv, rest
 
 
+CACHE_MB = 2048  # the compilation cache's default size limit
+
+
 def compilation_cache() -> str | None:
     """Keep compiled XLA programs on disk (all of them), so a rerun, the evaluation and the
     studio skip the compilation of what an earlier run compiled (JAX's persistent compilation
     cache, keyed by the program, the devices and the JAX version). $DRUMLAYER_JAX_CACHE picks
     the folder ('off': none); the default is $XDG_CACHE_HOME/drumlayer/jax (~/.cache/...).
-    Returns the folder."""
+    The folder is kept under $DRUMLAYER_JAX_CACHE_MB megabytes (CACHE_MB), the least recently
+    used programs removed first, and read and written under a file lock, so that jobs running
+    at once never read a program another is still writing. Returns the folder."""
     where = os.environ.get("DRUMLAYER_JAX_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "drumlayer", "jax")
     if where == "off":
         return None
+    limit = os.environ.get("DRUMLAYER_JAX_CACHE_MB") or str(CACHE_MB)
+    try:
+        limit = float(limit)
+    except ValueError:
+        logging.getLogger(__name__).warning(
+            "DRUMLAYER_JAX_CACHE_MB=%r is not a number of megabytes: the compilation cache "
+            "keeps its default limit, %d MB", limit, CACHE_MB)
+        limit = CACHE_MB
     import jax
 
     jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_compilation_cache_max_size", int(limit * 2**20))
     # every program, however quick to compile (JAX keeps only those over 1 s by default): the
     # studio's start compiles a dozen small ones, ~3 s in all on 2 cores, ~1 s read back
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -52,6 +52,33 @@ def test_commands_run_when_imported(tmp_path, capsys):
     assert evaluate_lib.main(["--compare"]) == 1
 
 
+@pytest.mark.parametrize("megabytes", ["0.02", "lots"])
+def test_the_compilation_cache_stays_under_its_size_limit(tmp_path, megabytes):
+    """The least recently used programs go first; a limit that is no number is the default."""
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    program = ("import jax, jax.numpy as jnp\nfrom drumlayer import cli\ncli.compilation_cache()\n"
+               "print(jax.config.jax_compilation_cache_max_size)\n"
+               "for n in range(1, 13):\n"
+               "    jax.jit(lambda x: jnp.fft.rfft(x) * n)(jnp.ones(64 * n)).block_until_ready()\n")
+    env = {**os.environ, "DRUMLAYER_JAX_CACHE": str(cache), "DRUMLAYER_JAX_CACHE_MB": megabytes}
+    r = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    programs = [f for f in cache.iterdir() if f.name.endswith("-cache")]
+    kept = sum(f.stat().st_size for f in programs)
+    assert (cache / ".lockfile").exists()  # jobs at once read and write under it
+    if megabytes == "lots":
+        assert int(r.stdout) == 2048 * 2**20 and "not a number of megabytes" in r.stderr
+        assert len(programs) >= 12  # ~3 KB each: all kept
+    else:
+        assert int(r.stdout) == 20971  # 0.02 * 2**20 bytes
+        assert 0 < kept <= 20971 and len(programs) < 12
+
+
 @pytest.mark.parametrize("setting", ["folder", "off"])
 def test_the_compilation_cache_keeps_compiled_programs_unless_off(tmp_path, setting):
     import os

@@ -69,13 +69,16 @@ def compilation_cache() -> str | None:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "drumlayer", "jax")
     if where == "off":
         return None
-    limit = os.environ.get("DRUMLAYER_JAX_CACHE_MB") or str(CACHE_MB)
+    given = os.environ.get("DRUMLAYER_JAX_CACHE_MB") or str(CACHE_MB)
     try:
-        limit = float(limit)
+        limit = float(given)
     except ValueError:
+        limit = 0.0
+    if not 1 <= limit * 2**20 <= 2**60:  # JAX: 0 turns the cache off, -1 lifts the limit
         logging.getLogger(__name__).warning(
-            "DRUMLAYER_JAX_CACHE_MB=%r is not a number of megabytes: the compilation cache "
-            "keeps its default limit, %d MB", limit, CACHE_MB)
+            "DRUMLAYER_JAX_CACHE_MB=%r is not a positive number of megabytes: the compilation "
+            "cache keeps its default limit, %d MB (DRUMLAYER_JAX_CACHE=off turns it off)",
+            given, CACHE_MB)
         limit = CACHE_MB
     import jax
 

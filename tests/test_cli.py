@@ -52,7 +52,7 @@ def test_commands_run_when_imported(tmp_path, capsys):
     assert evaluate_lib.main(["--compare"]) == 1
 
 
-@pytest.mark.parametrize("megabytes", ["0.02", "lots"])
+@pytest.mark.parametrize("megabytes", ["0.02", "lots", "-1", "inf"])
 def test_the_compilation_cache_stays_under_its_size_limit(tmp_path, megabytes):
     """The least recently used programs go first; a limit that is no number is the default."""
     import os
@@ -71,8 +71,8 @@ def test_the_compilation_cache_stays_under_its_size_limit(tmp_path, megabytes):
     programs = [f for f in cache.iterdir() if f.name.endswith("-cache")]
     kept = sum(f.stat().st_size for f in programs)
     assert (cache / ".lockfile").exists()  # jobs at once read and write under it
-    if megabytes == "lots":
-        assert int(r.stdout) == 2048 * 2**20 and "not a number of megabytes" in r.stderr
+    if megabytes != "0.02":
+        assert int(r.stdout) == 2048 * 2**20 and "not a positive number of" in r.stderr
         assert len(programs) >= 12  # ~3 KB each: all kept
     else:
         assert int(r.stdout) == 20971  # 0.02 * 2**20 bytes

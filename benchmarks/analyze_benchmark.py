@@ -14,7 +14,7 @@ def bench_analyze(args) -> dict:
     64 for the batch): ms per sound for one sound and for batches of 64, split into encode
     (features, encoder, decoder, the start's objective: mode 'none'), refine (the rest) and mix
     (weights @ sources); the weights alone (mode 'weights') and one sweep of shaping
-    (shape_rounds=1) the same way; reference:
+    (shape_rounds=1) and the spectrogram fit (`--fit=spectrogram`) the same way; reference:
     matching pursuit (<= 15 layers) on the same sounds. Then the medians of the default and
     matching pursuit against the test clips."""
     import jax
@@ -32,6 +32,8 @@ def bench_analyze(args) -> dict:
     sweep1 = refine_lib.Analyzer.from_bundle(b, refine_lib.AnalyzeConfig(mode="shape",
                                                                         shape_rounds=1))
     encode = refine_lib.Analyzer.from_bundle(b, refine_lib.AnalyzeConfig(mode="none"))
+    spectrogram = refine_lib.Analyzer.from_bundle(
+        b, refine_lib.AnalyzeConfig(**refine_lib.FITS["spectrogram"]))
     src = jnp.asarray(b.sources)
     mix = jax.jit(lambda v: v @ src)
     src_feats = np.asarray(b.features(b.sources))[:, :-1]
@@ -44,7 +46,7 @@ def bench_analyze(args) -> dict:
         x = clips[:n]
         v = refine(x).weights
         parts = {"total": (refine, x), "encode": (encode, x), "mix": (mix, v), "mp": (mp, x),
-                 "weights": (weights, x), "sweep1": (sweep1, x)}
+                 "weights": (weights, x), "sweep1": (sweep1, x), "spectrogram": (spectrogram, x)}
         t = {name: harness.median_time(lambda f=f, a=a: jax.block_until_ready(f(a)), repeats=5)
              for name, (f, a) in parts.items()}
         per = {k: 1e3 * s / n for k, s in t.items()}
@@ -55,7 +57,9 @@ def bench_analyze(args) -> dict:
                      "refine": round(per["total"] - per["encode"], 2),
                      "mix": round(per["mix"], 3)})
         for key, what in (("weights", "refined weights only (--mode=weights)"),
-                          ("sweep1", "shaped recipe, one sweep (shape_rounds=1)")):
+                          ("sweep1", "shaped recipe, one sweep (shape_rounds=1)"),
+                          ("spectrogram", "shaped recipe fitted to the spectrogram "
+                                          "(--fit=spectrogram)")):
             rows.append({"what": f"{what}, {'one sound' if n == 1 else 'batches of 64'}",
                          "ms_per_sound": round(per[key], 2), "encode": round(per["encode"], 2),
                          "refine": round(per[key] - per["encode"], 2), "mix": ""})

@@ -7,6 +7,7 @@ import io
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -84,6 +85,36 @@ def test_mfcc_term_is_the_evaluations_mfcc_distance(trained, real_clips):
                    - np.asarray(descriptors.weighted_mfcc(y))) ** 2, -1)
     np.testing.assert_allclose(refine.mfcc_distance(ty, tx, an.dct), want, rtol=1e-3)
     np.testing.assert_allclose(refine.mfcc_distance(tx, tx, an.dct), 0.0, atol=1e-3)
+
+
+def test_lsd_term_is_the_log_spectral_distance_computed_with_librosa(trained, real_clips):
+    """J's LSD term (the spectrogram fit's) of a mix against a clip is the log-spectral distance
+    computed here from librosa's STFT: per frame the RMS over bins of the dB difference (both
+    floored 80 dB below the clip's loudest bin), the mean over the clip's live frames; and J
+    grows by lsd_weight times it."""
+    import librosa
+
+    _, b = trained
+    an = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(lsd_weight=2.0))
+    plain = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig())
+    x, y = real_clips[:3], real_clips[3:6] * np.float32(0.3)
+
+    def power_db(c):
+        p = np.abs(librosa.stft(c.astype(np.float64), n_fft=2048, hop_length=512, center=True,
+                                pad_mode="constant")) ** 2
+        return 10 * np.log10(np.maximum(p, 1e-10)).T
+
+    want = []
+    for e, r in zip(x, y, strict=True):
+        e, r = power_db(e), power_db(r)
+        floor = r.max() - 80
+        e, r = np.maximum(e, floor), np.maximum(r, floor)
+        live = (r > floor).any(axis=1)
+        want.append(np.sqrt(((e - r) ** 2).mean(axis=1))[live].mean())
+    tx, ty = an.target(jnp.asarray(x)), an.target(jnp.asarray(y))
+    np.testing.assert_allclose(refine.lsd_term(tx.bin_db, ty.bin_db), want, rtol=1e-3)
+    j = np.asarray(an.objective(tx, ty)) - np.asarray(plain.objective(tx, ty))
+    np.testing.assert_allclose(j, 2.0 * np.asarray(want), rtol=1e-3)
 
 
 @pytest.mark.parametrize("mode", ["weights", "latent"])
@@ -282,18 +313,19 @@ SMALL_GRID = {"shape_pitches": (-300.0, 300.0), "shape_tones": (("lpf", 3000.0),
               "shape_decays": (0.1,)}
 
 
+@pytest.mark.parametrize("fit", list(refine.FITS))
 def test_shape_refinement_lowers_the_objective_below_the_weights_and_renders_it(trained,
-                                                                                real_clips):
+                                                                                real_clips, fit):
     """The reported J is the J of the recipe as the numpy renderer plays it (its shaping and
     start delays included), plus the cost of its shaped layers; never above the 'weights'
     refinement's (with the same J)."""
     _, b = trained
-    cfg = refine.AnalyzeConfig(mode="shape", max_layers=4, **SMALL_GRID)
+    cfg = refine.AnalyzeConfig(mode="shape", max_layers=4, **{**refine.FITS[fit], **SMALL_GRID})
     an = refine.Analyzer.from_bundle(b, cfg)
     assert len(an.variants) == 3 * 2 * 2 and an.variants[0].pitch_cents == 0
     r = an(real_clips)
     plain = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(  # the same J
-        mode="weights", max_layers=4, mfcc_weight=cfg.mfcc_weight))
+        mode="weights", max_layers=4, **{**refine.FITS[fit], "mfcc_weight": cfg.mfcc_weight}))
     assert np.all(np.asarray(r.objective) <= np.asarray(plain(real_clips).objective) + 1e-4)
     assert np.all(np.asarray(r.objective) <= np.asarray(r.start))
     shaped = 0
@@ -305,7 +337,7 @@ def test_shape_refinement_lowers_the_objective_below_the_weights_and_renders_it(
         mix = render.render(w, b.sources, render.offsets(fields["offsets_ms"], audio.SAMPLE_RATE),
                             np.ones(b.sources.shape[1], np.float32), 0.0, fields["shaping"],
                             audio.SAMPLE_RATE)
-        one = refine.Features(*(x[i:i + 1] for x in target))
+        one = jax.tree.map(lambda x, i=i: x[i:i + 1], target)
         j = float(an.objective(an.target(jnp.asarray(mix[None])), one)[0])
         cost = cfg.shape_cost * len(fields["shaping"])
         assert float(r.objective[i]) == pytest.approx(j + cost, rel=2e-3)

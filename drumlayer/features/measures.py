@@ -42,10 +42,17 @@ def log_spectral_distance(est: jax.Array, ref: jax.Array, n_fft: int = 2048, hop
     Power spectra in dB, both floored at (the reference's loudest bin - top_db) so that silence
     does not count as an infinite difference; per frame the RMS over bins of the dB difference,
     then the mean over the frames where the reference is not entirely at the floor."""
-    e, r = _power_db(est, n_fft, hop), _power_db(ref, n_fft, hop)
+    return db_spectral_distance(_power_db(est, n_fft, hop), _power_db(ref, n_fft, hop), top_db)
+
+
+def db_spectral_distance(e: jax.Array, r: jax.Array, top_db: float = 80.0,
+                         eps: float = 0.0) -> jax.Array:
+    """`log_spectral_distance` of power spectrograms in dB e, r [..., T, F] -> [...]; eps is
+    added under each frame's square root (> 0 where a gradient is taken: the root's is infinite
+    at 0)."""
     floor = jnp.max(r, axis=(-2, -1), keepdims=True) - top_db
     e, r = jnp.maximum(e, floor), jnp.maximum(r, floor)
-    per_frame = jnp.sqrt(jnp.mean((e - r) ** 2, axis=-1))
+    per_frame = jnp.sqrt(jnp.mean((e - r) ** 2, axis=-1) + eps)
     live = jnp.any(r > floor, axis=-1).astype(per_frame.dtype)
     return jnp.sum(per_frame * live, axis=-1) / jnp.maximum(jnp.sum(live, axis=-1), 1.0)
 

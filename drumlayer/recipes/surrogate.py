@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from drumlayer.features import extractor, spectral
+from drumlayer.features import extractor, measures, spectral
 
 MEL_FFT = 2048
 MEL_HOP = 512
@@ -33,11 +33,23 @@ class Features(NamedTuple):
     mel_db: jax.Array
     weights: jax.Array | None = None
     mfcc: jax.Array | None = None
+    bin_db: jax.Array | None = None
+
+
+def power(clips: jax.Array) -> jax.Array:
+    """Power spectrogram: clips [B, S] -> [B, T, MEL_FFT // 2 + 1]."""
+    return jnp.abs(spectral.stft(clips, MEL_FFT, MEL_HOP)) ** 2
+
+
+def lsd_term(bin_db: jax.Array, target_db: jax.Array) -> jax.Array:
+    """The evaluation's log-spectral distance (measures.log_spectral_distance) of power
+    spectrograms in dB: [B, T, F] x 2 -> [B]."""
+    return measures.db_spectral_distance(bin_db, target_db, TOP_DB, eps=1e-6)
 
 
 def mel_power(clips: jax.Array, filterbank: jax.Array) -> jax.Array:
     """Mel power spectrogram: clips [B, S] -> [B, T, M]."""
-    return jnp.abs(spectral.stft(clips, MEL_FFT, MEL_HOP)) ** 2 @ filterbank.T
+    return power(clips) @ filterbank.T
 
 
 def to_db(power: jax.Array) -> jax.Array:

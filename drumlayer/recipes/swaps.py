@@ -33,7 +33,8 @@ def sweep(sh, target: Features, idx, pick, vs, cost_weight: float):
     shaped = (jnp.arange(nv) > 0).astype(vs.dtype)
     tables = (bank.spectra, bank.mel_power, bank.energy)  # added by weight, weight^2, weight^2
     top_n = min(SWAP_TOP, nv)
-    tiled = {c: Features(*(jnp.repeat(x, c, axis=0) for x in target))
+    tiled = {c: Features(*(None if x is None else jnp.repeat(x, c, axis=0)
+                           for x in target._replace(bin_db=None)))
              for c in (nv, top_n * len(scales))}
 
     def swapped(totals, w, cur, cols, ws):

@@ -313,6 +313,16 @@ SMALL_GRID = {"shape_pitches": (-300.0, 300.0), "shape_tones": (("lpf", 3000.0),
               "shape_decays": (0.1,)}
 
 
+def test_fit_name_names_each_fit_and_only_a_whole_one():
+    """The log of `analyze` names the fit: every FITS entry by its own name; a config that
+    holds only part of the spectrogram fit's overrides is not called one."""
+    for name, overrides in refine.FITS.items():
+        assert refine.fit_name(refine.AnalyzeConfig(mode="weights", **overrides)) == name
+    assert refine.fit_name(refine.AnalyzeConfig(lsd_weight=10.0)) == "timbre"
+    assert refine.fit_name(refine.AnalyzeConfig(
+        **{**refine.FITS["spectrogram"], "lsd_weight": 5.0})) == "timbre"
+
+
 @pytest.mark.parametrize("fit", list(refine.FITS))
 def test_shape_refinement_lowers_the_objective_below_the_weights_and_renders_it(trained,
                                                                                 real_clips, fit):

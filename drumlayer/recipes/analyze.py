@@ -32,7 +32,15 @@ from drumlayer.features import batching, measures
 from drumlayer.recipes import render
 from drumlayer.recipes.bundle import Bundle
 from drumlayer.recipes.recipe import Envelope, Recipe, printable, shorten
-from drumlayer.recipes.refine import FITS, MODES, AnalyzeConfig, Analyzer, recipe_fields, refine_all
+from drumlayer.recipes.refine import (
+    FITS,
+    MODES,
+    AnalyzeConfig,
+    Analyzer,
+    fit_name,
+    recipe_fields,
+    refine_all,
+)
 from drumlayer.training import distributed
 from drumlayer.workdir import AnalyzeDir
 
@@ -98,7 +106,8 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
         log.warning("analyze: %d file(s) skipped: %s", n, reason)
     if not len(clips):
         raise DrumlayerError(f"no readable sound under {', '.join(paths)}: see {od.rejected}")
-    log.info("analyze: %d sounds, mode %s, %d sources", len(clips), config.mode, b.k)
+    log.info("analyze: %d sounds, mode %s, fit %s, %d sources", len(clips), config.mode,
+             fit_name(config), b.k)
     ahead.join()
     t0 = time.perf_counter()
     r = refine_all(an, clips, block)
@@ -158,8 +167,9 @@ def _define_flags(fv) -> None:
                          "LSD in a seed; docs/shaping.md)", lower_bound=1,
                          upper_bound=8, flag_values=fv)
     flags.DEFINE_enum("fit", "timbre", list(FITS), "what the refinement matches first: "
-                      "'timbre' (MFCC, centroid and features) or 'spectrogram' (about 0.5 dB "
-                      "lower LSD, higher feature MSE; docs/shaping.md)", flag_values=fv)
+                      "'timbre' (MFCC, centroid and features) or 'spectrogram' (0.4-0.6 dB "
+                      "lower LSD, higher MFCC distance and feature MSE; docs/shaping.md)",
+                      flag_values=fv)
 
 
 def _command(f, paths: list[str]) -> int:

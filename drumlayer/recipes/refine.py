@@ -100,6 +100,12 @@ FITS = {"timbre": {},
                         "lsd_weight": 10.0}}
 
 
+def fit_name(config: AnalyzeConfig) -> str:
+    """The name in FITS whose overrides config holds ('timbre' when none does)."""
+    return next((name for name, o in FITS.items()
+                 if o and all(getattr(config, k) == v for k, v in o.items())), "timbre")
+
+
 @dataclasses.dataclass(frozen=True)
 class AnalyzeConfig:
     mode: str = "shape"  # ahead of 'weights' on every measure of both test sets (docs/shaping.md)

@@ -102,8 +102,7 @@ def test_the_spectrogram_fit_refines_uploads_as_analyze_does(studio, recipe, tmp
     r = c.post("/api/encode", files={"file": ("my snare.wav", wav_file(clip), "audio/wav")})
     assert r.status_code == 200, r.text
     x = wav_clip(clip, tmp_path)[None]
-    want = refine.Analyzer.from_bundle(
-        b, refine.AnalyzeConfig(db_weight=1.0, shape_cost=0.3, centroid_weight=0.03))(x)
+    want = refine.Analyzer.from_bundle(b, refine.AnalyzeConfig(**refine.FITS["spectrogram"]))(x)
     np.testing.assert_allclose(r.json()["weights"], want.weights[0], atol=1e-5)
     timbre = refine.Analyzer.from_bundle(b)(x)  # the default fits this clip otherwise
     assert np.abs(want.weights[0] - timbre.weights[0]).max() > 1e-3

@@ -26,6 +26,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     d.augment_per_clip = 0  # augmented variants of each training target
     d.validate_variants = True  # the val clips' augmented variants validate too (16x rows)
     d.layered_per_clip = 0  # layered targets: a training clip with 1-2 others mixed under it
+    d.train_fraction = 1.0  # < 1: a learning curve: that share of the distinct training clips
+    # (all their variants) are targets; the sources are still chosen from all of them
+    d.train_fraction_of = "clips"  # drawn clip by clip, or 'kits': whole kits until the share
     d.procedural = 300  # synthetic snares generated when no samples are found
 
     # Features (Section 3.2): RMS-weighted magnitude spectrum + log-attack time.

@@ -72,6 +72,8 @@ def check(config: ml_collections.ConfigDict) -> None:
     _number(config, "data.near_duplicate", 0, 1, low_open=True)
     _number(config, "data.augment_per_clip", 0, integer=True)
     _number(config, "data.layered_per_clip", 0, integer=True)
+    _number(config, "data.train_fraction", 0, 1, low_open=True)
+    _one_of(config, "data.train_fraction_of", ("clips", "kits"))
     _one_of(config, "data.validate_variants", (False, True))
     _number(config, "data.procedural", 1, integer=True)
     _number(config, "features.n_fft", 16, integer=True)

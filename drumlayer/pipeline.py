@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 
 from drumlayer import configs, lock
-from drumlayer.data import audio, fullband
+from drumlayer.data import audio, fullband, split
 from drumlayer.data import corpus as corpus_lib
 from drumlayer.data.dataset import OUTSIDE, POOL, Dataset
 from drumlayer.evaluation import evaluate as evaluate_lib
@@ -147,6 +147,7 @@ def stage_features(config: ml_collections.ConfigDict, wd: Workdir, corpus_stamp:
 def stage_selection(config: ml_collections.ConfigDict, wd: Workdir, corpus_stamp: dict) -> None:
     """The source library (sources.json, sources.npy) and the target split (targets.json)."""
     s, sd = config.selection, wd.selection
+    fraction = float(config.data.get("train_fraction", 1.0))
 
     def run():
         ds = Dataset(wd.corpus, wd.features)
@@ -163,7 +164,18 @@ def stage_selection(config: ml_collections.ConfigDict, wd: Workdir, corpus_stamp
                    "files": [ds.file(i) for i in order], "method": s.method, "pool": s.pool,
                    "categories": dict(cats.most_common()), **info}
         chosen = set(order)
-        targets = {"train": [int(i) for i in train_ids if int(i) not in chosen],
+        train = np.array([int(i) for i in train_ids if int(i) not in chosen], np.int64)
+        clips = np.array([ds.corpus_id(i) for i in train], np.int64)
+        by_kit = config.data.get("train_fraction_of") == "kits"
+        kits = np.array([ds.rows[c]["kit"] for c in clips]) if by_kit else None
+        keep = split.clip_subset(clips, fraction, int(config.seed), kits)
+        if fraction < 1.0:
+            log.info("selection: data.train_fraction %g (of the %s): %d of %d training clips "
+                     "(and their variants) are targets", fraction,
+                     "kits" if by_kit else "clips", len(np.unique(clips[keep])),
+                     len(np.unique(clips)))
+        train = train[keep]
+        targets = {"train": train.tolist(),
                    "val": ds.ids("val", augmented=True).tolist(),
                    "test": ds.ids("test").tolist(),
                    OUTSIDE: ds.ids(OUTSIDE).tolist()}
@@ -178,6 +190,8 @@ def stage_selection(config: ml_collections.ConfigDict, wd: Workdir, corpus_stamp
              "selection": s.to_dict(), "seed": int(config.seed)}
     if config.data.get("validate_variants"):  # the val targets (runs from before stay current)
         stamp["validate_variants"] = True
+    if fraction < 1.0:
+        stamp["train_fraction"] = [fraction, config.data.get("train_fraction_of", "clips")]
     cached("selection", sd.stamp, stamp, run, sd.dir)
 
 

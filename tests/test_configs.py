@@ -73,6 +73,9 @@ def test_every_shipped_config_passes_the_check_and_leaves_sys_path_alone(path, v
     ("train.epochs", 0, "must be an integer >= 1"),
     ("features.hop", 8192, "<= 4096"),
     ("evaluate.points", 1, ">= 2"),
+    ("data.train_fraction", 0.0, "must be a number > 0 and <= 1"),
+    ("data.train_fraction", 1.5, "must be a number > 0 and <= 1"),
+    ("data.train_fraction_of", "kit", "must be one of 'clips', 'kits'"),
 ])
 def test_a_bad_field_is_named_with_what_is_allowed(field, value, says):
     c = configs.load(os.path.join(ROOT, "configs", "snare.py:smoke"))

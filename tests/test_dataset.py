@@ -95,3 +95,25 @@ def test_every_augmented_row_is_the_variant_its_id_names(smoke_run):
         parent, j = ds.variant(ds.n + a)
         clip = npy_rows.read_rows(wd.corpus.clips, parent, parent + 1)[0]
         np.testing.assert_array_equal(rows[a], augment.variant(clip, 0, parent, j), err_msg=a)
+
+
+def test_a_learning_curve_keeps_whole_clips_and_drops_the_rest():
+    from drumlayer.data.split import clip_subset
+
+    # targets: 10 clips, 3 targets each (the clip and two variants), in the pipeline's order
+    clips = np.concatenate([np.arange(10), np.repeat(np.arange(10), 2)])
+    for fraction, n in ((0.3, 3), (0.5, 5), (0.04, 1)):
+        keep = clip_subset(clips, fraction, seed=1)
+        kept = set(clips[keep].tolist())
+        assert len(kept) == n and keep.sum() == 3 * n  # every target of a kept clip
+        assert not set(clips[~keep].tolist()) & kept  # and none of a dropped one
+        assert (clip_subset(clips, fraction, seed=1) == keep).all()
+    assert clip_subset(clips, 1.0, seed=1).all()
+    # drawn by kit: clips 0-3 in kit a, 4-5 in b, 6-9 in c; whole kits until 5 clips are in
+    kits = np.array(list("aaaabbcccc"))[clips]
+    keep = clip_subset(clips, 0.5, seed=1, units=kits)
+    kept = set(kits[keep].tolist())
+    # no kit alone holds 5 clips and any two do: two whole kits, nothing of the third
+    assert len(kept) == 2 and not set(kits[~keep].tolist()) & kept
+    assert keep.sum() == 3 * sum({"a": 4, "b": 2, "c": 4}[k] for k in kept)
+    assert len({tuple(np.flatnonzero(clip_subset(clips, 0.5, seed=s))) for s in range(8)}) > 1

@@ -109,3 +109,32 @@ def test_a_corpus_too_small_fails_in_one_line_before_the_features(tmp_path, n, s
     with pytest.raises(DrumlayerError, match=f"{says}.*at least 20 distinct clips"):
         pipeline.run(_on_folder(tmp_path / "few"), str(tmp_path / "run"))
     assert not (tmp_path / "run" / "features").exists()
+
+
+@pytest.mark.parametrize("of", ["clips", "kits"])
+def test_a_learning_curve_keeps_the_sources_and_trains_on_whole_clips_of_a_share(smoke_run,
+                                                                                 tmp_path, of):
+    from drumlayer.data.dataset import Dataset
+    from drumlayer.workdir import Workdir, read_json
+
+    full, wd = Workdir(smoke_run), Workdir(tmp_path / "run")
+    for d in ("corpus", "features"):
+        shutil.copytree(smoke_run / d, tmp_path / "run" / d)
+    c = configs.load(SMOKE)
+    with c.unlocked():
+        c.data.train_fraction, c.data.train_fraction_of = 0.5, of
+    pipeline.stage_selection(c, wd, read_json(wd.corpus.stamp))
+    before, after = read_json(full.selection.targets), read_json(wd.selection.targets)
+    ds = Dataset(wd.corpus)
+    kept = {ds.corpus_id(i) for i in after["train"]}
+    distinct = {ds.corpus_id(i) for i in before["train"]}
+    kits = {ds.rows[c]["kit"] for c in distinct}
+    if of == "kits":  # whole kits: the procedural corpus is one kit, drawn whole
+        assert len(kits) == 1 and kept == distinct
+    else:
+        assert len(kept) == round(0.5 * len(distinct))
+    # every target (each variant) of a kept clip and none of the others; the rest as it was
+    assert after["train"] == [i for i in before["train"] if ds.corpus_id(i) in kept]
+    assert {k: v for k, v in after.items() if k != "train"} == {
+        k: v for k, v in before.items() if k != "train"}
+    assert read_json(wd.selection.sources)["ids"] == read_json(full.selection.sources)["ids"]

@@ -143,3 +143,21 @@ def split_ids(kit_names: list[str], groups: np.ndarray, fractions, seed: int,
     if split_error(by_group, fractions) < split_error(by_kit, fractions):
         return by_group, "group"
     return by_kit, "kit"
+
+
+def clip_subset(clips: np.ndarray, fraction: float, seed: int,
+                units: np.ndarray | None = None) -> np.ndarray:
+    """A learning curve's draw: clips [N] (the corpus clip each target is or varies) -> a mask
+    [N] keeping every target of the units drawn with the seed until they hold at least
+    max(1, round(fraction * distinct clips)) clips, and none of the others. units [N]: what is
+    drawn whole (e.g. each target's kit); default: the clips themselves. fraction 1 keeps all."""
+    if fraction >= 1.0:
+        return np.ones(len(clips), bool)
+    units = clips if units is None else units
+    need = max(1, round(fraction * len(np.unique(clips))))
+    keep = np.zeros(len(clips), bool)
+    for u in np.random.default_rng(seed).permutation(np.unique(units)):
+        if len(np.unique(clips[keep])) >= need:
+            break
+        keep |= units == u
+    return keep

@@ -153,11 +153,10 @@ def clip_subset(clips: np.ndarray, fraction: float, seed: int,
     drawn whole (e.g. each target's kit); default: the clips themselves. fraction 1 keeps all."""
     if fraction >= 1.0:
         return np.ones(len(clips), bool)
-    units = clips if units is None else units
+    names, unit = np.unique(clips if units is None else units, return_inverse=True)
+    in_unit = np.bincount(  # distinct clips in each unit
+        np.unique(np.stack([unit, clips]), axis=1)[0], minlength=len(names))
+    order = np.random.default_rng(seed).permutation(len(names))
     need = max(1, round(fraction * len(np.unique(clips))))
-    keep = np.zeros(len(clips), bool)
-    for u in np.random.default_rng(seed).permutation(np.unique(units)):
-        if len(np.unique(clips[keep])) >= need:
-            break
-        keep |= units == u
-    return keep
+    drawn = order[:np.searchsorted(np.cumsum(in_unit[order]), need) + 1]
+    return np.isin(unit, drawn)

@@ -16,7 +16,8 @@
     WORKDIR/bundle/             params.msgpack, sources.npy, full_sources.npy, standardisation.npz,
                                 pca.npz, bundle.json, stamp.json
     WORKDIR/eval/               metrics.json, report.md, figures, audio/, evaluate.json
-    (analyze --out=DIR)         <name>.recipe.json, <name>.wav, summary.csv, rejected.csv
+    (analyze --out=DIR)         <name>.recipe.json, <name>.wav, rejected.csv, and summary.csv
+                                last: a folder without it is a run that did not finish
 
 Every module that reads or writes one of these asks a `Workdir` (or a `CorpusDir`, for a corpus
 built on its own with `python -m drumlayer.data.corpus --out=DIR`) for its path; `read_json` and
@@ -28,6 +29,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
+
+from drumlayer.errors import DrumlayerError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,3 +167,39 @@ def write_json(path: str, obj, indent: int | None = 2) -> None:
     with open(path + ".tmp", "w") as f:
         json.dump(obj, f, indent=indent)
     os.replace(path + ".tmp", path)
+
+
+def write_file(path: str, data: bytes | str) -> None:
+    """Write a file whole or not at all (a temporary name beside it, then a rename): a job
+    killed while writing leaves the file as it was. str is written as UTF-8, names that are not
+    (surrogate escapes of a file system's bytes) as their own bytes."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
+                               prefix=f".{os.path.basename(path)[:100]}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def output_folder(path: str, flag: str = "--out") -> str:
+    """path as an output folder that exists and can be written (made when missing), checked
+    before any work: a DrumlayerError of one line when it is a file, or cannot be made or
+    written. Returns its absolute path."""
+    out = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DrumlayerError(f"{flag}={path} is a file, not a folder: give a folder (it is "
+                             "made when missing)")
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise DrumlayerError(f"{flag}={path} cannot be written ({e.strerror}): give a folder "
+                             "you can write to") from None
+    return out

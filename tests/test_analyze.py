@@ -427,3 +427,78 @@ def test_cli_passes_shape_rounds_and_refuses_zero(trained, tmp_path, monkeypatch
     assert analyze_lib.main([f"--workdir={wd}", f"--out={tmp_path}", "--shape_rounds=0",
                              str(tmp_path)]) == 2
     assert "--shape_rounds" in capsys.readouterr().err
+
+
+def test_unique_names_never_collide_with_a_name_given_later():
+    # kick.wav, kick.flac and kick-2.wav: the second kick may not become the third's name
+    assert analyze_lib.unique_names(["kick", "kick", "kick-2"]) == ["kick", "kick-3", "kick-2"]
+    assert analyze_lib.unique_names(["kick-2", "kick", "kick"]) == ["kick-2", "kick", "kick-3"]
+    # a case-insensitive disk holds one of Snare and snare
+    assert analyze_lib.unique_names(["Snare", "snare", "SNARE"]) == ["Snare", "snare-2",
+                                                                      "SNARE-3"]
+    assert analyze_lib.unique_names(["a", "b"]) == ["a", "b"]
+
+
+@pytest.fixture(scope="module")
+def inside_run(trained, real_clips, tmp_path_factory):
+    """The command twice on a folder whose output folder is inside it, with names that collide
+    once made unique (kick.wav, kick.flac, kick-2.wav): (workdir, folder, out)."""
+    wd, _ = trained
+    folder = tmp_path_factory.mktemp("inside")
+    sf.write(folder / "kick.wav", real_clips[0], 22050)
+    sf.write(folder / "kick.flac", real_clips[1], 22050)
+    sf.write(folder / "kick-2.wav", real_clips[2], 22050)
+    out = folder / "recipes"
+    for _ in range(2):
+        assert analyze_lib.main([f"--workdir={wd}", f"--out={out}", str(folder)]) == 0
+    return wd, folder, out
+
+
+def test_every_sound_keeps_its_own_recipe_and_the_output_folder_is_not_input(inside_run):
+    _, folder, out = inside_run
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert sorted(os.path.basename(r["file"]) for r in rows) == ["kick-2.wav", "kick.flac",
+                                                                 "kick.wav"]
+    names = [r["name"] for r in rows]
+    assert len(set(names)) == 3
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["summary.csv", "rejected.csv", *(f"{n}.recipe.json" for n in names),
+         *(f"{n}.wav" for n in names)])
+    by_file = {os.path.basename(r["file"]): r["name"] for r in rows}
+    assert by_file["kick-2.wav"] == "kick-2"  # a file's own name is kept where it is free
+    for f, n in by_file.items():  # each recipe is its own file's
+        assert json.loads((out / f"{n}.recipe.json").read_text())["name"].endswith(f)
+    assert list(csv.reader(open(out / "rejected.csv"))) == [["file", "reason"]]
+
+
+def test_a_killed_run_leaves_no_summary_and_no_half_written_file(inside_run, monkeypatch):
+    """Killed while it writes the mixes: the previous summary is gone (the folder is not a
+    finished run), what it wrote is whole, and nothing half-written remains."""
+    wd, folder, out = inside_run
+    real, calls = render.wav_bytes, []
+
+    def dies_on_the_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(render, "wav_bytes", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        analyze_lib.run(str(wd), [str(folder)], str(out))
+    assert not (out / "summary.csv").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    for p in out.glob("*.wav"):
+        assert sf.info(p).frames > 0
+
+
+@pytest.mark.parametrize("bad", ["a_file", "a_file/below"])
+def test_a_bad_out_is_one_line_before_any_work(trained, tmp_path, capsys, monkeypatch, bad):
+    wd, _ = trained
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "in").mkdir()
+    monkeypatch.setattr(analyze_lib, "Bundle", None)  # nothing is loaded before the check
+    assert analyze_lib.main([f"--workdir={wd}", f"--out={tmp_path / bad}",
+                             str(tmp_path / "in")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --out=") and "\n" not in err and "Traceback" not in err

@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -386,6 +387,54 @@ def test_a_damaged_latest_checkpoint_resumes_from_the_one_before(tmp_path, caplo
     assert any(p.name.startswith("3.damaged-") for p in newest.parent.iterdir())
     _assert_same_params(_final_params(full_wd, tiny_config(epochs=3)),
                         _final_params(cut_wd, tiny_config(epochs=3)))
+
+
+def test_a_checkpoint_of_random_bits_resumes_from_the_one_before(tmp_path, caplog):
+    """The newest checkpoint restores without an error from Orbax but holds random bits (bytes
+    overwritten inside a stored block, which nothing checksums): its values are checked
+    (finite, in range), it is moved aside with one warning, and the run resumes from the one
+    before and ends as an uninterrupted run does (not on a non-finite loss that names the
+    damaged checkpoint as the last good one)."""
+    import logging
+
+    import orbax.checkpoint as ocp
+
+    data = tiny_data()
+    full_wd, cut_wd = Workdir(tmp_path / "full"), Workdir(tmp_path / "cut")
+    loop.train_and_evaluate(data, tiny_config(epochs=3), full_wd, progress=False)
+    loop.train_and_evaluate(data, tiny_config(epochs=2), cut_wd, progress=False)
+    mngr = ocp.CheckpointManager(cut_wd.checkpoints.dir)
+    saved = mngr.restore(3)
+    rng = np.random.default_rng(0)
+    garbage = jax.tree.map(lambda a: rng.integers(0, 2**32, a.shape, dtype=np.uint32).view(
+        np.float32) if a.dtype == np.float32 else a, saved)
+    mngr.delete(3)
+    mngr.save(3, args=ocp.args.StandardSave(garbage))
+    mngr.wait_until_finished()
+    caplog.set_level(logging.INFO, logger="drumlayer.training.loop")
+    summary = loop.train_and_evaluate(data, tiny_config(epochs=3), cut_wd, progress=False)
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and r.name.startswith("drumlayer")]
+    assert len(warnings) == 1 and warnings[0].startswith("train: checkpoint 3 in "), warnings
+    assert "NaN, infinite or beyond" in warnings[0]
+    assert summary["resumed_from"] == 2
+    _assert_same_params(_final_params(full_wd, tiny_config(epochs=3)),
+                        _final_params(cut_wd, tiny_config(epochs=3)))
+
+
+def test_check_restored_names_the_array_that_is_not_a_models():
+    target = {"a": jax.ShapeDtypeStruct((2, 3), jnp.float32), "n": jax.ShapeDtypeStruct((),
+                                                                                         jnp.int32)}
+    good = {"a": jnp.ones((2, 3)), "n": jnp.int32(7)}
+    checkpoints.check_restored(good, target)
+    for bad, says in (({**good, "a": good["a"].at[1, 2].set(jnp.nan)}, "['a'] holds 1 values"),
+                      ({**good, "a": good["a"].at[0, 0].set(jnp.inf)}, "['a'] holds 1 values"),
+                      ({**good, "a": good["a"].at[0, 1].set(3e30)}, "['a'] holds 1 values"),
+                      ({**good, "a": jnp.ones((3, 2))}, "['a'] has shape (3, 2)"),
+                      ({"a": good["a"]}, "1 arrays where the model has 2")):
+        with pytest.raises(checkpoints.DamagedCheckpoint, match=re.escape(says)):
+            checkpoints.check_restored(bad, target)
+    checkpoints.check_restored({**good, "a": good["a"].at[0, 1].set(-9e29)}, target)
 
 
 def test_a_rerun_after_training_ended_keeps_its_summary_and_metrics(tmp_path):

@@ -45,12 +45,24 @@ UNREAD_FORMATS = {
 UNREAD_FORMATS[".pcm"] = UNREAD_FORMATS[".raw"]
 
 
-def walk_files(roots: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """All files under roots (symlinks followed, loops cut) -> (files, problems).
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def walk_files(roots: list[str], exclude: tuple[str, ...] = ()) -> tuple[
+        list[str], list[tuple[str, str]]]:
+    """All files under roots (symlinks followed, loops cut), except those under the folders
+    `exclude` (by any name: a command's own output folder inside its input) -> (files,
+    problems).
 
     problems: (path, reason) for directories that could not be listed or that loop back.
     """
-    files, problems, seen = [], [], set()
+    files, problems = [], []
+    seen = {i for i in map(_identity, exclude) if i is not None}
     for root in roots:
         root = os.path.abspath(os.path.expanduser(root))
         if os.path.isfile(root):
@@ -125,15 +137,16 @@ def _licence_near(folder: str, stop: str) -> str:
 
 
 
-def discover(roots: list[str]) -> tuple[list[Candidate], list[tuple[str, str]]]:
-    """Walk roots -> (candidates, rejected [(path, reason)]).
+def discover(roots: list[str], exclude: tuple[str, ...] = ()) -> tuple[
+        list[Candidate], list[tuple[str, str]]]:
+    """Walk roots (not the folders `exclude`) -> (candidates, rejected [(path, reason)]).
 
     Files a kit description references belong to that kit; every other audio file is a loose
     one-shot whose kit is its folder. Kit files that cannot be parsed are rejected, not fatal;
     every other file is rejected with a reason that starts with SKIPPED (what it is, and for
     formats drum sounds come in, what to do).
     """
-    files, rejected = walk_files(roots)
+    files, rejected = walk_files(roots, exclude)
     candidates: list[Candidate] = []
     claimed: set[str] = set()
     root_of = {}

@@ -8,13 +8,16 @@ SFZ, SF2 and Hydrogen kits), and writes for each OUT/<name>.recipe.json (the stu
 float, at the level the recipe's gain gives it) and one OUT/summary.csv (per sound: active
 layers, shaped layers (--mode=shape), largest weight, gain, LSD, MFCC distance and centroid
 error against the sound, measured at 22.05 kHz, seconds); files that cannot be read are listed
-in OUT/rejected.csv with the reason, and the rest go on.
+in OUT/rejected.csv with the reason, and the rest go on. Files under OUT are never read as
+input; every file is written whole, and summary.csv last: a folder without it is a run that
+did not finish.
 """
 
 from __future__ import annotations
 
 import collections
 import csv
+import io
 import logging
 import os
 import sys
@@ -42,23 +45,35 @@ from drumlayer.recipes.refine import (
     refine_all,
 )
 from drumlayer.training import distributed
-from drumlayer.workdir import AnalyzeDir
+from drumlayer.workdir import AnalyzeDir, output_folder, write_file
 
 log = logging.getLogger(__name__)
 
 
+def unique_names(bases: list[str]) -> list[str]:
+    """File names made unique without regard to case (a case-insensitive disk holds one of
+    Kick and kick): the second of a name becomes name-2, the next free of -2, -3, ..., never a
+    name that another base has already (kick, kick, kick-2 -> kick, kick-3, kick-2)."""
+    taken = {b.lower() for b in bases}
+    used: set[str] = set()
+    out = []
+    for base in bases:
+        name, n = base, 1
+        while name.lower() in used or (n > 1 and name.lower() in taken):
+            n += 1
+            name = f"{base}-{n}"
+        used.add(name.lower())
+        out.append(name)
+    return out
+
+
 def _unique_names(cands) -> list[str]:
     """A file name (no extension) per candidate: its file's stem (kit and instrument for a
-    kit's sounds), made unique with -2, -3, ..."""
-    seen: dict[str, int] = {}
-    out = []
-    for c in cands:
-        base = (os.path.splitext(os.path.basename(c.file))[0] if c.source_format == "folder"
-                else f"{c.kit}_{c.instrument}{'_' + c.layer if c.layer else ''}")
-        name = render.safe_name(base) or "sound"
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
-    return out
+    kit's sounds), made unique (`unique_names`)."""
+    return unique_names([render.safe_name(
+        os.path.splitext(os.path.basename(c.file))[0] if c.source_format == "folder"
+        else f"{c.kit}_{c.instrument}{'_' + c.layer if c.layer else ''}") or "sound"
+        for c in cands])
 
 
 def _read(cands, rejected: list):
@@ -84,24 +99,30 @@ def _compile(an: Analyzer, size: int) -> None:
         log.exception("analyze: compiling ahead failed")
 
 
+def _csv(rows) -> str:
+    buf = io.StringIO(newline="")
+    csv.writer(buf).writerows(rows)
+    return buf.getvalue()
+
+
 def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = AnalyzeConfig(),
         block: int = 64) -> dict:
-    """Refine a recipe for every sound under paths; write OUT/<name>.recipe.json, <name>.wav,
-    summary.csv and rejected.csv. Returns {'written': n, 'rejected': n, 'summary': path}."""
-
+    """Refine a recipe for every sound under paths (not under out); write OUT/<name>.recipe.json,
+    <name>.wav, rejected.csv and, last, summary.csv (a folder without one did not finish: a
+    previous run's is removed first). Every file is written whole or not at all. Returns
+    {'written': n, 'rejected': n, 'summary': path}."""
+    od = AnalyzeDir(output_folder(out))
     b = Bundle.load(workdir)
-    cands, rejected = discovery.discover(paths)
+    cands, rejected = discovery.discover(paths, exclude=(od.dir,))
     an = Analyzer.from_bundle(b, config)
     # the refinement compiles for the first block's shape while the files are read
     size = batching.block_size(max(len(cands), 1), block)
     ahead = threading.Thread(target=_compile, args=(an, size), name="compile", daemon=True)
     ahead.start()
     clips, cands, names, rejected = _read(cands, rejected)
-    od = AnalyzeDir(out)
-    os.makedirs(od.dir, exist_ok=True)
-    # file names that are not UTF-8 are written as their own bytes (as the corpus's manifest)
-    with open(od.rejected, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-        csv.writer(f).writerows([("file", "reason"), *rejected])
+    if os.path.exists(od.summary):
+        os.remove(od.summary)  # until this run's is written, the folder is not a finished run
+    write_file(od.rejected, _csv([("file", "reason"), *rejected]))
     for reason, n in collections.Counter(r for _, r in rejected).most_common():
         log.warning("analyze: %d file(s) skipped: %s", n, reason)
     if not len(clips):
@@ -129,29 +150,23 @@ def run(workdir: str, paths: list[str], out: str, config: AnalyzeConfig = Analyz
                                    audio.SAMPLE_RATE))
         x = render.render(w, b.full_sources, render.offsets(recipe.offsets_ms, b.full_rate),
                           heard[1], recipe.gain_db, recipe.shaping, b.full_rate)
-        with open(od.recipe(name), "w") as f:
-            f.write(recipe.model_copy(update={"weights": w.tolist()})
-                    .model_dump_json(indent=1, exclude_none=True))
-        with open(od.mix(name), "wb") as f:
-            f.write(render.wav_bytes(x, b.full_rate, "FLOAT"))
+        write_file(od.recipe(name), recipe.model_copy(update={"weights": w.tolist()})
+                   .model_dump_json(indent=1, exclude_none=True))
+        write_file(od.mix(name), render.wav_bytes(x, b.full_rate, "FLOAT"))
         rows.append([c.file if not c.spans else f"{c.file}#{c.instrument}", name,
                      int(measures.active_layers(w)), len(recipe.shaping),
                      round(float(w.max() / max(w.sum(), 1e-12)), 4), round(recipe.gain_db, 2)])
     d = measures.batch_distances(np.stack(mixes), clips)
     header = ["file", "name", "active_layers", "shaped_layers", "largest_weight", "gain_db",
               "log_spectral_distance_db", "mfcc_distance", "centroid_error_hz", "seconds"]
-    path = od.summary
-    with open(path, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for i, row in enumerate(rows):
-            w.writerow(row + [round(float(d[k][i]), 3) for k in
-                              measures.DISTANCES] + [round(seconds, 4)])
+    write_file(od.summary, _csv([header, *(
+        row + [round(float(d[k][i]), 3) for k in measures.DISTANCES] + [round(seconds, 4)]
+        for i, row in enumerate(rows))]))
     log.info("analyze: %d recipes (%.0f ms a sound; median LSD %.2f dB, MFCC distance %.1f, "
              "centroid error %.0f Hz), %d skipped -> %s", len(rows), 1e3 * seconds,
              *(np.median(d[k]) for k in measures.DISTANCES), len(rejected),
              out)
-    return {"written": len(rows), "rejected": len(rejected), "summary": path}
+    return {"written": len(rows), "rejected": len(rejected), "summary": od.summary}
 
 
 def _define_flags(fv) -> None:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from flax.training import train_state
 
+from drumlayer.errors import DrumlayerError
 from drumlayer.model import vae as model_lib
 from drumlayer.training.optimizer import create_state, make_optimizer
 from drumlayer.training.options import TrainConfig
@@ -54,15 +55,44 @@ def _clear_preempted(wd: Workdir) -> None:
     shutil.rmtree(wd.checkpoints.preempted, ignore_errors=True)
 
 
+class DamagedCheckpoint(DrumlayerError, ValueError):
+    """A checkpoint restored, but its values are not a model's (NaN, infinite, far out of any
+    trained range, or of the wrong shape)."""
+
+
+LARGEST = 1e30  # no trained parameter or optimiser moment comes near; random float32 bits do
+
+
+def check_restored(restored, target) -> None:
+    """Raises DamagedCheckpoint unless restored has target's tree, shapes and dtypes and every
+    floating-point value is finite: bytes overwritten at the same length restore without an
+    error from Orbax (nothing checksums the arrays), and a NaN in them stops training later
+    with the damaged checkpoint named as the last good one."""
+    got, want = jax.tree_util.tree_flatten_with_path(restored)[0], jax.tree_util.tree_leaves(target)
+    if len(got) != len(want):
+        raise DamagedCheckpoint(f"{len(got)} arrays where the model has {len(want)}")
+    for (path, a), t in zip(got, want, strict=True):
+        name = jax.tree_util.keystr(path)
+        if jnp.shape(a) != tuple(t.shape):
+            raise DamagedCheckpoint(f"{name} has shape {jnp.shape(a)}, not {tuple(t.shape)}")
+        if jnp.issubdtype(jnp.result_type(a), jnp.inexact):
+            bad = int(jnp.sum(~(jnp.abs(a) < LARGEST)))  # NaN compares False
+            if bad:
+                raise DamagedCheckpoint(f"{name} holds {bad} values that are NaN, infinite "
+                                        f"or beyond {LARGEST:g}")
+
+
 def restore_newest(mngr: ocp.CheckpointManager, target) -> tuple[int, dict | None]:
-    """(step, state) of the newest checkpoint that restores into target, or (0, None). A damaged
-    one (a truncated file after a full disk, a copy cut short) is moved aside to
-    STEP.damaged-TIME with one line saying which step and what is wrong, and the one before it
-    is tried."""
+    """(step, state) of the newest checkpoint that restores into target with finite values of
+    its shapes (`check_restored`), or (0, None). A damaged one (a truncated file after a full
+    disk, a copy cut short, bytes overwritten) is moved aside to STEP.damaged-TIME with one
+    line saying which step and what is wrong, and the one before it is tried."""
     where = os.fspath(mngr.directory)
     for step in sorted(mngr.all_steps(), reverse=True):
         try:
-            return step, mngr.restore(step, args=ocp.args.StandardRestore(target))
+            restored = mngr.restore(step, args=ocp.args.StandardRestore(target))
+            check_restored(restored, target)
+            return step, restored
         except Exception as e:  # noqa: BLE001 - Orbax and TensorStore raise many kinds
             aside = os.path.join(where, f"{step}.damaged-{int(time.time())}")
             os.replace(os.path.join(where, str(step)), aside)
@@ -97,4 +127,10 @@ def load_params(wd: Workdir, model: model_lib.LayeringVAE, dim: int, which: str 
     step = mngr.best_step() if which == "best" else mngr.latest_step()
     if step is None:
         raise FileNotFoundError(f"no {which} checkpoint in {path}")
-    return mngr.restore(step, args=ocp.args.StandardRestore(target))["params"]
+    restored = mngr.restore(step, args=ocp.args.StandardRestore(target))
+    try:
+        check_restored(restored, target)
+    except DamagedCheckpoint as e:
+        raise DamagedCheckpoint(f"the {which} checkpoint {path}/{step} is damaged: {e}; "
+                                "delete it and rerun the main job to train again") from None
+    return restored["params"]

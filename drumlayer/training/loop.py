@@ -33,9 +33,11 @@ from drumlayer.errors import DrumlayerError, check_room
 from drumlayer.model import vae as model_lib
 from drumlayer.training import aot
 from drumlayer.training.checkpoints import (
+    DamagedCheckpoint,
     _checkpoint,
     _clear_preempted,
     _save_preempted,
+    check_restored,
     keep_best,
     restore_newest,
 )
@@ -195,8 +197,16 @@ class _Run:
                          done)
         position = read_json(wd.checkpoints.preempted_position)
         if position and position["epoch"] >= done:
-            self.state = self.state.replace(**ocp.StandardCheckpointer().restore(
-                wd.checkpoints.preempted, _checkpoint(self.state)))
+            target = _checkpoint(self.state)
+            restored = ocp.StandardCheckpointer().restore(wd.checkpoints.preempted, target)
+            try:
+                check_restored(restored, target)
+            except DamagedCheckpoint as e:
+                log.warning("train: the mid-epoch state in %s is damaged (%s): resuming from "
+                            "the epoch checkpoint before it", wd.checkpoints.preempted, e)
+                _clear_preempted(wd)
+                return done, 0, {}
+            self.state = self.state.replace(**restored)
             log.info("train: resumed mid-epoch from %s (%d epochs and %d batches done)",
                      wd.checkpoints.preempted, position["epoch"], position["batch"])
             return position["epoch"], position["batch"], position["sums"]

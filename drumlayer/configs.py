@@ -210,9 +210,11 @@ def check_split(config: ml_collections.ConfigDict, split: dict[str, int]) -> Non
         raise DrumlayerError(f"the corpus is too small to split: {what}; training needs a "
                              f"validation clip: add samples (at least {need} distinct clips for "
                              "this config) or change data.split")
-    if k >= split["train"] * per_clip:
-        raise DrumlayerError(f"selection.k = {k} sources but the corpus has {what}: lower "
-                             f"selection.k below {split['train'] * per_clip} or add samples "
+    pool_size = split["train"] * per_clip
+    if k >= pool_size:
+        fix = (f"lower selection.k below {pool_size} or add samples" if pool_size > 1 else
+               "add samples")  # one source and no target: no k can train
+        raise DrumlayerError(f"selection.k = {k} sources but the corpus has {what}: {fix} "
                              f"(at least {need} distinct clips for this config)")
     if split["test"] < 2:
         logging.getLogger(__name__).warning(

@@ -235,3 +235,40 @@ def test_a_file_without_read_permission_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr("builtins.open", deny)
     with pytest.raises(audio.AudioError, match="cannot read: permission denied"):
         audio.load_clip(path)
+
+
+def flac_of_unknown_length(path, x, rate, channels=1):
+    """A FLAC whose STREAMINFO says total_samples = 0 ("unknown", which the format allows for
+    a stream encoded before its end was known): soundfile's FLAC with those 36 bits zeroed."""
+    sf.write(path, np.repeat(x[:, None], channels, 1), rate, format="FLAC", subtype="PCM_16")
+    b = bytearray(path.read_bytes())
+    assert b[:4] == b"fLaC" and b[4] & 0x7F == 0  # the first block is STREAMINFO
+    packed = int.from_bytes(b[18:26], "big")  # rate 20 bits, channels 3, bits 5, samples 36
+    assert packed & (2**36 - 1) == len(x)
+    b[18:26] = (packed & ~(2**36 - 1)).to_bytes(8, "big")
+    path.write_bytes(bytes(b))
+
+
+def test_a_flac_of_unknown_length_decodes_as_a_stream_within_the_bounds(tmp_path):
+    rate = 44100
+    t = np.arange(int(0.8 * rate)) / rate
+    x = (0.5 * np.sin(2 * np.pi * 220 * t) * np.exp(-5 * t)).astype(np.float32)
+    short = tmp_path / "short.flac"
+    flac_of_unknown_length(short, x, rate, channels=2)
+    assert sf.info(short).frames >= audio.UNKNOWN_FRAMES  # libsndfile: the length is unknown
+    got, r = audio.read_audio(short, max_seconds=10.0, max_duration=30.0)
+    # libsndfile errs on a read that reaches such a stream's last frame: that one is lost
+    assert r == rate and len(x) - 1 <= got.shape[0] <= len(x) and got.shape[1] == 1
+    np.testing.assert_allclose(got[:, 0], x[:len(got)], atol=2 / 32768)
+    # max_seconds keeps the start; what follows is read and dropped
+    part, _ = audio.read_audio(short, max_seconds=0.5)
+    assert part.shape == (rate // 2, 1)
+    np.testing.assert_array_equal(part, got[: rate // 2])
+    # longer than max_duration: refused once the stream passes it, not from its header
+    long = tmp_path / "long.flac"
+    flac_of_unknown_length(long, np.tile(x, 5), rate)  # 4 s
+    with pytest.raises(audio.AudioError, match=r"too long for a one-shot \(more than 3 s"):
+        audio.read_audio(long, max_seconds=1.0, max_duration=3.0)
+    ok, _ = audio.read_audio(long, max_seconds=1.0, max_duration=5.0)
+    assert ok.shape == (rate, 1)
+    assert audio.load_clip(short, max_duration=30.0).shape == (audio.ClipSpec().samples,)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from drumlayer import configs
-from drumlayer.errors import ConfigError
+from drumlayer.errors import ConfigError, DrumlayerError
 
 from conftest import ROOT
 
@@ -91,3 +91,20 @@ def test_an_unknown_model_field_is_refused():
     c.model.latnet = 8
     with pytest.raises(ConfigError, match="unknown fields.*latnet"):
         configs.check(c)
+
+
+@pytest.mark.parametrize("train, says", [(1, "test (data.split = (0.8, 0.1, 0.1)): add samples "
+                                                "(at least"),
+                                         (0, ": add samples (at least"),
+                                         (5, "lower selection.k below 5 or add samples")])
+def test_too_few_training_clips_advise_only_what_can_work(train, says):
+    """One training clip cannot make a source and a target: no selection.k fits (never 'lower
+    selection.k below 1')."""
+    c = configs.load(os.path.join(ROOT, "configs", "snare.py"))
+    with c.unlocked():
+        c.selection.pool = "train"
+        c.data.split = (0.8, 0.1, 0.1)
+    with pytest.raises(DrumlayerError) as e:
+        configs.check_split(c, {"train": train, "val": 1, "test": 2})
+    assert says in str(e.value) and "below 1 " not in str(e.value) and "below 0" not in str(
+        e.value), str(e.value)

@@ -463,3 +463,40 @@ def test_fuzzing_the_kit_routes_finds_no_server_error(kit_run):
     _, wd, _, _ = kit_run
     failures = server_errors(create_app(wd.root, hosts=("testserver",)), examples=15)
     assert not failures, failures[:5]
+
+
+@pytest.mark.parametrize("route", ["/api/kit/export", "/api/kit/groove"])
+@pytest.mark.parametrize("bad", ['{"pads": {"kick": null, "snare": null}, "amount": NaN}',
+                                 '{"pads": {}, "amount": Infinity}',
+                                 '{"pads": {}, "amount": 1e400}',
+                                 '{"pads": {}, "name": "kit \\ud800"}',
+                                 '{"pads": {"kick": {"latent": [NaN]}}}'])
+def test_the_kit_routes_answer_a_body_json_cannot_echo_with_a_422(kit_run, route, bad):
+    """NaN, infinities, a number past float64 and a lone surrogate: a 422 that says why (the
+    default handler would echo the input, which JSON cannot carry: a 500)."""
+    from fastapi.testclient import TestClient
+
+    from drumlayer.studio.server import create_app
+
+    _, wd, _, _ = kit_run
+    c = TestClient(create_app(wd.root), base_url=LOCAL, raise_server_exceptions=False)
+    r = c.post(route, content=bad.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, (r.status_code, r.text[:300])
+    assert r.json()["detail"]
+
+
+def test_kit_export_cli_bounds_variations_and_checks_out_before_rendering(kit_run, tmp_path,
+                                                                          capsys, monkeypatch):
+    _, wd, _, _ = kit_run
+    assert export.main([f"--workdir={wd.root}", f"--out={tmp_path / 'o'}",
+                        "--variations=100000"]) == 2
+    assert "--variations" in capsys.readouterr().err
+    assert export.main([f"--workdir={wd.root}", f"--out={tmp_path / 'o'}",
+                        "--variations=17"]) == 2
+    capsys.readouterr()
+    monkeypatch.setattr(export, "pads", None)  # nothing is rendered before --out is checked
+    (tmp_path / "a_file").write_text("x")
+    for bad in ("a_file", "a_file/below"):
+        assert export.main([f"--workdir={wd.root}", f"--out={tmp_path / bad}"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --out=") and "\n" not in err, err

@@ -5,7 +5,7 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from drumlayer.recipes.recipe import NAME_MAX, Recipe, printable, shorten
+from drumlayer.recipes.recipe import NAME_MAX, Recipe, display_name, printable, shorten
 
 
 def test_printable_shows_bytes_that_are_not_utf8_as_escapes():
@@ -13,6 +13,19 @@ def test_printable_shows_bytes_that_are_not_utf8_as_escapes():
     assert printable(undecodable) == "snare \\xe9\\xff.wav"
     assert printable("caf\u00e9 \u9f13.wav") == "caf\u00e9 \u9f13.wav"  # UTF-8 names unchanged
     printable(undecodable).encode("utf-8")  # JSON can hold it
+
+
+def test_display_name_keeps_a_folder_paths_library_and_kit():
+    assert display_name("lmms-common/usr/share/lmms/samples/drums / snare03") == (
+        "lmms-common … drums / snare03")
+    assert display_name("Snares/Acoustic / snare 1") == "Snares/Acoustic / snare 1"
+    assert display_name("GMRockKit / Snare Rock") == "GMRockKit / Snare Rock"
+    # a soundfont's kit is 'font / preset': three names, none a path
+    assert display_name("FluidR3_GM.sf2 / Standard / Snare 1") == (
+        "FluidR3_GM.sf2 / Standard / Snare 1")
+    assert display_name("a/b/c/ / x") == "a … c / x"
+    undecodable = b"kit/\xe9/x/y / snare".decode("utf-8", "surrogateescape")
+    display_name(undecodable).encode("utf-8")
 
 
 def test_shorten_keeps_start_and_end_in_exactly_most_characters():
@@ -45,7 +58,8 @@ def test_recipe_defaults_and_what_it_ignores():
 
 @pytest.mark.parametrize("bad", [
     {"latent": [1e5]}, {"latent": [math.nan]}, {"latent": [0.0] * 1025},
-    {"latent": [0], "locks": {"0": 1.5}}, {"latent": [0], "prune": -0.1},
+    {"latent": [0], "locks": {"0": 1.5}}, {"latent": [0], "locks": {"0": -0.01}},
+    {"latent": [0], "prune": -0.1},
     {"latent": [0], "offsets_ms": {"1": 600}}, {"latent": [0], "gain_db": 30},
     {"latent": [0], "gain_db": -61}, {"latent": [0], "residual": [2.0]},
     {"latent": [0], "muted": list(range(4097))}, {"latent": [0], "name": "n" * 301},

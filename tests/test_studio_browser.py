@@ -179,15 +179,43 @@ def test_mute_solo_prune_envelope_undo(server, page):
     assert weights(pg)[top] == pytest.approx(0.25)
     pg.fill("#layer-offset", "12")
     pg.press("#layer-offset", "Enter")
-    for sel, value in (("#prune", "0.05"), ("#attack", "0.02"), ("#decay", "0.4"),
-                       ("#gain", "-6")):
+    # a hold shorter than the clip, so that the decay sounds (the page's envelope against the
+    # server's render below)
+    for sel, value in (("#prune", "0.05"), ("#attack", "0.02"), ("#hold", "0.1"),
+                       ("#decay", "0.4"), ("#gain", "-6")):
         pg.fill(sel, value)
     r = pg.evaluate("studio.recipe()")
     assert r["prune"] == 0.05 and r["envelope"]["attack"] == 0.02 and r["gain_db"] == -6
+    assert r["envelope"]["hold"] == 0.1 and r["envelope"]["decay"] == 0.4
     assert r["offsets_ms"][str(top)] == 12
     assert all(v == 0 or v >= 0.05 for v in weights(pg))
     np.testing.assert_allclose(pg.evaluate("Array.from(studio.S.mix)"),
                                python_mix(server, pg), atol=1e-4)
+
+
+def test_what_the_page_shows_is_rounded_named_and_inside_its_panels(server, page):
+    """Numbers to their control's precision, sources by kit and instrument (not a package's
+    path), the Start panel's selects inside it, and no request that fails on a load."""
+    pg = page
+    pg.evaluate("studio.loadRecipe({...studio.recipe(), gain_db: 9.322706298654658}); "
+                "studio.syncControls()")
+    assert pg.locator("#gain + output").text_content() == "9.3"
+    pg.fill("#attack", "0.0123456")
+    assert pg.locator("#attack + output").text_content() in ("0.012", "0.013")
+    start = pg.locator("#start").bounding_box()
+    for sel in ("#corpus", "#source"):
+        box = pg.locator(sel).bounding_box()
+        assert box["x"] + box["width"] <= start["x"] + start["width"] + 0.5, sel
+    names = pg.evaluate("studio.S.model.names")
+    assert names and not any("/usr/share/" in n for n in names)
+    failed = []
+    fresh = pg.context.new_page()
+    fresh.on("response", lambda r: r.status >= 400 and failed.append((r.status, r.url)))
+    fresh.on("console", lambda m: m.type == "error" and failed.append(m.text))
+    fresh.goto(server[0])
+    fresh.wait_for_selector("body[data-ready='1']", timeout=30000)
+    fresh.close()
+    assert not failed, failed
 
 
 def test_shaping_a_layer_in_the_panel_mixes_what_the_server_renders(server, page):

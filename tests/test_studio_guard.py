@@ -2,6 +2,8 @@
 names, chunked bodies past the limits, decoding bombs; and it keeps serving meanwhile."""
 
 import io
+import subprocess
+import sys
 import threading
 import time
 
@@ -102,6 +104,26 @@ def rss_mb(pid: int) -> float:
         return next(int(x.split()[1]) for x in f if x.startswith("VmRSS:")) / 1024
 
 
+LOAD = """
+import sys, threading, time, httpx
+base, n, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+recipe = httpx.get(base + "/api/sources/0/recipe?refine=false", timeout=60).json()
+until, done = time.perf_counter() + seconds, []
+def client(i):
+    with httpx.Client(base_url=base, timeout=300) as h:
+        while time.perf_counter() < until:
+            r = (h.post("/api/voices?layers=4&round_robin=4", json=recipe) if i % 3 == 0 else
+                 h.post("/api/render", json=recipe) if i % 3 == 1 else
+                 h.get(f"/api/sources/{i % 5}/recipe"))
+            r.raise_for_status()
+            done.append(i)
+threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(len(done))
+"""
+
+
 def test_the_real_server_refuses_bombs_and_floods_and_keeps_answering(smoke_run, tmp_path):
     proc, url = serve(smoke_run)
     try:
@@ -150,6 +172,12 @@ def test_the_real_server_refuses_bombs_and_floods_and_keeps_answering(smoke_run,
             except httpx.HTTPError:  # the server may close the connection as it answers
                 pass
             assert sent < 300 << 20, f"{sent >> 20} MB were taken before the refusal"
+            # 64 clients on the heavy routes at once (renders, voices, a source's recipe),
+            # from another process: they wait for a slot, the page's light requests do not
+            load = subprocess.run([sys.executable, "-c", LOAD, base, "64", "4"], timeout=300,
+                                  capture_output=True, text=True)
+            assert load.returncode == 0, load.stderr[-2000:]
+            assert int(load.stdout) >= 64, load.stdout  # every client was answered
         finally:
             stop.set()
             poller.join()
@@ -159,3 +187,95 @@ def test_the_real_server_refuses_bombs_and_floods_and_keeps_answering(smoke_run,
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_a_request_from_another_site_without_origin_is_refused(app, site):
+    """An <img src=".../api/sources/0/recipe"> on another page sends no Origin, only
+    Sec-Fetch-Site: refused before any work; the page itself may be opened from a link."""
+    c = TestClient(app, base_url=LOCAL)
+    for path in ("/api/sources/0/recipe", "/api/corpus/0/recipe", "/api/model"):
+        r = c.get(path, headers={"Sec-Fetch-Site": site})
+        assert r.status_code == 403 and site in r.json()["detail"], (path, r.status_code)
+    assert c.get("/", headers={"Sec-Fetch-Site": site, "Sec-Fetch-Mode": "navigate"}
+                 ).status_code == 200
+    for own in ("same-origin", "none"):
+        assert c.get("/api/model", headers={"Sec-Fetch-Site": own}).status_code == 200
+
+
+def test_gets_of_corpus_and_source_recipes_never_evict_an_upload(smoke_run):
+    """The uploads are kept in a few slots; recipes of corpus clips and sources (GETs, which
+    any page can make a browser send) keep nothing, so a flood of them evicts no upload, and
+    their own originals are still there for match and play."""
+    app = create_app(str(smoke_run))
+    st = app.state.studio
+    st.keep_uploads = 2
+    c = TestClient(app, base_url=LOCAL)
+    up = c.post("/api/encode?refine=false", files={"file": ("s.wav", wav_bytes())}).json()
+    for i in range(3 * st.keep_uploads):
+        src = c.get(f"/api/sources/{i % st.bundle.k}/recipe?refine=false")
+        clip = c.get(f"/api/corpus/{i}/recipe?refine=false")
+        assert src.status_code == clip.status_code == 200
+    assert len(st.originals) == 1
+    for r in (up, src.json(), clip.json()):
+        assert c.get(f"/api/original/{r['original']}").status_code == 200, r["original"]
+        assert c.post("/api/match", json=r).status_code == 200
+    x, _ = sf.read(io.BytesIO(c.get(f"/api/original/{clip.json()['original']}").content))
+    assert x.shape[0] == st.samples
+    for bad in ("corpus-999999", "source-999", "source-x", "corpus--1"):
+        assert c.get(f"/api/original/{bad}").status_code == 404
+
+
+def test_heavy_requests_wait_before_their_bodies_are_read_and_light_ones_do_not():
+    """Twenty heavy requests at once against a limit of 2: at most 2 bodies are read (an
+    upload waiting takes no memory), and a light request meanwhile is answered at once."""
+    import asyncio
+
+    reading, most, gate = 0, 0, None
+
+    async def app(scope, receive, send):
+        nonlocal reading, most
+        if scope["path"].endswith("/api/encode"):
+            await receive()  # the body
+            reading += 1
+            most = max(most, reading)
+            await gate.wait()
+            reading -= 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    g = guard.Guard(app, hosts=("127.0.0.1",), heavy=2)
+
+    async def request(path):
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"x" * 10, "more_body": False}
+
+        async def send(m):
+            sent.append(m)
+
+        scope = {"type": "http", "path": path, "method": "POST",
+                 "headers": [(b"host", b"127.0.0.1:8765")]}
+        await g(scope, receive, send)
+        return sent[0]["status"]
+
+    async def main():
+        nonlocal gate
+        gate = asyncio.Event()
+        heavy = [asyncio.create_task(request("/c/kick/api/encode")) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        light = await asyncio.wait_for(request("/api/model"), 1.0)
+        assert reading == 2
+        gate.set()
+        return light, await asyncio.gather(*heavy)
+
+    light, heavy = asyncio.run(main())
+    assert light == 200 and heavy == [200] * 20 and most == 2
+    for path in ("/api/encode", "/c/snare/api/render", "/api/export/sfz", "/api/voices",
+                 "/api/kit/export", "/api/kit/groove", "/api/sources/3/recipe",
+                 "/c/kick/api/corpus/12/recipe", "/api/shape", "/api/match"):
+        assert guard.HEAVY_ROUTES.search(path), path
+    for path in ("/api/model", "/api/sources", "/api/corpus", "/api/kit", "/api/original/ab",
+                 "/api/weights", "/api/describe", "/", "/static/app.js"):
+        assert not guard.HEAVY_ROUTES.search(path), path

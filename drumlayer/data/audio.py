@@ -119,6 +119,44 @@ def canonical(audio: np.ndarray, rate: float, spec: ClipSpec = ClipSpec()) -> np
     return (y / peak_out).astype(np.float32)
 
 
+UNKNOWN_FRAMES = 2**62  # at or above: libsndfile does not know the length (SF_COUNT_MAX)
+
+
+def _decodes(path: str, n: int) -> bool:
+    """Whether the first n frames of path decode (read block by block and dropped)."""
+    try:
+        with sf.SoundFile(os.fsencode(path)) as f:
+            got = 0
+            while got < n:
+                block = f.read(min(_BLOCK_FRAMES, n - got), dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    return False
+                got += block.shape[0]
+    except (sf.LibsndfileError, RuntimeError):
+        return False
+    return True
+
+
+def _stream_length(path: str, most: int | None) -> int:
+    """The frames of a file whose header leaves its length open, found by decoding: up to
+    `most` (None: to its end). libsndfile answers a read past such a stream's end with an error
+    (and the handle is lost), not with fewer frames: the block where that happens is bisected
+    (a read that reaches the last frame errs too: that frame, at the end of a decay, is lost)."""
+    ok, step = 0, _BLOCK_FRAMES
+    while most is None or ok < most:
+        n = ok + step if most is None else min(ok + step, most)
+        if not _decodes(path, n):
+            break
+        ok, step = n, step * 2  # doubling: a long stream costs a few passes, not one a block
+    else:
+        return ok
+    lo, hi = ok, n  # lo decodes, hi does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if _decodes(path, mid) else (lo, mid)
+    return lo
+
+
 def read_audio(
     path: str | os.PathLike, max_seconds: float | None = None,
     max_duration: float | None = None,
@@ -157,13 +195,20 @@ def read_audio(
                 raise AudioError(f"unsupported sample rate: {rate} Hz (drumlayer reads "
                                  f"{RATES[0]:,} to {RATES[1]:,} Hz)", path,
                                  hint="a damaged header, or resample it first")
-            if f.frames == 0:
+            # libsndfile's SF_COUNT_MAX: a stream whose header leaves its length open (a FLAC's
+            # total_samples = 0, allowed by the format): its length is found by decoding,
+            # bounded by max_duration
+            unknown = f.frames >= UNKNOWN_FRAMES
+            frames = (_stream_length(path, None if max_duration is None else
+                                     int(max_duration * rate) + 1) if unknown else f.frames)
+            if frames == 0:
                 raise AudioError("empty: no audio frames", path)
-            if max_duration is not None and f.frames > max_duration * rate:
-                raise AudioError(f"too long for a one-shot ({f.frames / rate:.1f} s > "
-                                 f"{max_duration:g} s)", path,
-                                 hint="raise max_duration to include it")
-            limit = f.frames if max_seconds is None else min(f.frames, int(max_seconds * rate))
+            if max_duration is not None and frames > max_duration * rate:
+                raise AudioError("too long for a one-shot (" + (
+                    f"more than {max_duration:g} s; its header leaves the length open"
+                    if unknown else f"{frames / rate:.1f} s > {max_duration:g} s") + ")", path,
+                    hint="raise max_duration to include it")
+            limit = frames if max_seconds is None else min(frames, int(max_seconds * rate))
             blocks, got = [], 0
             while got < limit:
                 block = f.read(min(_BLOCK_FRAMES, limit - got), dtype="float32", always_2d=True)

@@ -42,9 +42,10 @@ from drumlayer.kit import groove as groove_lib
 from drumlayer.kit import velocity
 from drumlayer.recipes import render, sfz
 from drumlayer.recipes.bundle import Bundle
-from drumlayer.workdir import Workdir, read_json
+from drumlayer.workdir import Workdir, output_folder, read_json
 
 log = logging.getLogger(__name__)
+MAX_VARIATIONS = 16  # round robins, and velocity layers, of a pad: the command's and the studio's
 JITTER = 0.5  # variants: this many standard deviations along each principal direction, at most
 CHOKE = {"closed-hat": ("open-hat",)}  # a hit of the key silences these pads (a hi-hat)
 
@@ -265,13 +266,14 @@ def _define_flags(fv) -> None:
 
     flags.DEFINE_string("workdir", None, "a kit job's workdir (configs/kit.py)", flag_values=fv)
     flags.DEFINE_string("out", None, "output folder", flag_values=fv)
-    flags.DEFINE_integer("variations", 4, "round-robin variants per pad", lower_bound=1,
-                         flag_values=fv)
+    flags.DEFINE_integer("variations", 4, "round-robin variants per pad (at most "
+                         f"{MAX_VARIATIONS}, as the studio's export)", lower_bound=1,
+                         upper_bound=MAX_VARIATIONS, flag_values=fv)
     flags.DEFINE_integer("sample_rate", 48000, "the samples' rate", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "the variants' seed", flag_values=fv)
     flags.DEFINE_string("name", "drumlayer kit", "the kit's name", flag_values=fv)
     flags.DEFINE_integer("velocity_layers", velocity.LAYERS, "velocity layers per pad",
-                         lower_bound=1, upper_bound=16, flag_values=fv)
+                         lower_bound=1, upper_bound=MAX_VARIATIONS, flag_values=fv)
     flags.DEFINE_enum("groove", None, list(groove_lib.PATTERNS), "also write a bar of this "
                       "built-in groove on the kit as a WAV", flag_values=fv)
     flags.DEFINE_float("tempo", 100.0, "the groove's tempo (BPM)", lower_bound=groove_lib.TEMPO[0],
@@ -284,6 +286,7 @@ def _command(f, _args) -> int:
     if f.sample_rate not in render.EXPORT_RATES:
         raise DrumlayerError(f"--sample_rate must be one of {render.EXPORT_RATES}, got "
                              f"{f.sample_rate}")
+    output_folder(f.out)  # a bad --out is said before seconds of rendering
     paths = write(pads(f.workdir, f.variations, f.seed, f.velocity_layers), f.out, f.name,
                   f.sample_rate, f.groove, f.tempo)
     for what, path in paths.items():

@@ -19,6 +19,18 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def display_name(name: str) -> str:
+    """A corpus name ('kit / instrument', the kit a folder's path below its root) as a person
+    knows it: a folder path of more than two parts keeps its first (the library or package)
+    and its last (the kit), 'lmms-common/usr/share/lmms/samples/drums / snare03' ->
+    'lmms-common … drums / snare03'; kit and instrument names are kept as they are."""
+    parts = []
+    for part in name.split(" / "):
+        folders = [f for f in part.split("/") if f]
+        parts.append(f"{folders[0]} … {folders[-1]}" if len(folders) > 2 else part)
+    return printable(" / ".join(parts))
+
+
 def shorten(name: str, most: int = NAME_MAX) -> str:
     """name in at most `most` characters: its start and its end, which tell apart files that
     differ only there (a kit's velocity layers), joined by '...'."""

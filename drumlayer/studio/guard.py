@@ -5,19 +5,37 @@ The studio listens on this machine, but any page a person visits can send reques
   resolve to 127.0.0.1; its requests still say that name);
 - a request that carries an Origin (browsers send one with every cross-site POST, including the
   "simple" multipart ones that need no preflight) must come from the studio's own origin;
+- an API request that a browser says comes from another site (`Sec-Fetch-Site: cross-site` or
+  `same-site`: an `<img>` or a link on another page, which sends no Origin) is refused; the
+  page itself may still be opened from a link;
 - a body may not exceed its limit, counted as it arrives: a chunked body has no Content-Length
-  to check in advance, so the count stops it at the limit, before it is spooled or parsed.
+  to check in advance, so the count stops it at the limit, before it is spooled or parsed;
+- the routes that take a CPU for a while (HEAVY_ROUTES: encoding, refining, rendering,
+  exporting) run at most HEAVY at once; the others wait here, before their bodies are read and
+  without holding a thread, so that the page's light requests (the model, the corpus, the
+  sources) are answered at once and waiting uploads take no memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import re
+import weakref
 from urllib.parse import urlsplit
 
+import anyio
 from fastapi import HTTPException
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 JSON_LIMIT = 8 * 1024 * 1024  # a recipe over 4,096 sources is ~0.3 MB; a kit of 8 x 16 of them
+HEAVY = max(2, min(os.cpu_count() or 2, 8))  # heavy requests served at once
+# a path ending so (also under a kit's /c/<category>/) is heavy
+HEAVY_ROUTES = re.compile(r"/api/(encode|shape|render|match|voices|export/[a-z]+|kit/export|"
+                          r"kit/groove|(corpus|sources)/[^/]+/recipe)$")
+OTHER_SITES = ("cross-site", "same-site")  # Sec-Fetch-Site values that are not the page's own
+_LIMITED = "drumlayer.limited"  # set in the scope once a request holds a heavy slot
 
 
 def host_name(netloc: str) -> str:
@@ -29,9 +47,12 @@ class Guard:
     """ASGI middleware: `hosts` the names the studio answers to; `upload_limit` the bytes of a
     multipart body, every other body JSON_LIMIT."""
 
-    def __init__(self, app, hosts: tuple[str, ...] = LOOPBACK, upload_limit: int = 50 << 20):
-        self.app, self.upload_limit = app, upload_limit
+    def __init__(self, app, hosts: tuple[str, ...] = LOOPBACK, upload_limit: int = 50 << 20,
+                 heavy: int = HEAVY):
+        self.app, self.upload_limit, self.heavy = app, upload_limit, heavy
         self.hosts = {h.lower().strip("[]") for h in hosts}
+        # a limiter per event loop (each belongs to the loop it first waits in)
+        self._limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -48,12 +69,27 @@ class Guard:
         if origin is not None and origin.rstrip("/").lower() != f"http://{host}".lower():
             return await _refuse(send, 403, f"requests from {origin} are not served: the studio "
                                  "only serves its own page")
+        path = scope.get("path", "")
+        if headers.get("sec-fetch-site") in OTHER_SITES and "/api/" in path:
+            return await _refuse(send, 403, f"a request from another site "
+                                 f"(Sec-Fetch-Site: {headers['sec-fetch-site']}) is not served: "
+                                 "the studio only serves its own page")
         multipart = headers.get("content-type", "").startswith("multipart/")
         limit = self.upload_limit if multipart else JSON_LIMIT
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
             return await _refuse(send, 413, _too_large(limit, multipart))
-        return await self.app(scope, _counted(receive, limit, multipart), send)
+        receive = _counted(receive, limit, multipart)
+        if scope.get(_LIMITED) or not HEAVY_ROUTES.search(path):
+            return await self.app(scope, receive, send)
+        async with self._limiter():
+            return await self.app({**scope, _LIMITED: True}, receive, send)
+
+    def _limiter(self) -> anyio.CapacityLimiter:
+        loop = asyncio.get_running_loop()
+        if loop not in self._limiters:
+            self._limiters[loop] = anyio.CapacityLimiter(self.heavy)
+        return self._limiters[loop]
 
 
 def _too_large(limit: int, multipart: bool) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import re
 import secrets
 import tempfile
 import threading
@@ -34,7 +35,7 @@ from drumlayer.features import measures
 from drumlayer.recipes import refine as refine_lib
 from drumlayer.recipes import render as render_lib
 from drumlayer.recipes.bundle import Bundle, BundleError
-from drumlayer.recipes.recipe import NAME_MAX, Recipe, printable, shorten
+from drumlayer.recipes.recipe import NAME_MAX, Recipe, display_name, printable, shorten
 from drumlayer.studio import exports, guard, kit_routes, voices, warm
 from drumlayer.workdir import Workdir
 
@@ -92,7 +93,7 @@ class Studio:
             log.warning("studio: no corpus in %s: corpus clips are not offered", self.wd.corpus)
             self.dataset = None
         rows = self.dataset.rows if self.dataset else []
-        self.clips = [Clip(id=int(r["id"]), name=printable(f"{r['kit']} / {r['instrument']}"),
+        self.clips = [Clip(id=int(r["id"]), name=display_name(f"{r['kit']} / {r['instrument']}"),
                            split=r["split"]) for r in rows]
         # token -> (the clip at 22.05 kHz, as the model hears it; the same at self.sr)
         self.originals: collections.OrderedDict[str, tuple[np.ndarray, np.ndarray]] = (
@@ -149,7 +150,7 @@ class Studio:
         """r's original refined again from its encoding (the default refinement: weights, then
         each layer's shaping): a new recipe whose layers' edits (locks, mutes, pruning) start
         afresh and whose offsets are the refinement's."""
-        pair = self.originals.get(r.original or "")
+        pair = self.original(r.original)
         if pair is None:
             raise HTTPException(404, "the recipe has no original here (unknown or expired): "
                                 "encode the sound again")
@@ -164,11 +165,15 @@ class Studio:
         return self.bundle.full_rate
 
     def recipe_from_clip(self, x: np.ndarray, name: str, refine: bool = True,
-                         heard: np.ndarray | None = None, used: list | None = None) -> Recipe:
+                         heard: np.ndarray | None = None, used: list | None = None,
+                         token: str | None = None) -> Recipe:
         """A canonical clip [S]'s recipe: its latent mean, then (refine) the weights, gain and
         each layer's shaping refined by analysis by synthesis (`analyze`, the default mode);
         filled with weights and PCA coordinates.
-        heard: the clip at full band (self.sr), for 'play original'; None: x resampled."""
+        heard: the clip at full band (self.sr), for 'play original'; None: x resampled.
+        token: the original's name when the studio can make it again (a corpus clip's or a
+        source's, `original`): nothing is kept; None: an upload's, kept among the last
+        keep_uploads."""
         an = self.refiner() if refine else None
         if an is None:
             self.encode_ready.wait()
@@ -177,15 +182,48 @@ class Studio:
             fields = refine_lib.recipe_fields(an(x[None]), 0, an.variants)
         if used is not None:  # which refinement answered (the page says so)
             used.append(an.config.mode if an else "none")
-        token = secrets.token_hex(8)
-        if heard is None:
-            heard = fullband.band_limited(x, self.sr, self.samples)
-        with self.lock:
-            self.originals[token] = (x, heard)
-            while len(self.originals) > self.keep_uploads:
-                self.originals.popitem(last=False)
+        if token is None:
+            token = secrets.token_hex(8)
+            if heard is None:
+                heard = fullband.band_limited(x, self.sr, self.samples)
+            with self.lock:
+                self.originals[token] = (x, heard)
+                while len(self.originals) > self.keep_uploads:
+                    self.originals.popitem(last=False)
         return self.filled(Recipe(**fields, name=shorten(printable(name), NAME_MAX),
                                   original=token))
+
+    def corpus_clip(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Corpus clip i (404 when there is none): (at 22.05 kHz, at full band or None where
+        its file cannot be read again: then band-limited)."""
+        if not 0 <= i < len(self.clips):
+            raise HTTPException(404, f"no corpus clip {i} (0..{len(self.clips) - 1})")
+        x = self.dataset.audio([i])[0]
+        try:
+            return x, fullband.clip(self.dataset.rows[i], self.sr)
+        except audio.AudioError as e:
+            log.info("studio: corpus clip %d is heard band-limited: %s", i, e)
+            return x, None
+
+    def source_clip(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Source i (404 when there is none): (at 22.05 kHz, at full band)."""
+        if not 0 <= i < self.bundle.k:
+            raise HTTPException(404, f"no source {i} (0..{self.bundle.k - 1})")
+        return self.bundle.sources[i], np.asarray(self.bundle.full_sources[i])
+
+    def original(self, token: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """The sound a recipe was encoded from, (at 22.05 kHz, at full band): an upload's from
+        the kept ones, a corpus clip's ('corpus-ID') or a source's ('source-INDEX') made again;
+        None when there is none."""
+        m = re.fullmatch(r"(corpus|source)-(\d{1,9})", token or "")
+        if m is None:
+            return self.originals.get(token or "")
+        try:
+            x, heard = (self.corpus_clip if m[1] == "corpus" else self.source_clip)(int(m[2]))
+        except HTTPException:
+            return None
+        return x, heard if heard is not None else fullband.band_limited(x, self.sr,
+                                                                        self.samples)
 
     def recipe_from_upload(self, data: bytes, label: str, refine: bool = True,
                            used: list | None = None) -> Recipe:
@@ -205,7 +243,7 @@ class Studio:
 
     def match(self, r: Recipe) -> Match:
         """How close the recipe's sound is to the original it was encoded from."""
-        pair = self.originals.get(r.original or "")
+        pair = self.original(r.original)
         if pair is None:
             raise HTTPException(404, "the recipe has no original here (unknown or expired "
                                 "token): encode the sample again")
@@ -307,8 +345,7 @@ def create_app(workdir: str, max_upload_mb: float = 50.0,
     if kit_routes.is_kit_workdir(workdir):
         app = kit_routes.create_kit_app(
             workdir, lambda w: create_app(w, max_upload_mb, hosts, warm_up, fit), add_page)
-        app.add_middleware(guard.Guard, hosts=hosts,
-                           upload_limit=int(max_upload_mb * 1024 * 1024))
+        _add_guards(app, max_upload_mb, hosts)
         return app
     st = Studio(workdir, fit=fit)
     if warm_up:
@@ -350,7 +387,7 @@ def _model_routes(st: Studio) -> APIRouter:
         p = st.bundle.pca
         return {"k": st.bundle.k, "latent": st.bundle.latent, "sample_rate": st.sr,
                 "samples": st.samples, "normaliser": st.normaliser,
-                "names": [printable(n) for n in st.bundle.names],
+                "names": [display_name(n) for n in st.bundle.names],
                 "workdir": os.path.basename(st.wd.root), "fit": st.fit,
                 "decoder": {k: {n: a.tolist() for n, a in v.items()}
                             for k, v in st.decoder.items()},
@@ -367,6 +404,11 @@ def _model_routes(st: Studio) -> APIRouter:
     @router.get("/api/corpus", summary="The corpus clips that can be a starting point")
     def corpus_clips() -> list[Clip]:
         return st.clips
+
+    @router.get("/api/kit", summary="The pads of a kit: none in the studio of one model (the "
+                "page asks, to know which studio it is)")
+    def no_kit() -> dict:
+        return {"pads": [], "skipped": {}, "notes": {}}
     return router
 
 
@@ -378,38 +420,30 @@ def _encode_routes(st: Studio, max_upload_mb: float) -> APIRouter:
     router = APIRouter()
     limit = int(max_upload_mb * 1024 * 1024)
 
-    def _clip(i: int) -> np.ndarray:
-        if not 0 <= i < len(st.clips):
-            raise HTTPException(404, f"no corpus clip {i} (0..{len(st.clips) - 1})")
-        return st.dataset.audio([i])[0]
-
     def said(response: Response, used: list) -> None:
         """Which refinement answered: the default ('shape'), or 'weights' while the default is
         still starting (`Studio.refiner`), or 'none'."""
         response.headers[REFINEMENT_HEADER] = used[0] if used else "none"
 
+    # GETs: a corpus clip's or a source's recipe keeps nothing (its original is made again
+    # from its id), so that no request, however often sent, evicts a person's uploads
     @router.get("/api/corpus/{clip_id}/recipe", summary="Encode a corpus clip")
     def corpus_recipe(clip_id: int, response: Response,
                       refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
-        x = _clip(clip_id)
-        try:
-            heard = fullband.clip(st.dataset.rows[clip_id], st.sr)
-        except audio.AudioError as e:
-            log.info("studio: corpus clip %d is heard band-limited: %s", clip_id, e)
-            heard = None
+        x, heard = st.corpus_clip(clip_id)
         used = []
-        r = st.recipe_from_clip(x, f"corpus: {st.clips[clip_id].name}", refine, heard, used)
+        r = st.recipe_from_clip(x, f"corpus: {st.clips[clip_id].name}", refine, heard, used,
+                                token=f"corpus-{clip_id}")
         said(response, used)
         return r
 
     @router.get("/api/sources/{index}/recipe", summary="Encode one of the sources")
     def source_recipe(index: int, response: Response,
                       refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
-        if not 0 <= index < st.bundle.k:
-            raise HTTPException(404, f"no source {index} (0..{st.bundle.k - 1})")
+        x, heard = st.source_clip(index)
         used = []
-        r = st.recipe_from_clip(st.bundle.sources[index], f"source: {st.bundle.names[index]}",
-                                refine, np.asarray(st.bundle.full_sources[index]), used)
+        r = st.recipe_from_clip(x, f"source: {display_name(st.bundle.names[index])}", refine,
+                                heard, used, token=f"source-{index}")
         said(response, used)
         return r
 
@@ -439,7 +473,7 @@ def _encode_routes(st: Studio, max_upload_mb: float) -> APIRouter:
     @router.get("/api/original/{token}", summary="The audio a recipe was encoded from",
              response_class=Response)
     def original(token: str):
-        pair = st.originals.get(token)
+        pair = st.original(token)
         if pair is None:
             raise HTTPException(404, "unknown or expired token: encode the sample again")
         return _wav(render_lib.wav_bytes(pair[1], st.sr, "FLOAT"))

@@ -21,8 +21,7 @@ from drumlayer.kit import velocity
 from drumlayer.recipes import render as render_lib
 from drumlayer.recipes.recipe import GAIN_DB, Recipe
 
-MAX_LAYERS = 16
-MAX_ROUND_ROBIN = 16
+MAX_LAYERS = MAX_ROUND_ROBIN = export_lib.MAX_VARIATIONS
 
 
 def round_robins(st, r: Recipe, n: int, amount: float, seed: int) -> list[Recipe]:

@@ -293,12 +293,11 @@ function selectLayer(i) {
   if (i >= 0) {
     $("layer-name").textContent = `${i}: ${S.model.names[i]}`;
     $("layer-weight").value = S.weights[i].toFixed(4);
-    $("layer-offset").value = S.offsets.get(i) || 0;
     const s = S.shaping.get(i) || {};
-    $("layer-pitch").value = s.pitch_cents || 0;
+    for (const [id, v] of [["layer-offset", S.offsets.get(i) || 0], ["layer-pitch", s.pitch_cents || 0],
+      ["layer-cutoff", s.cutoff_hz || 1000], ["layer-decay", s.decay]])
+      $(id).value = v == null ? "" : shown($(id), v);
     $("layer-filter").value = s.filter || "";
-    $("layer-cutoff").value = s.cutoff_hz || 1000;
-    $("layer-decay").value = s.decay ?? "";
     for (const [id, on] of [["layer-mute", S.muted.has(i)], ["layer-solo", S.solo.has(i)], ["layer-lock", S.locks.has(i)]])
       $(id).classList.toggle("on", on);
   }
@@ -350,11 +349,17 @@ function buildSliders() {
   }
 }
 
+// a number as its control shows it: to the control's step (gain 9.3227 -> "9.3" for a step of 0.5)
+function shown(control, v) {
+  const step = +control.step || 1;
+  return (+v).toFixed(Math.max(0, Math.min(6, Math.ceil(-Math.log10(step) - 1e-9))));
+}
+
 function syncControls() {
   document.querySelectorAll("input.pc").forEach((el) => { el.value = S.sliders[+el.dataset.j]; });
-  $("prune").value = S.prune; $("prune-out").value = S.prune;
+  $("prune").value = S.prune; $("prune-out").value = shown($("prune"), S.prune);
   for (const [id, v] of [["attack", S.env.attack], ["hold", S.env.hold], ["decay", S.env.decay], ["gain", S.gain]]) {
-    $(id).value = v; $(id).nextElementSibling.value = v;
+    $(id).value = v; $(id).nextElementSibling.value = shown($(id), v);
   }
   $("sound-name").textContent = S.name;
   $("play-original").disabled = !S.original;
@@ -576,13 +581,13 @@ function wire() {
     play(mixOf(w, false));
   });
   $("prune").addEventListener("pointerdown", pushUndo);
-  $("prune").addEventListener("input", (ev) => { S.prune = +ev.target.value; $("prune-out").value = S.prune; timed(ev); });
+  $("prune").addEventListener("input", (ev) => { S.prune = +ev.target.value; $("prune-out").value = shown(ev.target, S.prune); timed(ev); });
   for (const id of ["attack", "hold", "decay", "gain"]) {
     $(id).addEventListener("pointerdown", pushUndo);
     $(id).addEventListener("input", (ev) => {
       const v = +ev.target.value;
       if (id === "gain") S.gain = v; else S.env[id] = v;
-      ev.target.nextElementSibling.value = v;
+      ev.target.nextElementSibling.value = shown(ev.target, v);
       timed(ev);
     });
   }
@@ -662,8 +667,8 @@ function centre() { return { latent: S.model.pca.center, name: "the centre of th
 
 async function initKit() {
   const r = await fetch("/api/kit");
-  if (!r.ok) return;  // a single model's studio
-  const k = await r.json();
+  const k = r.ok ? await r.json() : { pads: [] };
+  if (!k.pads.length) return;  // a single model's studio
   S.kit = { pads: k.pads, current: k.pads[0].category, saved: {}, models: {} };
   S.prefix = `/c/${S.kit.current}`;
   $("kit").hidden = false;
@@ -721,5 +726,5 @@ async function init() {
   } catch (e) { status(`cannot load the model: ${e.message}`, true); }
 }
 
-window.studio = { S, recipe, loadRecipe, decode, editWeights, mixOf, latent, update, selectPad, jitterShaping };
+window.studio = { S, recipe, loadRecipe, syncControls, decode, editWeights, mixOf, latent, update, selectPad, jitterShaping };
 init();

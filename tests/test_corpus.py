@@ -113,12 +113,20 @@ def test_exact_duplicates_dropped_and_near_duplicates_grouped(tmp_path):
     sf.write(b / "snare copy.wav", x, 44100, subtype="FLOAT")  # the same sound in another kit
     sf.write(b / "snare 2.wav", 0.7 * x + 0.01 * hit(44100, seed=9), 44100, subtype="FLOAT")
     sf.write(b / "snare 3.wav", hit(44100, freq=330, seed=3), 44100)
+    # the same as snare 1 for its first 0.27 s, then not: no exact duplicate (a hash of a
+    # clip's start alone would call it one)
+    tail = x.copy()
+    tail[12000:] += 0.02 * np.random.default_rng(5).standard_normal(len(x) - 12000)
+    sf.write(a / "snare tail.wav", tail, 44100, subtype="FLOAT")
     out = tmp_path / "out"
     meta = corpus.build([str(tmp_path)], str(out), corpus.CorpusOptions(workers=1),
                         progress=False)
     assert meta["duplicates"] == 1
     m = {os.path.basename(r["file"]): r for r in rows(out / "manifest.csv")}
-    assert set(m) == {"snare 1.wav", "snare 2.wav", "snare 3.wav"}
+    assert set(m) == {"snare 1.wav", "snare 2.wav", "snare 3.wav", "snare tail.wav"}
+    clips = np.load(out / "clips.npy")
+    first, other = (clips[int(m[f]["id"])] for f in ("snare 1.wav", "snare tail.wav"))
+    assert np.array_equal(first[:4096], other[:4096]) and not np.array_equal(first, other)
     assert m["snare 1.wav"]["group"] == m["snare 2.wav"]["group"] != m["snare 3.wav"]["group"]
     # near-duplicates across kits pull both kits to the same side of the split
     assert m["snare 1.wav"]["split"] == m["snare 2.wav"]["split"] == m["snare 3.wav"]["split"]
@@ -243,6 +251,11 @@ def test_augment_is_seeded_and_changes_the_sound():
         corr = np.dot(a[i], clips[parents[i]]) / np.linalg.norm(a[i]) / np.linalg.norm(
             clips[parents[i]])
         assert corr < 0.999  # a variant, not a copy
+    # and the variants of one clip differ from each other (not one edit repeated)
+    for p in range(3):
+        v = a[parents == p]
+        c = np.corrcoef(v)[np.triu_indices(len(v), 1)]
+        assert c.max() < 0.999, c
 
 
 def test_augment_edits():

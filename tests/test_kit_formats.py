@@ -160,8 +160,9 @@ def test_sf2_keys_layers_tuning_and_stereo_by_hand(tmp_path):
     """Global zones, velocity layers, stereo pairs, tuning at every level, a ROM sample and
     references out of range, each rate worked out from the spec's formula by hand."""
     x = (hit(32000, seconds=0.05) * 20000).astype(np.int16)
+    y = (-x[::-1]).copy()  # the third sample's data: another sound of the same length
     samples = [("Snare L", x, 32000, 60, 5, 4, 1), ("Snare R", x, 32000, 60, 0, 2, 0),
-               ("Low 1", x, 44100, 200, 0, 1, 0), ("ROM", x, 44100, 60, 0, 0x8001, 0)]
+               ("Low 1", y, 44100, 200, 0, 1, 0), ("ROM", x, 44100, 60, 0, 0x8001, 0)]
     kit_zones = [{FINE: 10},  # the instrument's global zone: no sample
                  {KEY: (38, 38), VEL: (0, 63), SAMPLE: 0}, {KEY: (38, 38), VEL: (0, 63), SAMPLE: 1},
                  {KEY: (38, 38), VEL: (0, 63), SAMPLE: 2},  # a third channel: two are kept
@@ -195,8 +196,18 @@ def test_sf2_keys_layers_tuning_and_stereo_by_hand(tmp_path):
                                                     + 5))
     with open(path, "rb") as f:  # each span's data offset is where the samples are
         data = f.read()
-    off = kick.spans[0].data_offset
+    off = kick.spans[0].data_offset  # the smpl chunk's data; the span starts in it
     assert data[off:off + 2 * x.size] == x.tobytes()
+    off += 2 * kick.spans[0].start
+    assert data[off:off + 2 * x.size] == y.tobytes()
+    # decoded from its span's start (the third sample, not the first): the sample itself
+    from drumlayer.data import candidates
+
+    got, got_rate = candidates.read_candidate(kick)
+    assert got_rate == kick.spans[0].rate and got.shape == (x.size, 1)
+    np.testing.assert_array_equal(got[:, 0], y / np.float32(32768))
+    both, _ = candidates.read_candidate(hard)  # the first sample
+    np.testing.assert_array_equal(both[:, 0], x / np.float32(32768))
 
 
 def test_sf2_fonts_of_single_drum_sounds_and_what_is_melodic(tmp_path):
@@ -241,3 +252,50 @@ def test_sf2_font_mostly_of_other_sounds_is_melodic(tmp_path):
     write_soundfont(path, samples, [("B", [{SAMPLE: 0}, {SAMPLE: 1}])],
                     [("Bright", 0, [{INSTRUMENT: 0}]), ("FX Laser", 0, [{INSTRUMENT: 0}])])
     assert kit_formats.parse_sf2(path) == []
+
+
+def test_an_sfz_regions_offset_and_end_are_the_frames_it_plays(tmp_path):
+    """offset skips the sample's first frames and end (inclusive) stops it, as a sampler plays
+    the region: two regions of one file, each decoded to its own frames."""
+    import soundfile as sf
+
+    from drumlayer.data import candidates
+
+    x = np.arange(1000, dtype=np.float32) / 2000.0 - 0.25
+    sf.write(tmp_path / "two hits.wav", x, 22050, subtype="FLOAT")
+    (a, b, whole) = sfz(tmp_path, "kit.sfz", "<region> sample=two hits.wav key=36 end=399\n"
+                        "<region> sample=two hits.wav key=38 offset=400\n"
+                        "<region> sample=two hits.wav key=42 offset=-5 end=x\n")
+    assert (a.start, a.end, b.start, b.end, whole.start, whole.end) == (0, 400, 400, None, 0,
+                                                                        None)
+    for c, want in ((a, x[:400]), (b, x[400:]), (whole, x)):
+        got, rate = candidates.read_candidate(c)
+        assert rate == 22050
+        np.testing.assert_array_equal(got[:, 0], want)
+    past = Candidate(file=str(tmp_path / "two hits.wav"), kit="k", instrument="i",
+                     category="kick", source_format="sfz", start=1000)
+    with pytest.raises(candidates.audio_lib.AudioError, match="past the sample's end"):
+        candidates.read_candidate(past)
+
+
+def test_hydrogen_layer_and_instrument_gains_are_the_level_it_plays(tmp_path):
+    import soundfile as sf
+
+    from drumlayer.data import candidates
+
+    x = (hit(22050, seconds=0.1) * 0.5).astype(np.float32)
+    sf.write(tmp_path / "s.wav", x, 22050, subtype="FLOAT")
+    (tmp_path / "drumkit.xml").write_text(
+        "<drumkit_info><name>G</name><instrumentList>"
+        "<instrument><name>Snare</name><volume>0.8</volume><gain>1.5</gain>"
+        "<layer><filename>s.wav</filename><min>0</min><max>0.5</max><gain>0.5</gain></layer>"
+        "<layer><filename>s.wav</filename><min>0.5</min><max>1</max></layer></instrument>"
+        "<instrument><name>Kick</name><volume>nan</volume><gain>-2</gain>"
+        "<layer><filename>s.wav</filename><gain>2</gain></layer></instrument>"
+        "</instrumentList></drumkit_info>")
+    soft, hard, kick = kit_formats.parse_hydrogen(str(tmp_path / "drumkit.xml"))
+    assert soft.gain == pytest.approx(0.5 * 1.5 * 0.8) and hard.gain == pytest.approx(1.2)
+    assert kick.gain == 2.0  # a volume or gain that is no level is left at 1
+    for c in (soft, hard):
+        got, _ = candidates.read_candidate(c)
+        np.testing.assert_allclose(got[:, 0], x * c.gain, rtol=1e-6)

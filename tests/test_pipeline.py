@@ -138,3 +138,33 @@ def test_a_learning_curve_keeps_the_sources_and_trains_on_whole_clips_of_a_share
     assert {k: v for k, v in after.items() if k != "train"} == {
         k: v for k, v in before.items() if k != "train"}
     assert read_json(wd.selection.sources)["ids"] == read_json(full.selection.sources)["ids"]
+
+
+def test_the_training_targets_are_training_clips_and_their_own_variants_only(smoke_run):
+    """Read from the run's files (the manifest's split, augmented.csv's parents), not through
+    Dataset: every train target is a training clip or a variant of one, every validation
+    target a validation clip or a variant of one, no test clip is a target, no source is a
+    training target, and every training clip that is not a source comes with all its
+    variants."""
+    import csv
+    import json
+
+    wd = smoke_run
+    split = {int(r["id"]): r["split"] for r in csv.DictReader(open(wd / "corpus" /
+                                                                    "manifest.csv"))}
+    parent = [int(r["parent"]) for r in csv.DictReader(open(wd / "corpus" / "augmented.csv"))]
+    n = len(split)
+
+    def clip_of(i):
+        return i if i < n else parent[i - n]
+
+    t = json.loads((wd / "selection" / "targets.json").read_text())
+    sources = set(json.loads((wd / "selection" / "sources.json").read_text())["ids"])
+    assert t["train"] and t["val"] and t["test"]
+    assert {split[clip_of(i)] for i in t["train"]} == {"train"}
+    assert {split[clip_of(i)] for i in t["val"]} == {"val"}
+    assert {split[i] for i in t["test"]} == {"test"} and max(t["test"]) < n
+    assert not sources & set(t["train"])
+    assert any(i >= n for i in t["val"])  # data.validate_variants: their own variants
+    want = {i for i in range(n + len(parent)) if split[clip_of(i)] == "train"} - sources
+    assert set(t["train"]) == want and len(t["train"]) == len(want)

@@ -70,3 +70,26 @@ def test_recipe_defaults_and_what_it_ignores():
 def test_recipe_rejects_values_out_of_bounds(bad):
     with pytest.raises(ValidationError):
         Recipe.model_validate(bad)
+
+
+def test_edit_weights_by_hand_residual_then_locks_prune_mute_solo():
+    """The order of a recipe's edits, worked out by hand: the refinement's residual on the
+    decoded weights (clipped to [0, 1]), then the locks (which set a weight, whatever the
+    residual), then pruning, mutes, solo."""
+    import numpy as np
+
+    from drumlayer.recipes.render import edit_weights
+
+    d = np.array([0.2, 0.5, 0.1, 0.3, 0.25], np.float32)
+    res = np.array([0.1, 0.6, -0.2, 0.0, 0.0], np.float32)
+    np.testing.assert_allclose(edit_weights(d, {}, set(), set(), 0.0, res),
+                               [0.3, 1.0, 0.0, 0.3, 0.25], atol=1e-7)
+    np.testing.assert_allclose(edit_weights(d, {1: 0.4}, set(), set(), 0.0, res),
+                               [0.3, 0.4, 0.0, 0.3, 0.25], atol=1e-7)
+    np.testing.assert_allclose(edit_weights(d, {1: 0.4, 2: 0.05}, set(), set(), 0.28, res),
+                               [0.3, 0.4, 0.0, 0.3, 0.0], atol=1e-7)  # a lock below is pruned
+    np.testing.assert_allclose(edit_weights(d, {1: 0.4}, {0}, set(), 0.0, res),
+                               [0.0, 0.4, 0.0, 0.3, 0.25], atol=1e-7)
+    np.testing.assert_allclose(edit_weights(d, {}, {3}, {1, 3}, 0.0, res),
+                               [0.0, 1.0, 0.0, 0.0, 0.0], atol=1e-7)  # muted inside a solo
+    np.testing.assert_allclose(edit_weights(d, {}, set(), set(), 0.0), d)  # nothing: decoded

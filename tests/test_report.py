@@ -8,24 +8,27 @@ from drumlayer.evaluation import report
 
 
 def summary(**over):
-    """A metrics.json-like summary where every claim of the paper holds."""
-    def stats(median, p90=None):
-        return {"mean": median, "median": median, "p10": median, "p90": p90 or median}
+    """A metrics.json-like summary where every claim of the paper holds on the medians (and
+    p90), and every one would fail on the means: a verdict read from the mean fails here."""
+    def stats(median, p90=None, mean=None):
+        return {"mean": median if mean is None else mean, "median": median, "p10": median,
+                "p90": p90 or median}
 
     s = {"interpolation": {"r2_weights": 0.99, "r2_centroid": 0.98, "r2_mfcc": 0.97,
                            "pairs_with_new_layers": 0.5, "new_layers_mid_path": stats(1.5)},
          "pca": {"centroid_span_hz": [600.0, 300.0], "weight_change": [0.4, 0.2],
                  "range": 20.0},
-         "cardinality": {"above_0.01": stats(8, 12), "max_weight": stats(0.12)},
+         "cardinality": {"above_0.01": stats(8, 12, mean=30), "max_weight": stats(0.12, mean=0.4)},
          "reconstruction": {
              "model": {"log_spectral_distance_db": stats(6.0), "mfcc_distance": stats(40.0),
                        "centroid_error_hz": stats(300.0)},
-             "model_pruned": {"log_spectral_distance_db": stats(6.2),
-                              "mfcc_distance": stats(44.0)},
-             "matching_pursuit": {"log_spectral_distance_db": stats(5.0),
+             "model_pruned": {"log_spectral_distance_db": stats(6.2, mean=60),
+                              "mfcc_distance": stats(44.0, mean=100.0)},
+             "matching_pursuit": {"log_spectral_distance_db": stats(5.0, mean=9.0),
                                   "mfcc_distance": stats(45.0)},
-             "nearest": {"log_spectral_distance_db": stats(6.5), "mfcc_distance": stats(50.0),
-                         "centroid_error_hz": stats(301.0)}}}
+             "nearest": {"log_spectral_distance_db": stats(6.5, mean=1.0),
+                         "mfcc_distance": stats(50.0, mean=1.0),
+                         "centroid_error_hz": stats(301.0, mean=1.0)}}}
     for path, value in over.items():
         node = s
         *parts, last = path.split("__")

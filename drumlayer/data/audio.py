@@ -159,7 +159,7 @@ def _stream_length(path: str, most: int | None) -> int:
 
 def read_audio(
     path: str | os.PathLike, max_seconds: float | None = None,
-    max_duration: float | None = None,
+    max_duration: float | None = None, start: int = 0, end: int | None = None,
 ) -> tuple[np.ndarray, int]:
     """Decode a file (anything libsndfile reads) -> (audio [frames, 1] float32: the mean of its
     channels, mixed block by block; rate).
@@ -167,7 +167,9 @@ def read_audio(
     At most `max_seconds` are decoded, block by block, so a multi-hour or many-channel file costs
     no more than that much mono audio. A file longer than `max_duration` seconds is refused
     before decoding (a loop or a song is no one-shot), and so is a header outside MAX_CHANNELS
-    and RATES. Raises AudioError naming the file.
+    and RATES. start, end: only the frames [start, end) of the file (an SFZ region's `offset`
+    and `end`; end None: to the file's end), to which max_seconds and max_duration apply.
+    Raises AudioError naming the file.
     """
     path = os.fspath(path)
     try:
@@ -200,22 +202,35 @@ def read_audio(
             # bounded by max_duration
             unknown = f.frames >= UNKNOWN_FRAMES
             frames = (_stream_length(path, None if max_duration is None else
-                                     int(max_duration * rate) + 1) if unknown else f.frames)
+                                     start + int(max_duration * rate) + 1) if unknown
+                      else f.frames)
             if frames == 0:
                 raise AudioError("empty: no audio frames", path)
-            if max_duration is not None and frames > max_duration * rate:
+            n = (frames if end is None else min(frames, end)) - start
+            if n <= 0:
+                raise AudioError(f"empty: frames {start} to {end} of a file of {frames} "
+                                 "frames", path, hint="the region's offset or end is past "
+                                 "the sample's end")
+            if max_duration is not None and n > max_duration * rate:
                 raise AudioError("too long for a one-shot (" + (
                     f"more than {max_duration:g} s; its header leaves the length open"
-                    if unknown else f"{frames / rate:.1f} s > {max_duration:g} s") + ")", path,
+                    if unknown else f"{n / rate:.1f} s > {max_duration:g} s") + ")", path,
                     hint="raise max_duration to include it")
-            limit = frames if max_seconds is None else min(frames, int(max_seconds * rate))
+            limit = n if max_seconds is None else min(n, int(max_seconds * rate))
+            skip = start  # a stream of unknown length cannot seek: read and dropped
+            if start and not unknown:
+                f.seek(start)
+                skip = 0
             blocks, got = [], 0
             while got < limit:
-                block = f.read(min(_BLOCK_FRAMES, limit - got), dtype="float32", always_2d=True)
+                block = f.read(min(_BLOCK_FRAMES, skip + limit - got), dtype="float32",
+                               always_2d=True)
                 if block.shape[0] == 0:
                     break
-                blocks.append(block.mean(axis=1, keepdims=True) if channels > 1 else block)
-                got += block.shape[0]
+                block, skip = block[skip:], max(0, skip - block.shape[0])
+                if block.shape[0]:
+                    blocks.append(block.mean(axis=1, keepdims=True) if channels > 1 else block)
+                    got += block.shape[0]
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:

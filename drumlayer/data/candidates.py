@@ -34,16 +34,22 @@ class Candidate:
     key: int | None = None
     layer: str = ""  # velocity layer, e.g. '0-0.2' or '100-127'
     spans: tuple[Sf2Span, ...] = ()  # SF2 only: one span per channel (stereo pairs mix)
+    start: int = 0  # the file's frames [start, end) only: an SFZ region's offset and end
+    end: int | None = None
+    gain: float = 1.0  # the amplitude the kit plays it at (Hydrogen's layer and instrument gains)
 
 
 def read_candidate(cand: Candidate, max_seconds: float = 10.0,
                    max_duration: float | None = None) -> tuple[np.ndarray, float]:
     """Candidate -> (its recording [frames, channels] float32, its rate in Hz), as decoded: the
-    file (at most max_seconds of it), or an SF2 zone's 16-bit data at the key's playback rate.
+    file (its frames [start, end), at most max_seconds of them, at the kit's gain), or an SF2
+    zone's 16-bit data at the key's playback rate.
     Raises audio.AudioError naming the file."""
     if not cand.spans:
-        return audio_lib.read_audio(cand.file, max_seconds=max_seconds,
-                                    max_duration=max_duration)
+        x, rate = audio_lib.read_audio(cand.file, max_seconds=max_seconds,
+                                       max_duration=max_duration, start=cand.start,
+                                       end=cand.end)
+        return (x * np.float32(cand.gain) if cand.gain != 1.0 else x), rate
     where = f"{cand.file}#{cand.instrument}"
     chans = []
     try:

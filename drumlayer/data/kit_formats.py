@@ -31,21 +31,33 @@ def parse_hydrogen(path: str) -> list[Candidate]:
     for inst in root.iter("instrument"):
         name = (inst.findtext("name") or "").strip()
         layers = list(inst.iter("layer"))
-        files = [(lay.findtext("filename"), lay.findtext("min"), lay.findtext("max"))
-                 for lay in layers]
+        files = [(lay.findtext("filename"), lay.findtext("min"), lay.findtext("max"),
+                  _number(lay, "gain")) for lay in layers]
         if not layers and inst.findtext("filename"):
-            files = [(inst.findtext("filename"), None, None)]
+            files = [(inst.findtext("filename"), None, None, 1.0)]
+        # what Hydrogen plays a layer at: its gain, the instrument's gain and its volume
+        level = _number(inst, "gain") * _number(inst, "volume")
         cat = classify(name)
-        for fname, lo, hi in files:
+        for fname, lo, hi, gain in files:
             if not fname:
                 continue
             layer = f"{float(lo):.2f}-{float(hi):.2f}" if lo and hi else ""
             out.append(Candidate(
                 file=os.path.join(base, fname.strip()), kit=kit, instrument=name,
                 category=cat if name else classify(fname), source_format="hydrogen",
-                licence=licence, layer=layer,
+                licence=licence, layer=layer, gain=gain * level,
             ))
     return out
+
+
+def _number(el: ET.Element, tag: str, default: float = 1.0) -> float:
+    """A child's number (Hydrogen's gains and volume), default where it is missing, not a
+    number or negative."""
+    try:
+        v = float(el.findtext(tag) or default)
+    except ValueError:
+        return default
+    return v if v >= 0 and v == v and v != float("inf") else default
 
 
 _SFZ_NOTE = re.compile(r"^([a-gA-G])([#b]?)(-?\d+)$")
@@ -118,9 +130,21 @@ def parse_sfz(path: str) -> list[Candidate]:
         if cat == "other" and not is_kit:
             cat = classify(kit)
         layer = f"{r['lovel']}-{r['hivel']}" if "lovel" in r and "hivel" in r else ""
+        start, last = _frame(r.get("offset")), _frame(r.get("end"))
         out.append(Candidate(file=file, kit=kit, instrument=name, category=cat,
-                             source_format="sfz", key=key, layer=layer))
+                             source_format="sfz", key=key, layer=layer, start=start or 0,
+                             end=None if last is None else last + 1))
     return out
+
+
+def _frame(value: str | None) -> int | None:
+    """An SFZ sample position (offset, end: frames, end inclusive), None where it is missing or
+    not a whole number of frames >= 0."""
+    try:
+        v = int((value or "").strip())
+    except ValueError:
+        return None
+    return v if v >= 0 else None
 
 
 _KEY_RANGE, _VEL_RANGE, _INSTRUMENT, _SAMPLE_ID = 43, 44, 41, 53

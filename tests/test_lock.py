@@ -63,22 +63,26 @@ def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
 
 
 def test_readers_work_while_another_job_writes(smoke_run, tmp_path):
+    import shutil
+
     from fastapi.testclient import TestClient
 
     from drumlayer.studio.server import create_app
 
-    first = hold(smoke_run)
+    wd = tmp_path / "run"  # a copy: other tests (other processes) run jobs on the shared one
+    shutil.copytree(smoke_run, wd)
+    first = hold(wd)
     try:
-        c = TestClient(create_app(str(smoke_run)), base_url=LOCAL)
+        c = TestClient(create_app(str(wd)), base_url=LOCAL)
         assert c.get("/api/model").json()["k"] == 8
         r = subprocess.run([sys.executable, "-m", "drumlayer.evaluation.evaluate",
-                            f"--workdir={smoke_run}"], cwd=ROOT, capture_output=True,
+                            f"--workdir={wd}"], cwd=ROOT, capture_output=True,
                            text=True, timeout=300)
         assert r.returncode == 1 and f"in use by PID {first.pid}" in r.stderr  # it writes
     finally:
         first.kill()
         first.wait()
-    assert os.path.exists(smoke_run / "eval" / "report.md")
+    assert os.path.exists(wd / "eval" / "report.md")
 
 
 def test_an_error_inside_the_job_releases_the_lock_cleanly(tmp_path, caplog):

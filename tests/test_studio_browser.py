@@ -22,8 +22,9 @@ if not os.path.exists(CHROMIUM) and os.environ.get("CI") == "true":
     # CI must not go green by skipping the page: .ci/run installs Chromium
     raise RuntimeError(f"CI: {CHROMIUM} is missing, so the studio's browser tests cannot run "
                        "(apt-get install chromium)")
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"{CHROMIUM} missing: apt-get install chromium")
+pytestmark = [pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                 reason=f"{CHROMIUM} missing: apt-get install chromium"),
+              pytest.mark.xdist_group("browser")]  # one Chromium, one studio: one worker
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +194,7 @@ def test_mute_solo_prune_envelope_undo(server, page):
                                python_mix(server, pg), atol=1e-4)
 
 
-def test_what_the_page_shows_is_rounded_named_and_inside_its_panels(server, page):
+def test_what_the_page_shows_is_rounded_named_and_inside_its_panels(server, page, browser):
     """Numbers to their control's precision, sources by kit and instrument (not a package's
     path), the Start panel's selects inside it, and no request that fails on a load."""
     pg = page
@@ -209,7 +210,7 @@ def test_what_the_page_shows_is_rounded_named_and_inside_its_panels(server, page
     names = pg.evaluate("studio.S.model.names")
     assert names and not any("/usr/share/" in n for n in names)
     failed = []
-    fresh = pg.context.new_page()
+    fresh = browser.new_page()
     fresh.on("response", lambda r: r.status >= 400 and failed.append((r.status, r.url)))
     fresh.on("console", lambda m: m.type == "error" and failed.append(m.text))
     fresh.goto(server[0])

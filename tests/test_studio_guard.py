@@ -17,7 +17,7 @@ from test_audio import forged_wav
 from drumlayer.studio import guard
 from drumlayer.studio.server import create_app
 
-from conftest import LOCAL, serve
+from conftest import LOCAL, every_core, serve
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def test_the_real_server_refuses_bombs_and_floods_and_keeps_answering(smoke_run,
             # 64 clients on the heavy routes at once (renders, voices, a source's recipe),
             # from another process: they wait for a slot, the page's light requests do not
             load = subprocess.run([sys.executable, "-c", LOAD, base, "64", "4"], timeout=300,
-                                  capture_output=True, text=True)
+                                  capture_output=True, text=True, preexec_fn=every_core)
             assert load.returncode == 0, load.stderr[-2000:]
             assert int(load.stdout) >= 64, load.stdout  # every client was answered
         finally:

@@ -44,6 +44,9 @@ def tiny_config(epochs: int = 2) -> options.TrainConfig:
 
 
 if __name__ == "__main__":
+    from drumlayer import cli
+
+    cli.compilation_cache()  # as the commands do: a rerun of the tests compiles little
     distributed = distributed_lib.initialize_distributed()
     wd, out = Workdir(sys.argv[1]), sys.argv[2]
     epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 2

@@ -26,7 +26,9 @@ import weakref
 from urllib.parse import urlsplit
 
 import anyio
-from fastapi import HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 JSON_LIMIT = 8 * 1024 * 1024  # a recipe over 4,096 sources is ~0.3 MB; a kit of 8 x 16 of them
@@ -90,6 +92,24 @@ class Guard:
         if loop not in self._limiters:
             self._limiters[loop] = anyio.CapacityLimiter(self.heavy)
         return self._limiters[loop]
+
+
+def add_error_handlers(app: FastAPI, *unprocessable: type[Exception]) -> None:
+    """A request body the app cannot take is a 422 saying where and why, without echoing the
+    input (it may hold NaN, an infinity or a lone surrogate, which JSON cannot carry: FastAPI's
+    own handler would fail on them with a 500); so is each exception type `unprocessable`."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        return JSONResponse(status_code=422, content={"detail": [
+            {"loc": [x if isinstance(x, int) else str(x).encode("utf-8", "backslashreplace")
+                     .decode() for x in e.get("loc", ())],
+             "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]})
+
+    for kind in unprocessable:
+        @app.exception_handler(kind)
+        async def said(request: Request, exc: Exception):
+            return JSONResponse(status_code=422, content={"detail": str(exc)})
 
 
 def _too_large(limit: int, multipart: bool) -> str:

@@ -13,19 +13,18 @@ Safety: it listens on 127.0.0.1 unless told otherwise; uploads above --max_uploa
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
-import re
 import secrets
 import tempfile
 import threading
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
@@ -36,7 +35,7 @@ from drumlayer.recipes import refine as refine_lib
 from drumlayer.recipes import render as render_lib
 from drumlayer.recipes.bundle import Bundle, BundleError
 from drumlayer.recipes.recipe import NAME_MAX, Recipe, display_name, printable, shorten
-from drumlayer.studio import exports, guard, kit_routes, voices, warm
+from drumlayer.studio import exports, guard, kit_routes, originals, voices, warm
 from drumlayer.workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -193,37 +192,9 @@ class Studio:
         return self.filled(Recipe(**fields, name=shorten(printable(name), NAME_MAX),
                                   original=token))
 
-    def corpus_clip(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Corpus clip i (404 when there is none): (at 22.05 kHz, at full band or None where
-        its file cannot be read again: then band-limited)."""
-        if not 0 <= i < len(self.clips):
-            raise HTTPException(404, f"no corpus clip {i} (0..{len(self.clips) - 1})")
-        x = self.dataset.audio([i])[0]
-        try:
-            return x, fullband.clip(self.dataset.rows[i], self.sr)
-        except audio.AudioError as e:
-            log.info("studio: corpus clip %d is heard band-limited: %s", i, e)
-            return x, None
-
-    def source_clip(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Source i (404 when there is none): (at 22.05 kHz, at full band)."""
-        if not 0 <= i < self.bundle.k:
-            raise HTTPException(404, f"no source {i} (0..{self.bundle.k - 1})")
-        return self.bundle.sources[i], np.asarray(self.bundle.full_sources[i])
-
     def original(self, token: str | None) -> tuple[np.ndarray, np.ndarray] | None:
-        """The sound a recipe was encoded from, (at 22.05 kHz, at full band): an upload's from
-        the kept ones, a corpus clip's ('corpus-ID') or a source's ('source-INDEX') made again;
-        None when there is none."""
-        m = re.fullmatch(r"(corpus|source)-(\d{1,9})", token or "")
-        if m is None:
-            return self.originals.get(token or "")
-        try:
-            x, heard = (self.corpus_clip if m[1] == "corpus" else self.source_clip)(int(m[2]))
-        except HTTPException:
-            return None
-        return x, heard if heard is not None else fullband.band_limited(x, self.sr,
-                                                                        self.samples)
+        """The sound a recipe was encoded from (`originals.original`), or None."""
+        return originals.original(self, token)
 
     def recipe_from_upload(self, data: bytes, label: str, refine: bool = True,
                            used: list | None = None) -> Recipe:
@@ -365,49 +336,42 @@ def _add_guards(app: FastAPI, max_upload_mb: float, hosts: tuple[str, ...]) -> N
     """Errors as 4xx with a line saying what is wrong; only the studio's own hosts and origin,
     and bodies within their limits (`guard.Guard`)."""
     app.add_middleware(guard.Guard, hosts=hosts, upload_limit=int(max_upload_mb * 1024 * 1024))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
-        # Without the offending input: it may hold NaN, which JSON cannot carry.
-        return JSONResponse(status_code=422, content={"detail": [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()]})
-
-    @app.exception_handler(render_lib.SilentError)
-    async def silent(request: Request, exc: render_lib.SilentError):
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+    guard.add_error_handlers(app, render_lib.SilentError)
 
 
 def _model_routes(st: Studio) -> APIRouter:
-    """What the page loads once: the model, the sources' audio, the corpus."""
+    """What the page loads once: the model, the sources' audio, the corpus. Made once, and
+    answered on the event loop (no thread to wait for, however busy the heavy routes are)."""
     router = APIRouter()
+    p = st.bundle.pca
+    model = json.dumps({
+        "k": st.bundle.k, "latent": st.bundle.latent, "sample_rate": st.sr,
+        "samples": st.samples, "normaliser": st.normaliser,
+        "names": [display_name(n) for n in st.bundle.names],
+        "workdir": os.path.basename(st.wd.root), "fit": st.fit,
+        "decoder": {k: {n: a.tolist() for n, a in v.items()} for k, v in st.decoder.items()},
+        "pca": {"center": p["center"].tolist(), "components": p["components"].tolist(),
+                "variance": np.asarray(p["variance"]).tolist(),
+                "explained": np.asarray(p["explained"]).tolist()}}).encode()
+    audio_bytes = np.ascontiguousarray(st.bundle.full_sources, "<f4").tobytes()
 
-    @router.get("/api/model", summary="What the page needs to decode and mix by itself")
-    def model_info() -> dict:
-        p = st.bundle.pca
-        return {"k": st.bundle.k, "latent": st.bundle.latent, "sample_rate": st.sr,
-                "samples": st.samples, "normaliser": st.normaliser,
-                "names": [display_name(n) for n in st.bundle.names],
-                "workdir": os.path.basename(st.wd.root), "fit": st.fit,
-                "decoder": {k: {n: a.tolist() for n, a in v.items()}
-                            for k, v in st.decoder.items()},
-                "pca": {"center": p["center"].tolist(), "components": p["components"].tolist(),
-                        "variance": np.asarray(p["variance"]).tolist(),
-                        "explained": np.asarray(p["explained"]).tolist()}}
+    @router.get("/api/model", summary="What the page needs to decode and mix by itself",
+                response_class=Response, responses={200: {"content": {"application/json": {}}}})
+    async def model_info():
+        return Response(model, media_type="application/json")
 
     @router.get("/api/sources", summary="The sources' audio at full band (the model's "
              "sample_rate): float32 little-endian [k, samples]", response_class=Response)
-    def sources():
-        return Response(np.ascontiguousarray(st.bundle.full_sources, "<f4").tobytes(),
-                        media_type="application/octet-stream")
+    async def sources():
+        return Response(audio_bytes, media_type="application/octet-stream")
 
     @router.get("/api/corpus", summary="The corpus clips that can be a starting point")
-    def corpus_clips() -> list[Clip]:
+    async def corpus_clips() -> list[Clip]:
         return st.clips
 
     @router.get("/api/kit", summary="The pads of a kit: none in the studio of one model (the "
                 "page asks, to know which studio it is)")
-    def no_kit() -> dict:
+    async def no_kit() -> dict:
         return {"pads": [], "skipped": {}, "notes": {}}
     return router
 
@@ -430,7 +394,7 @@ def _encode_routes(st: Studio, max_upload_mb: float) -> APIRouter:
     @router.get("/api/corpus/{clip_id}/recipe", summary="Encode a corpus clip")
     def corpus_recipe(clip_id: int, response: Response,
                       refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
-        x, heard = st.corpus_clip(clip_id)
+        x, heard = originals.corpus_clip(st, clip_id)
         used = []
         r = st.recipe_from_clip(x, f"corpus: {st.clips[clip_id].name}", refine, heard, used,
                                 token=f"corpus-{clip_id}")
@@ -440,7 +404,7 @@ def _encode_routes(st: Studio, max_upload_mb: float) -> APIRouter:
     @router.get("/api/sources/{index}/recipe", summary="Encode one of the sources")
     def source_recipe(index: int, response: Response,
                       refine: Annotated[bool, Query(description=REFINE_DOC)] = True) -> Recipe:
-        x, heard = st.source_clip(index)
+        x, heard = originals.source_clip(st, index)
         used = []
         r = st.recipe_from_clip(x, f"source: {display_name(st.bundle.names[index])}", refine,
                                 heard, used, token=f"source-{index}")

@@ -1,7 +1,7 @@
 """The project's benchmarks: drumlayer against a reference measured in the same process.
 
     python -m benchmarks [corpus] [features] [selection] [train] [evaluate] [studio] [analyze]
-        [kit_studio] [first_upload]
+        [kit_studio] [first_upload] [studio_load]
         [--out=bench_results] [--workdir=runs/snare_paper]
 
 Run from the repository root with the dev extra installed (librosa, Playwright; the studio

@@ -296,3 +296,60 @@ def bench_first_upload(args) -> dict:
           f"{med['nowarm_up'] / med['warm_up']:.1f}x faster than at the upload")
     return {"rows": rows, "workdir": os.path.abspath(args.workdir), "seconds": times,
             "ratio": med["nowarm_up"] / med["warm_up"]}
+
+
+LOAD = """
+import sys, threading, time, httpx
+base, n, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+recipe = httpx.get(base + "api/sources/0/recipe?refine=false", timeout=60).json()
+until = time.perf_counter() + seconds
+def client(i):
+    with httpx.Client(base_url=base, timeout=300) as h:
+        while time.perf_counter() < until:
+            (h.post("api/voices?layers=4&round_robin=4", json=recipe) if i % 3 == 0 else
+             h.post("api/render", json=recipe) if i % 3 == 1 else
+             h.get(f"api/sources/{i % 5}/recipe")).raise_for_status()
+threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+"""
+
+
+@harness.benchmark
+def bench_studio_load(args) -> dict:
+    """The page's light request (/api/model) while 64 clients keep the heavy routes busy
+    (renders, a pad's voices, a source's refined recipe), from another process: its latency
+    against the same request on the idle studio, measured in the same run. Target: < 1 s."""
+    import subprocess
+    import threading
+    import time
+
+    import httpx
+
+    def poll(url: str, seconds: float) -> list[float]:
+        out, until = [], time.perf_counter() + seconds
+        while time.perf_counter() < until:
+            t = time.perf_counter()
+            httpx.get(url + "api/model", timeout=60).raise_for_status()
+            out.append(time.perf_counter() - t)
+            time.sleep(0.05)
+        return out
+
+    with _studio(args.workdir, "studio_load") as url:
+        idle = poll(url, 3.0)
+        load = threading.Thread(target=subprocess.run, args=(
+            [sys.executable, "-c", LOAD, url, "64", "10"],), kwargs={"check": True})
+        load.start()
+        time.sleep(1.0)  # the clients connected and queued
+        busy = poll(url, 8.0)
+        load.join()
+    rows = [{"what": what, "median_ms": round(1e3 * float(np.median(x)), 1),
+             "p95_ms": round(1e3 * float(np.percentile(x, 95)), 1),
+             "max_ms": round(1e3 * max(x), 1), "requests": len(x)}
+            for what, x in (("/api/model, idle studio (reference)", idle),
+                            ("/api/model, 64 clients on the heavy routes", busy))]
+    harness.print_table(("what", "median_ms", "p95_ms", "max_ms", "requests"), rows)
+    print(f"target: the light request < 1 s under load: "
+          f"{'met' if max(busy) < 1 else 'NOT met'} (max {max(busy):.2f} s, "
+          f"{np.median(busy) / np.median(idle):.1f}x the idle median)")
+    return {"rows": rows, "workdir": os.path.abspath(args.workdir)}

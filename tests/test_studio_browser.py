@@ -194,28 +194,29 @@ def test_mute_solo_prune_envelope_undo(server, page):
                                python_mix(server, pg), atol=1e-4)
 
 
-def test_what_the_page_shows_is_rounded_named_and_inside_its_panels(server, page, browser):
+def test_what_the_page_shows_is_rounded_named_and_inside_its_panels(server, browser):
     """Numbers to their control's precision, sources by kit and instrument (not a package's
-    path), the Start panel's selects inside it, and no request that fails on a load."""
-    pg = page
-    pg.evaluate("studio.loadRecipe({...studio.recipe(), gain_db: 9.322706298654658}); "
-                "studio.syncControls()")
-    assert pg.locator("#gain + output").text_content() == "9.3"
-    pg.fill("#attack", "0.0123456")
-    assert pg.locator("#attack + output").text_content() in ("0.012", "0.013")
-    start = pg.locator("#start").bounding_box()
-    for sel in ("#corpus", "#source"):
-        box = pg.locator(sel).bounding_box()
-        assert box["x"] + box["width"] <= start["x"] + start["width"] + 0.5, sel
-    names = pg.evaluate("studio.S.model.names")
-    assert names and not any("/usr/share/" in n for n in names)
+    path), the Start panel's selects inside it, and no request that fails on a load (a page of
+    its own: the module's shared page keeps its state)."""
+    pg = browser.new_page(viewport={"width": 1300, "height": 1000})
     failed = []
-    fresh = browser.new_page()
-    fresh.on("response", lambda r: r.status >= 400 and failed.append((r.status, r.url)))
-    fresh.on("console", lambda m: m.type == "error" and failed.append(m.text))
-    fresh.goto(server[0])
-    fresh.wait_for_selector("body[data-ready='1']", timeout=30000)
-    fresh.close()
+    pg.on("response", lambda r: r.status >= 400 and failed.append((r.status, r.url)))
+    pg.on("console", lambda m: m.type == "error" and failed.append(m.text))
+    pg.goto(server[0])
+    pg.wait_for_selector("body[data-ready='1']", timeout=30000)
+    try:
+        pg.evaluate("studio.loadRecipe({...studio.recipe(), gain_db: 9.322706298654658})")
+        assert pg.locator("#gain + output").text_content() == "9.3"
+        pg.fill("#attack", "0.0123456")
+        assert pg.locator("#attack + output").text_content() in ("0.012", "0.013")
+        start = pg.locator("#start").bounding_box()
+        for sel in ("#corpus", "#source"):
+            box = pg.locator(sel).bounding_box()
+            assert box["x"] + box["width"] <= start["x"] + start["width"] + 0.5, sel
+        names = pg.evaluate("studio.S.model.names")
+        assert names and not any("/usr/share/" in n for n in names)
+    finally:
+        pg.close()
     assert not failed, failed
 
 

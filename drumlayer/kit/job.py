@@ -88,6 +88,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         pipeline.build_corpus(base, wd)
         counts = splits_by_category(wd)
         summary: dict = {"workdir": wd.root, "categories": {}}
+        # until this run has done a category, kit.json keeps what the last run said of it: a
+        # studio opened on the kit meanwhile still finds every pad trained before
+        before = (read_json(wd.kit_summary) or {}).get("categories", {})
         for category in config.kit.categories:
             split = counts.get(category, dict.fromkeys(SPLITS, 0))
             c = category_config(config, category, split)
@@ -117,7 +120,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                          seconds=round(time.time() - t0, 1),
                          workdir=sub.root, test=_scores(sub), outside=_scores(sub, OUTSIDE),
                          sources_from=read_json(sub.selection.sources).get("categories", {}))
-            write_json(wd.kit_summary, summary)  # what is done so far, if a later one fails
+            write_json(wd.kit_summary, {**summary, "categories": {  # done so far
+                **before, **summary["categories"]}})
         write_json(wd.kit_summary, summary)
         with open(wd.kit_report, "w") as f:
             f.write(report(summary))

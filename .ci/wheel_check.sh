@@ -33,7 +33,7 @@ run venv/bin/python -m drumlayer.main --config="$repo/configs/kit.py:smoke" --wo
   { tail -n 30 kit.log; exit 1; }
 run venv/bin/python -m drumlayer.kit.export --workdir=kit --out=exported --variations=2 \
   --velocity_layers=2 --groove=rock
-for f in kit.sfz kit.dspreset recipes.json kit.zip groove_rock_100bpm.wav; do
+for f in kit.sfz kit.dspreset kit.adg recipes.json kit.zip groove_rock_100bpm.wav groove_rock_100bpm.mid; do
   test -s "exported/$f" || { echo "wheel check: kit.export wrote no $f"; exit 1; }
 done
 # the studio: its page and scripts from the installed package

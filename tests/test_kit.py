@@ -1,9 +1,12 @@
 """The kit job (configs/kit.py): one corpus of every category, one model per category."""
 
+import io
 import json
 import logging
 import os
+import zipfile
 
+import mido
 import numpy as np
 import pytest
 import soundfile as sf
@@ -12,7 +15,7 @@ from drumlayer import configs, pipeline
 from drumlayer.data import discovery
 from drumlayer.data.dataset import OUTSIDE, read_manifest, read_parents
 from drumlayer.errors import DrumlayerError
-from drumlayer.kit import export, job, velocity
+from drumlayer.kit import export, job, midi, velocity
 from drumlayer.training import ledger, loop
 from drumlayer.workdir import Workdir, read_json
 
@@ -289,6 +292,12 @@ def test_kit_export_cli_writes_the_groove_and_refuses_a_bad_one(kit_run, tmp_pat
                         "--velocity_layers=2", "--groove=breakbeat", "--tempo=90"]) == 0
     printed = capsys.readouterr().out
     assert f"groove: {out / 'groove_breakbeat_90bpm.wav'}" in printed
+    assert f"groove_midi: {out / 'groove_breakbeat_90bpm.mid'}" in printed
+    assert f"ableton: {out / 'kit.adg'}" in printed
+    # the studio's GET /api/kit/groove.mid answers these bytes (test above)
+    assert (out / "groove_breakbeat_90bpm.mid").read_bytes() == midi.groove_midi(
+        "breakbeat", 90, ["kick", "snare"])
+    assert "kit.adg" in zipfile.ZipFile(out / "kit.zip").namelist()
     assert f"decentsampler: {out / 'kit.dspreset'}" in printed
     assert sorted(os.listdir(out / "samples"))[:4] == [
         "kick_v1_1.wav", "kick_v1_2.wav", "kick_v2_1.wav", "kick_v2_2.wav"]
@@ -379,9 +388,6 @@ def test_a_cross_category_pool_offers_other_categories_training_clips_as_sources
 
 def test_the_studio_of_a_kit_has_a_pad_per_model_and_exports_what_its_pads_hold(kit_run,
                                                                                   tmp_path):
-    import io
-    import zipfile
-
     from fastapi.testclient import TestClient
 
     from drumlayer.studio.server import create_app
@@ -405,7 +411,7 @@ def test_the_studio_of_a_kit_has_a_pad_per_model_and_exports_what_its_pads_hold(
     z = zipfile.ZipFile(io.BytesIO(r.content))
     z.extractall(tmp_path / "kit")
     names = set(z.namelist())
-    assert {"kit.sfz", "kit.dspreset", "recipes.json", "samples/kick_v1_1.wav",
+    assert {"kit.sfz", "kit.dspreset", "kit.adg", "recipes.json", "samples/kick_v1_1.wav",
             "samples/kick_v2_3.wav"} <= names
     assert not any(n.startswith("samples/snare") for n in names)
     recipes = json.loads(z.read("recipes.json"))
@@ -442,6 +448,16 @@ def test_the_studio_of_a_kit_has_a_pad_per_model_and_exports_what_its_pads_hold(
     assert 'filename="groove_breakbeat_150bpm.wav"' in g.headers["Content-Disposition"]
     bad = c.post("/api/kit/groove", json={"pads": {"kick": kick}, "groove": "polka"})
     assert bad.status_code == 422 and "the grooves are rock" in bad.json()["detail"]
+    m = c.get("/api/kit/groove.mid?groove=breakbeat&tempo=90")  # the CLI's bytes (below)
+    assert m.status_code == 200 and m.headers["content-type"] == "audio/midi"
+    assert 'filename="groove_breakbeat_90bpm.mid"' in m.headers["Content-Disposition"]
+    assert m.content == midi.groove_midi("breakbeat", 90, ["kick", "snare"])
+    only = c.get("/api/kit/groove.mid?groove=breakbeat&tempo=90&pads=snare").content
+    assert {n.note for n in mido.MidiFile(file=io.BytesIO(only)) if n.type == "note_on"} == {38}
+    for q, said in (("groove=polka", "the grooves are rock"), ("pads=tom", "no pad 'tom'"),
+                    ("tempo=nan", "tempo"), ("tempo=1000", "tempo")):
+        bad = c.get(f"/api/kit/groove.mid?{q}")
+        assert bad.status_code == 422 and said in json.dumps(bad.json()["detail"]), q
     synth = pysfizz.Synth(sample_rate=48000, block_size=256)
     assert synth.load_sfz_file(str(tmp_path / "kit" / "kit.sfz"))
     assert synth.playable_keys == [36]

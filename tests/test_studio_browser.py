@@ -522,6 +522,25 @@ def test_a_kit_plays_from_midi_in_a_groove_and_drags_out_its_wavs(kit_run, brows
         dl.value.save_as(tmp_path / "groove.wav")
         x, rate = sf.read(tmp_path / "groove.wav")
         assert rate == 48000 and len(x) == 96000  # a bar at 120 BPM
+        # the groove as MIDI: exported, and dragged out, the bytes of the CLI's file
+        from drumlayer.kit import midi
+
+        with pg.expect_download() as dl:
+            pg.click("#export-groove-midi")
+        assert dl.value.suggested_filename == "groove_rock_120bpm.mid"
+        want = midi.groove_midi("rock", 120, ["kick", "snare"])
+        assert open(dl.value.path(), "rb").read() == want
+        dragged = pg.evaluate("""async () => {
+            const dt = new DataTransfer();
+            document.getElementById("drag-groove").dispatchEvent(
+              new DragEvent("dragstart", { dataTransfer: dt, bubbles: true }));
+            const [mime, name, ...rest] = dt.getData("DownloadURL").split(":");
+            const bytes = new Uint8Array(await (await fetch(rest.join(":"))).arrayBuffer());
+            let s = ""; for (const b of bytes) s += String.fromCharCode(b);
+            return { mime, name, b64: btoa(s) };
+        }""")
+        assert (dragged["mime"], dragged["name"]) == ("audio/midi", "groove_rock_120bpm.mid")
+        assert base64.b64decode(dragged["b64"]) == want
         # drag a pad out: Chromium's DownloadURL, whose WAV is the pad's export, byte for byte
         pg.wait_for_function("instrument.I.wavs.has('kick') && instrument.I.wavs.has('snare')")
         got = pg.evaluate("""async () => {

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from drumlayer.errors import DrumlayerError
+
 CATEGORIES = ("snare", "kick", "closed-hat", "open-hat", "tom", "clap", "rim", "cymbal", "other")
 _HAT = r"(hi ?hat|high ?hat|\bhh|\bhat|\bhi ?h\b)"
 
@@ -73,6 +75,21 @@ PAD_NAMES = {"kick": "Kick", "rim": "Rim", "snare": "Snare", "clap": "Clap",
              "closed-hat": "Closed Hat", "tom": "Tom", "open-hat": "Open Hat", "cymbal": "Cymbal"}
 # A kit's categories, in the order a kit lists its pads: every category but 'other'.
 KIT_CATEGORIES = ("kick", "snare", "closed-hat", "open-hat", "tom", "clap", "rim", "cymbal")
+
+
+class NoGmNote(DrumlayerError, ValueError):
+    """A kit's pad that no General MIDI note plays."""
+
+
+def gm_note(pad: str) -> int:
+    """The General MIDI note a kit's pad plays on (GM_NOTES): the one lookup of every export
+    (SFZ, DecentSampler, Hydrogen, the Drum Rack, the MIDI files). A pad with none is refused
+    by name, never dropped."""
+    try:
+        return GM_NOTES[pad]
+    except KeyError:
+        raise NoGmNote(f"the pad {pad!r} has no General MIDI note: a kit's pads are "
+                         f"{', '.join(GM_NOTES)} (drumlayer.data.categories.GM_NOTES)") from None
 
 
 def gm_keys(pads) -> dict[int, str]:

@@ -18,8 +18,12 @@ model's own direction). Written to OUT, every pad on its General MIDI note (one 
   `seqMode="round_robin"`, the open hat silenced by the closed hat's tag);
 - `hydrogen/<name>/drumkit.xml` + samples: a Hydrogen drumkit, one instrument per pad, its
   velocity layers (the first round robin of each);
+- `kit.adg`: an Ableton Live Drum Rack on the same samples (`drumlayer.kit.ableton`): a cell
+  per pad, its velocity layers as chains with velocity zones, each a Simpler playing the
+  layer's first round robin;
 - `recipes.json`: every pad's latents, weights and how each velocity layer was made;
-- `groove_<name>_<tempo>bpm.wav` (with --groove): a bar of a built-in groove on the kit;
+- `groove_<name>_<tempo>bpm.wav` and `.mid` (with --groove): a bar of a built-in groove on the
+  kit, and the same bar as a Standard MIDI File (GM drum channel 10: `drumlayer.kit.midi`);
 - `kit.zip`: all of the above in one file.
 """
 
@@ -34,12 +38,13 @@ import zipfile
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
+import soundfile as sf
 
 from drumlayer import cli
-from drumlayer.data.categories import GM_NOTES, PAD_NAMES
+from drumlayer.data.categories import PAD_NAMES, gm_note
 from drumlayer.errors import DrumlayerError
+from drumlayer.kit import ableton, midi, velocity
 from drumlayer.kit import groove as groove_lib
-from drumlayer.kit import velocity
 from drumlayer.recipes import render, sfz
 from drumlayer.recipes.bundle import Bundle
 from drumlayer.workdir import Workdir, output_folder, read_json
@@ -102,6 +107,9 @@ def pads(workdir: str, variations: int = 4, seed: int = 0,
                              f"--workdir={workdir})")
     out = {}
     for category, entry in summary["categories"].items():
+        if "workdir" in entry:
+            gm_note(category)  # said before seconds of rendering
+    for category, entry in summary["categories"].items():
         if "workdir" not in entry:
             log.warning("kit export: %s has no model (%s): its pad stays empty", category,
                         entry.get("skipped") or entry.get("failed"))
@@ -129,12 +137,12 @@ def _hydrogen(name: str, pads_: dict) -> str:
 
     instruments = [
         f"  <instrument><id>{n}</id><name>{escape(PAD_NAMES[category])}</name>"
-        f"<midiOutNote>{GM_NOTES[category]}</midiOutNote><instrumentComponent>"
+        f"<midiOutNote>{gm_note(category)}</midiOutNote><instrumentComponent>"
         f"{layers(category)}</instrumentComponent></instrument>"
         for n, category in enumerate(pads_)]
     return ('<?xml version="1.0" encoding="UTF-8"?>\n<drumkit_info xmlns='
             '"http://www.hydrogen-music.org/drumkit">\n'
-            f" <name>{escape(name)}</name>\n <author>drumlayer</author>\n"
+            f" <name>{escape(ableton.xml_text(name))}</name>\n <author>drumlayer</author>\n"
             " <license>the licences of the samples the sources came from</license>\n"
             " <instrumentList>\n" + "\n".join(instruments) + "\n </instrumentList>\n"
             "</drumkit_info>\n")
@@ -152,7 +160,7 @@ def _sfz(pads_: dict) -> str:
         for v, (lo, hi) in enumerate(p["layers"], start=1):
             curve = velocity.velocity_gain(lo, lo, hi)
             groups.append(sfz.header(
-                "group", {"key": GM_NOTES[category], "lovel": lo, "hivel": hi,
+                "group", {"key": gm_note(category), "lovel": lo, "hivel": hi,
                           "loop_mode": "one_shot",
                           f"amp_velcurve_{lo}": f"{curve:.6f}", f"amp_velcurve_{hi}": 1,
                           "seq_length": p["audio"].shape[1], **choke},
@@ -168,7 +176,7 @@ def _dspreset(pads_: dict) -> str:
     """The DecentSampler preset: a group per pad and velocity layer, round robins inside."""
     groups = []
     for category, p in pads_.items():
-        key, rr = GM_NOTES[category], p["audio"].shape[1]
+        key, rr = gm_note(category), p["audio"].shape[1]
         cut = [k for k, victims in CHOKE.items() if category in victims]
         silenced = (f" silencedByTags={quoteattr(','.join(cut))} silencingMode=\"fast\""
                     if cut else "")
@@ -202,11 +210,27 @@ def groove_wav(pads_: dict, name: str, tempo: float, rate: int = 48000) -> bytes
     return render.export_wav(x, rate, rate)
 
 
+def _drum_rack(name: str, pads_: dict, files: dict[str, bytes]) -> bytes:
+    """The Ableton Live Drum Rack over the kit's samples (files: {path: WAV bytes})."""
+    def layer(category, v, lo, hi):
+        path = f"{sfz.SAMPLES}/{sample_name(category, v, 1)}"
+        info = sf.info(io.BytesIO(files[path]))
+        return {"lovel": lo, "hivel": hi, "path": path, "frames": info.frames,
+                "rate": info.samplerate, "size": len(files[path])}
+
+    return ableton.drum_rack(name, {c: [layer(c, v, lo, hi) for v, (lo, hi) in
+                                        enumerate(p["layers"], start=1)]
+                                    for c, p in pads_.items()})
+
+
 def kit_files(pads_: dict, name: str = "drumlayer kit", rate: int = 48000,
               groove: str | None = None, tempo: float = 100.0) -> dict[str, bytes]:
     """{path in the kit: bytes} of the SFZ kit (kit.sfz, samples/), the DecentSampler preset,
-    the Hydrogen kit (hydrogen/<name>/), recipes.json, and (groove given) the groove's WAV;
-    each pad's samples exported with one scale, so its layers keep their levels."""
+    the Ableton Live Drum Rack (kit.adg), the Hydrogen kit (hydrogen/<name>/), recipes.json,
+    and (groove given) the groove's WAV and MIDI file; each pad's samples exported with one
+    scale, so its layers keep their levels."""
+    for category in pads_:
+        gm_note(category)  # a pad on no GM note is refused before any rendering
     hyd = f"hydrogen/{render.safe_name(name)}"
     recipes, files = {}, {}
     for category, p in pads_.items():
@@ -217,14 +241,15 @@ def kit_files(pads_: dict, name: str = "drumlayer kit", rate: int = 48000,
             files[f"{sfz.SAMPLES}/{fname}"] = data
             if j % rr == 0:
                 files[f"{hyd}/{fname}"] = data
-        recipes[category] = {"gm_key": GM_NOTES[category], **p["recipes"]}
+        recipes[category] = {"gm_key": gm_note(category), **p["recipes"]}
     files["kit.sfz"] = _sfz(pads_).encode()
     files["kit.dspreset"] = _dspreset(pads_).encode()
+    files["kit.adg"] = _drum_rack(name, pads_, files)
     files[f"{hyd}/drumkit.xml"] = _hydrogen(name, pads_).encode()
     files["recipes.json"] = json.dumps(recipes, indent=1).encode()
     if groove:
-        files[f"groove_{render.safe_name(groove)}_{tempo:g}bpm.wav"] = groove_wav(
-            pads_, groove, tempo, rate)
+        files[groove_lib.file_name(groove, tempo, "wav")] = groove_wav(pads_, groove, tempo, rate)
+        files[groove_lib.file_name(groove, tempo, "mid")] = midi.groove_midi(groove, tempo, pads_)
     return files
 
 
@@ -240,8 +265,8 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
 def write(pads_: dict, out: str, name: str = "drumlayer kit", rate: int = 48000,
           groove: str | None = None, tempo: float = 100.0) -> dict:
     """The kit's files (`kit_files`) into out, and all of them again as out/kit.zip; returns
-    the paths of the SFZ, the DecentSampler preset, the Hydrogen drumkit.xml, recipes.json,
-    the groove (when given) and the zip."""
+    the paths of the SFZ, the DecentSampler preset, the Drum Rack, the Hydrogen drumkit.xml,
+    recipes.json, the groove's WAV and MIDI file (when given) and the zip."""
     if groove:
         groove_lib.check(groove, tempo)
     files = kit_files(pads_, name, rate, groove, tempo)
@@ -251,11 +276,13 @@ def write(pads_: dict, out: str, name: str = "drumlayer kit", rate: int = 48000,
             f.write(data)
     paths = {"sfz": os.path.join(out, "kit.sfz"),
              "decentsampler": os.path.join(out, "kit.dspreset"),
+             "ableton": os.path.join(out, "kit.adg"),
              "hydrogen": os.path.join(out, "hydrogen", render.safe_name(name), "drumkit.xml"),
              "recipes": os.path.join(out, "recipes.json"),
              "zip": os.path.join(out, "kit.zip")}
-    for g in (g for g in files if g.startswith("groove_")):
-        paths["groove"] = os.path.join(out, g)
+    if groove:
+        paths["groove"] = os.path.join(out, groove_lib.file_name(groove, tempo, "wav"))
+        paths["groove_midi"] = os.path.join(out, groove_lib.file_name(groove, tempo, "mid"))
     with open(paths["zip"], "wb") as f:
         f.write(zip_bytes(files))
     return paths
@@ -275,7 +302,7 @@ def _define_flags(fv) -> None:
     flags.DEFINE_integer("velocity_layers", velocity.LAYERS, "velocity layers per pad",
                          lower_bound=1, upper_bound=MAX_VARIATIONS, flag_values=fv)
     flags.DEFINE_enum("groove", None, list(groove_lib.PATTERNS), "also write a bar of this "
-                      "built-in groove on the kit as a WAV", flag_values=fv)
+                      "built-in groove on the kit as a WAV and as a MIDI file", flag_values=fv)
     flags.DEFINE_float("tempo", 100.0, "the groove's tempo (BPM)", lower_bound=groove_lib.TEMPO[0],
                        upper_bound=groove_lib.TEMPO[1], flag_values=fv)
 

@@ -47,6 +47,11 @@ def check(name: str, tempo: float) -> None:
         raise ValueError(f"tempo {tempo} BPM is outside {TEMPO[0]:.0f}-{TEMPO[1]:.0f}")
 
 
+def file_name(name: str, tempo: float, ext: str) -> str:
+    """The file a groove is exported to: groove_<name>_<tempo>bpm.<ext> (wav, mid)."""
+    return f"groove_{name}_{tempo:g}bpm.{ext}"
+
+
 def onset(step: int, tempo: float, rate: int) -> int:
     """The sample a hit on step (a sixteenth note) of the bar starts on, at tempo (BPM)."""
     return int(round(step * 60.0 / tempo / 4.0 * rate))

@@ -9,21 +9,22 @@ recipe (its round robins: seeded latent variants of it, its edits kept; each wit
 layers, see studio/voices.py) and returns the kit as a zip: an SFZ kit and a DecentSampler
 preset on the General MIDI drum map, a Hydrogen drumkit and the recipes. GET /api/kit/grooves
 lists the built-in grooves (drumlayer.kit.groove) the page plays; POST /api/kit/groove renders
-a bar of one on the pads as a WAV.
+a bar of one on the pads as a WAV, GET /api/kit/groove.mid writes it as a MIDI file (the bytes
+of `python -m drumlayer.kit.export --groove`).
 """
 
 from __future__ import annotations
 
 import os
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from drumlayer.data import categories
 from drumlayer.kit import export as export_lib
 from drumlayer.kit import groove as groove_lib
-from drumlayer.kit import velocity
+from drumlayer.kit import midi, velocity
 from drumlayer.recipes.bundle import BundleError
 from drumlayer.recipes.recipe import Recipe
 from drumlayer.studio import voices
@@ -128,9 +129,30 @@ def create_kit_app(workdir: str, make_app, add_page) -> FastAPI:
         except ValueError as e:
             raise HTTPException(422, str(e)) from None
         pads, _ = render_pads(req)
-        name = f"groove_{req.groove}_{req.tempo:g}bpm.wav"
+        name = groove_lib.file_name(req.groove, req.tempo, "wav")
         return Response(export_lib.groove_wav(pads, req.groove, req.tempo, req.sample_rate),
                         media_type="audio/wav",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @app.get("/api/kit/groove.mid", summary="A bar of a built-in groove as a Standard MIDI File "
+             "(GM drum channel 10, the tempo, the velocities) on the kit's pads",
+             response_class=Response)
+    def groove_mid(groove: str = Query("rock", max_length=100),
+                   tempo: float = Query(100.0, ge=groove_lib.TEMPO[0], le=groove_lib.TEMPO[1],
+                                        allow_inf_nan=False),
+                   pads: str | None = Query(None, max_length=1000, description=(
+                       "the pads that sound, comma-separated (default: every pad)"))):
+        chosen = trained if pads is None else [p for p in pads.split(",") if p]
+        unknown = sorted(set(chosen) - set(trained))
+        if unknown:
+            raise HTTPException(422, f"no pad {unknown[0]!r} in this kit (pads: "
+                                f"{', '.join(trained)})")
+        try:
+            data = midi.groove_midi(groove, tempo, [c for c in trained if c in chosen])
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        name = groove_lib.file_name(groove, tempo, "mid")
+        return Response(data, media_type="audio/midi",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     for c, a in apps.items():

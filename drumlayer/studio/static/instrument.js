@@ -13,6 +13,7 @@ const I = {
   hits: [],               // every hit: { pad, note, velocity, layer, rr, gain, when, latency, handler (ms to start()) }
   grooveLog: [],          // scheduled groove hits: { step, bar, pad, velocity, when }
   grooves: null, groove: null,  // /api/kit/grooves; the playing groove { timer, t0, next }
+  grooveMidi: null,       // { q, name, blob, url } of the chosen groove's MIDI file
   midi: { access: null, input: "", channel: 0 },  // channel 0: any
 };
 const CHOKES = { "closed-hat": ["open-hat"] };  // as drumlayer/kit/export.py's CHOKE
@@ -221,6 +222,43 @@ async function exportGroove() {
   } catch (e) { status(e.message, true); }
 }
 
+function grooveMidiQuery() {  // the groove, tempo and sounding pads of GET /api/kit/groove.mid
+  const pads = S.kit.pads.map((p) => p.category).filter((c) => recipeOf(c));
+  const q = new URLSearchParams({ groove: $("groove").value, tempo: $("tempo").value, pads: pads.join(",") });
+  return { q: q.toString(), name: `groove_${$("groove").value}_${+$("tempo").value}bpm.mid` };
+}
+
+async function grooveMidi() {  // { name, url: a blob URL } of the groove's MIDI file, fetched once per choice
+  const { q, name } = grooveMidiQuery();
+  if (I.grooveMidi && I.grooveMidi.q === q) return I.grooveMidi;
+  const r = await api(`/api/kit/groove.mid?${q}`, {}, true);
+  const blob = await r.blob();
+  if (I.grooveMidi) URL.revokeObjectURL(I.grooveMidi.url);
+  I.grooveMidi = { q, name, blob, url: URL.createObjectURL(blob) };
+  return I.grooveMidi;
+}
+
+async function exportGrooveMidi() {
+  try {
+    const m = await grooveMidi();
+    download(m.blob, m.name);
+    status(`exported ${m.name}`);
+  } catch (e) { status(e.message, true); }
+}
+
+function dragGroove(e) {  // the MIDI file as Chromium's DownloadURL (prefetched: a drag cannot wait)
+  const m = I.grooveMidi;
+  if (!m || m.q !== grooveMidiQuery().q) {
+    e.preventDefault();
+    grooveMidi().catch((err) => status(err.message, true));
+    status("the MIDI file is still being made: try again in a moment");
+    return;
+  }
+  e.dataTransfer.setData("DownloadURL", `audio/midi:${m.name}:${m.url}`);
+  e.dataTransfer.setData("text/uri-list", m.url);
+  e.dataTransfer.effectAllowed = "copy";
+}
+
 // ------------------------------------------------------------------ drag a sound out as a WAV
 
 function dragOut(e, pad) {  // Chromium's DownloadURL: "mime:name:url" (the export WAV, prefetched)
@@ -254,6 +292,9 @@ async function initInstrument() {
     $("groove-controls").hidden = false;
     $("groove-play").addEventListener("click", () => (I.groove ? stopGroove() : startGroove()));
     $("export-groove").addEventListener("click", exportGroove);
+    $("export-groove-midi").addEventListener("click", exportGrooveMidi);
+    $("drag-groove").addEventListener("dragstart", dragGroove);
+    for (const id of ["groove", "tempo"]) $(id).addEventListener("change", () => grooveMidi().catch(() => {}));
     for (const b of document.querySelectorAll("button.pad")) {
       b.draggable = true;
       b.addEventListener("dragstart", (e) => dragOut(e, b.dataset.c));
@@ -275,7 +316,8 @@ async function initInstrument() {
   const pads = S.kit ? S.kit.pads.map((p) => p.category) : [""];
   for (const pad of [padKey(), ...pads.filter((p) => p !== padKey())]) await refreshVoices(pad);
   initMidi();
+  if (S.kit) await grooveMidi().catch((e) => status(e.message, true));
   document.body.dataset.instrument = "1";
 }
 
-window.instrument = { I, hit, onMidi, recipeOf, velocityGain, startGroove, stopGroove, refreshVoices, dragOut, scheduleVoices };
+window.instrument = { I, hit, onMidi, recipeOf, velocityGain, startGroove, stopGroove, refreshVoices, dragOut, dragGroove, grooveMidi, scheduleVoices };

@@ -477,6 +477,20 @@ def test_the_single_sound_studio_plays_any_midi_note_at_its_velocity_layer(page,
     assert pg.evaluate("instrument.onMidi([0x90, 60, 0], 0)") is None  # note-on at 0: off
 
 
+def dragged(pg, selector: str) -> dict:
+    """What dragging the element out gives a drop target: Chromium's DownloadURL ("mime:name:
+    url") split, and the bytes at its URL (base64)."""
+    return pg.evaluate("""async (selector) => {
+        const dt = new DataTransfer();
+        document.querySelector(selector).dispatchEvent(
+          new DragEvent("dragstart", { dataTransfer: dt, bubbles: true }));
+        const [mime, name, ...rest] = dt.getData("DownloadURL").split(":");
+        const bytes = new Uint8Array(await (await fetch(rest.join(":"))).arrayBuffer());
+        let s = ""; for (const b of bytes) s += String.fromCharCode(b);
+        return { mime, name, b64: btoa(s) };
+    }""", selector)
+
+
 def test_a_kit_plays_from_midi_in_a_groove_and_drags_out_its_wavs(kit_run, browser, tmp_path):
     from drumlayer.kit import velocity
 
@@ -530,28 +544,12 @@ def test_a_kit_plays_from_midi_in_a_groove_and_drags_out_its_wavs(kit_run, brows
         assert dl.value.suggested_filename == "groove_rock_120bpm.mid"
         want = midi.groove_midi("rock", 120, ["kick", "snare"])
         assert open(dl.value.path(), "rb").read() == want
-        dragged = pg.evaluate("""async () => {
-            const dt = new DataTransfer();
-            document.getElementById("drag-groove").dispatchEvent(
-              new DragEvent("dragstart", { dataTransfer: dt, bubbles: true }));
-            const [mime, name, ...rest] = dt.getData("DownloadURL").split(":");
-            const bytes = new Uint8Array(await (await fetch(rest.join(":"))).arrayBuffer());
-            let s = ""; for (const b of bytes) s += String.fromCharCode(b);
-            return { mime, name, b64: btoa(s) };
-        }""")
-        assert (dragged["mime"], dragged["name"]) == ("audio/midi", "groove_rock_120bpm.mid")
-        assert base64.b64decode(dragged["b64"]) == want
+        got = dragged(pg, "#drag-groove")
+        assert (got["mime"], got["name"]) == ("audio/midi", "groove_rock_120bpm.mid")
+        assert base64.b64decode(got["b64"]) == want
         # drag a pad out: Chromium's DownloadURL, whose WAV is the pad's export, byte for byte
         pg.wait_for_function("instrument.I.wavs.has('kick') && instrument.I.wavs.has('snare')")
-        got = pg.evaluate("""async () => {
-            const dt = new DataTransfer();
-            document.querySelector("button.pad[data-c='snare']").dispatchEvent(
-              new DragEvent("dragstart", { dataTransfer: dt, bubbles: true }));
-            const [mime, name, ...rest] = dt.getData("DownloadURL").split(":");
-            const bytes = new Uint8Array(await (await fetch(rest.join(":"))).arrayBuffer());
-            let s = ""; for (const b of bytes) s += String.fromCharCode(b);
-            return { mime, name, b64: btoa(s) };
-        }""")
+        got = dragged(pg, "button.pad[data-c='snare']")
         assert (got["mime"], got["name"]) == ("audio/wav", "snare_48000.wav")
         export = httpx.post(url + "c/snare/api/render?export=true&sample_rate=48000",
                             json=pg.evaluate("instrument.recipeOf('snare')"), timeout=60)

@@ -64,34 +64,46 @@ def hits(name: str, pads: list[str]) -> list[tuple[int, str, int]]:
 
 
 def render(name: str, tempo: float, voices: dict, rate: int, bars: int = 1) -> np.ndarray:
-    """The groove as audio [bars * bar samples] at rate. voices: {category: (ranges [(lovel,
-    hivel)] softest first, audio [layers, round robins, n] at rate)}; each hit plays its
-    velocity's layer (the pad's round robins in turn) at `velocity.velocity_gain`."""
+    """The groove as audio [bars * bar samples] at rate (`play`, the tails wrapped)."""
     check(name, tempo)
     bar = onset(STEPS, tempo, rate)
-    out = np.zeros(bars * bar + max(a.shape[-1] for _, a in voices.values()), np.float64)
+    return play([(b * bar + onset(step, tempo, rate), cat, vel) for b in range(bars)
+                 for step, cat, vel in hits(name, list(voices))], voices, bars * bar, rate)
+
+
+def play(hits_: list[tuple[int, str, int]], voices: dict, length: int, rate: int,
+         wrap: bool = True) -> np.ndarray:
+    """Audio [length] at rate of hits [(sample, category, velocity 1-127)], each at its own
+    sample (never snapped to a grid). voices: {category: (ranges [(lovel, hivel)] softest
+    first, audio [layers, round robins, n] at rate)}; each hit plays its velocity's layer (the
+    category's round robins in turn) at `velocity.velocity_gain`; a hit on a category without
+    voices, or outside the length, is silent. With wrap, the tails past the end wrap onto the
+    start, so the audio loops seamlessly."""
+    longest = max((a.shape[-1] for _, a in voices.values()), default=0)
+    out = np.zeros(length + longest, np.float64)
     turn = dict.fromkeys(voices, 0)
     ringing: list[tuple[int, np.ndarray]] = []  # (start, audio) of open-hat hits
-    for b in range(bars):
-        for step, cat, vel in hits(name, list(voices)):
-            ranges, audio = voices[cat]
-            layer = next(i for i, (lo, hi) in enumerate(ranges) if lo <= vel <= hi)
-            x = audio[layer, turn[cat] % audio.shape[1]] * velocity.velocity_gain(
-                vel, *ranges[layer])
-            turn[cat] += 1
-            t = b * bar + onset(step, tempo, rate)
-            if cat == "closed-hat":
-                for start, hat in ringing:
-                    choke(out, start, hat, t, int(CHOKE_S * rate))
-                ringing = []
-            out[t:t + len(x)] += x
-            if cat == "open-hat":
-                ringing.append((t, x))
-    looped = out[: bars * bar].copy()
-    tail = out[bars * bar:]
-    for i in range(0, len(tail), bars * bar):  # the tails wrap onto the bar's start
-        part = tail[i:i + bars * bar]
-        looped[: len(part)] += part
+    for t, cat, vel in sorted(hits_, key=lambda h: h[0]):
+        if cat not in voices or not 0 <= t < length:
+            continue
+        ranges, audio = voices[cat]
+        layer = next(i for i, (lo, hi) in enumerate(ranges) if lo <= vel <= hi)
+        x = audio[layer, turn[cat] % audio.shape[1]] * velocity.velocity_gain(
+            vel, *ranges[layer])
+        turn[cat] += 1
+        if cat == "closed-hat":
+            for start, hat in ringing:
+                choke(out, start, hat, t, int(CHOKE_S * rate))
+            ringing = []
+        out[t:t + len(x)] += x
+        if cat == "open-hat":
+            ringing.append((t, x))
+    looped = out[:length].copy()
+    if wrap:
+        tail = out[length:]
+        for i in range(0, len(tail), length):
+            part = tail[i:i + length]
+            looped[: len(part)] += part
     return looped.astype(np.float32)
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from drumlayer.loops.analyze import main
+
+sys.exit(main())

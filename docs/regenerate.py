@@ -5,6 +5,7 @@ output, so that every number there comes with the date, machine and command that
     python docs/regenerate.py benchmarks [bench_results]
     python docs/regenerate.py seeds base=runs/s0,runs/s1,runs/s2 [other=...]
     python docs/regenerate.py shaping runs/s0 runs/s1 runs/s2
+    python docs/regenerate.py loops [bench_results/loops.json]
 
 `shaping` refines both test sets of each trained workdir with the weights alone ('weights') and
 with per-layer shaping ('shape', the default, and variants of it), and writes docs/shaping.md
@@ -14,7 +15,8 @@ with per-layer shaping ('shape', the default, and variants of it), and writes do
 and metrics.jsonl, and draws docs/images/layering.png (the README's picture: a test clip of the
 first workdir, refined) and one training curve per workdir; the first workdir's table also goes
 into the README between its `results` markers. `benchmarks` reads the JSON that
-`python -m benchmarks` writes.
+`python -m benchmarks` writes. `loops` writes docs/loops.md from what `python -m benchmarks
+loops` measured.
 """
 
 from __future__ import annotations
@@ -426,6 +428,78 @@ def shaping(workdirs: list[str]) -> None:
     print(f"wrote {out}")
 
 
+LOOP_TARGETS = (("onset_f1_10", "onset F1 within 10 ms", ">= 0.98", "librosa_onset_f1_10"),
+                ("onset_f1_25", "onset F1 within 25 ms", "", "librosa_onset_f1_25"),
+                ("tempo_within_1pct", "tempo within 1% (share of loops)", "",
+                 "librosa_tempo_within_1pct"),
+                ("tempo_within_0.2pct", "tempo within 0.2% (share of loops)", ">= 0.90",
+                 "librosa_tempo_within_0.2pct"),
+                ("velocity_correlation", "velocity correlation", "", None))
+
+
+def loops(path: str) -> None:
+    """docs/loops.md from the loops benchmark's JSON."""
+    b = _read(path)
+    if b is None:
+        raise SystemExit(f"error: no {path}: run python -m benchmarks loops first")
+    s = b["summary"]
+    m = b["machine"]
+    parts = ["# Loops, measured", "",
+             f"Written by `python docs/regenerate.py loops` from "
+             f"`{re.sub(WORKDIR_FLAG, '', b['command'])} --kit_workdir=runs/kit` run on "
+             f"{b['date']} ({m['processor']}, {m['cpus']} CPU cores, {', '.join(m['devices'])})."
+             f" {b['loops']} loops with known hits: the patterns of "
+             "`drumlayer/loops/groundtruth.py` at 6 tempi (84-140 BPM, some swung, 3 ms of "
+             "human timing), played by one-shots of the kit corpus's test split (kits the "
+             "training never saw), and the patterns of Hydrogen's demo songs at their songs' "
+             "tempi, played by one-shots held out of the run. What the targets of the loops' "
+             "issue ask is beside each measure; librosa's detectors on the same loops are the "
+             "reference.", "",
+             "| measure | drumlayer | librosa | target |", "|---|---:|---:|---|"]
+    for key, label, target, ref in LOOP_TARGETS:
+        v = s.get(key)
+        r = s.get(ref) if ref else None
+        parts.append(f"| {label} | {_cell(v)} | {_cell(r) if r is not None else ''} | "
+                     f"{target} |")
+    for g, target in (("kick", ">= 0.95"), ("snare", ">= 0.95"), ("hat", ">= 0.90"),
+                      ("others", "")):
+        parts.append(f"| F1 within 25 ms: {g} | {_cell(s['category_f1'].get(g))} | | "
+                     f"{target} |")
+    parts.append(f"| transcription of a loop (median s) | "
+                 f"{_cell(s['transcribe_seconds_median'])} | | |")
+    parts.append(f"| a 10 s loop analysed, models loaded (s) | "
+                 f"{_cell(s.get('ten_second_loop_seconds'))} | | <= 20 on 2 cores |")
+    med = s.get("rebuilt_median")
+    if med:
+        parts += ["", "## The rebuilt loop", "",
+                  f"On {len(b['rebuilt'])} of the test-split loops: the median over loops of "
+                  "the whole loop's log-spectral distance and the mean per-hit MFCC distance "
+                  "to the original (lower is better). The targets: at least 1 dB LSD and 20% "
+                  "MFCC closer than the nearest single source with the true transcription.", "",
+                  "| rebuilt by | LSD (dB) | MFCC distance |", "|---|---:|---:|"]
+        for k, label in (("rebuilt", "the loop's kit (refined pads, the transcription)"),
+                         ("centre", "the pads' centres (the transcription)"),
+                         ("nearest_source_true_hits",
+                          "nearest single source, the true transcription")):
+            parts.append(f"| {label} | {med[k]['lsd_db']:.2f} | {med[k]['mfcc']:.1f} |")
+    real = b.get("real") or []
+    if real:
+        parts += ["", "## Real loops (lmms-common's beats/)", "",
+                  "| loop | tempo (BPM) | hits | rebuilt LSD / MFCC | centres LSD / MFCC |",
+                  "|---|---:|---:|---:|---:|"]
+        for r in real:
+            if "rejected" in r:
+                parts.append(f"| {r['loop']} | rejected: {r['rejected']} | | | |")
+                continue
+            parts.append(f"| {r['loop']} | {r['tempo']:.2f} | {r['hits']} | "
+                         f"{r['rebuilt']['lsd_db']:.2f} / {r['rebuilt']['mfcc']:.1f} | "
+                         f"{r['centre']['lsd_db']:.2f} / {r['centre']['mfcc']:.1f} |")
+    out = os.path.join(DOCS, "loops.md")
+    with open(out, "w") as f:
+        f.write("\n".join(parts) + "\n")
+    print(f"wrote {out}")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[0] == "results":
         results(argv[1:])
@@ -433,6 +507,8 @@ def main(argv: list[str]) -> int:
         seeds(argv[1:])
     elif len(argv) >= 2 and argv[0] == "shaping":
         shaping(argv[1:])
+    elif argv and argv[0] == "loops":
+        loops(argv[1] if len(argv) > 1 else os.path.join(ROOT, "bench_results", "loops.json"))
     elif argv and argv[0] == "benchmarks":
         benchmarks(argv[1] if len(argv) > 1 else os.path.join(ROOT, "bench_results"))
     else:

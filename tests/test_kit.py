@@ -465,6 +465,16 @@ def test_the_studio_of_a_kit_has_a_pad_per_model_and_exports_what_its_pads_hold(
     assert np.sqrt(np.mean(y ** 2)) > 1e-3
     found, _ = discovery.discover([str(tmp_path / "kit" / "hydrogen")])
     assert [(c.instrument, c.category) for c in found] == [("Kick", "kick")] * 2
+    # a loop: silence and a tone are said; an unknown loop is a 404
+    for name, y in (("quiet.wav", np.zeros(22050)),
+                    ("tone.wav", 0.5 * np.sin(np.arange(22050) * 0.1))):
+        buf = io.BytesIO()
+        sf.write(buf, y, 22050, format="WAV")
+        r = c.post("/api/kit/loop", files={"file": (name, buf.getvalue(), "audio/wav")})
+        assert r.status_code == 422, r.text
+        assert ("silence" if name == "quiet.wav" else "no drums") in r.json()["detail"]
+    assert c.get("/api/kit/loop/0123/groove.mid").status_code == 404
+    assert c.post("/api/kit/loop/0123/pads").status_code == 404
     # bad requests: nothing to export, a pad the kit does not have
     bad = c.post("/api/kit/export", json={"pads": {"kick": None, "snare": None}})
     assert bad.status_code == 422 and "every pad is empty" in bad.json()["detail"]

@@ -174,7 +174,7 @@ def test_the_command_rejects_what_it_cannot_analyse_and_goes_on(tmp_path, monkey
         studios = {"cowbell": None}
 
     Kit.templates = templates
-    monkeypatch.setattr(analyze, "LoopKit", lambda workdir: Kit())
+    monkeypatch.setattr(analyze.LoopKit, "open", lambda workdir: Kit())
     res = analyze.run("unused", [str(src)], str(tmp_path / "out"), max_seconds=3.0)
     assert res["written"] == 0
     rows = dict(list(csv.reader(open(tmp_path / "out" / "rejected.csv")))[1:])

@@ -555,3 +555,75 @@ def test_a_kit_plays_from_midi_in_a_groove_and_drags_out_its_wavs(kit_run, brows
                             json=pg.evaluate("instrument.recipeOf('snare')"), timeout=60)
         assert base64.b64decode(got["b64"]) == export.content
         assert not errors, errors
+
+
+def test_a_loop_dropped_on_the_kit_is_shown_rebuilt_played_ab_and_exported(kit_run, browser,
+                                                                            tmp_path):
+    """A loop of a real kit's one-shots: the grid shows the hits the command writes to
+    hits.csv; the rebuilt loop plays each hit on its onset in sync with the original, A/B; the
+    pads are fitted; the MIDI file and the rebuilt loop export."""
+    import csv
+
+    import mido
+
+    from drumlayer.data import audio, discovery
+    from drumlayer.loops import analyze
+    from drumlayer.loops import groundtruth as gt
+
+    from conftest import real_kits
+
+    found, _ = discovery.discover([real_kits()])
+    shots = {}
+    for c in found:
+        if c.kit == "GMRockKit" and c.category in ("kick", "snare") and "-Hard." in c.file:
+            x, rate = audio.read_audio(c.file, max_seconds=1.0)
+            shots.setdefault(c.category, []).append(audio.resample(x[:, 0], rate, 44100))
+    pattern = {c: n for c, n in gt.PATTERNS["breakbeat"].items() if c in shots}
+    y = gt.render(gt.hits(pattern, 100.0, 1), gt.voices(shots), 2.4, 44100)
+    path = tmp_path / "my break.wav"
+    sf.write(path, y, 44100)
+    wd = kit_run[1].root
+    kit = analyze.LoopKit.open(str(wd))
+    t = analyze.transcribe_loop(kit, y, 44100)
+    rows = list(csv.DictReader(io.StringIO(analyze.hits_csv(t["hits"], kit.studios))))
+    with kit_page(kit_run, browser, ready="instrument") as (pg, url, errors):
+        assert pg.is_visible("#loop")
+        pg.set_input_files("#loop-file", str(path))
+        pg.wait_for_function("loops.L.loop && loops.L.playing", timeout=60000)
+        assert pg.evaluate("loops.L.heardMs") < 5000  # the first rebuilt loop, heard
+        grid = pg.evaluate("""Array.from(document.querySelectorAll('#loop-grid .hit')).map(
+            e => [Number(e.dataset.onset), e.dataset.category, Number(e.dataset.velocity)])""")
+        assert sorted(grid) == sorted([float(r["onset_s"]), r["category"], int(r["velocity"])]
+                                      for r in rows)
+        # A/B in sync: every rebuilt hit on its onset of the original's cycle
+        seconds = pg.evaluate("loops.L.loop.seconds")
+        assert seconds == pytest.approx(2.4, abs=1e-3)
+        log = pg.evaluate("loops.L.log")
+        assert log and {e["category"] for e in log} <= {"kick", "snare"}
+        for e in log:
+            assert abs(e["when"] - e["t0"] - e["cycle"] * seconds - e["onset_s"]) < 0.001
+        assert pg.evaluate("[loops.L.gains.a.gain.value, loops.L.gains.b.gain.value]") == [0, 1]
+        pg.check("input[name='loop-ab'][value='a']")
+        assert pg.evaluate("[loops.L.gains.a.gain.value, loops.L.gains.b.gain.value]") == [1, 0]
+        pg.wait_for_selector("body[data-loop-pads='1']", timeout=180000)
+        fitted = pg.evaluate("loops.L.fitted")
+        assert set(fitted["pads"]) == {r["category"] for r in rows if r["pad"]}
+        for c, rec in fitted["pads"].items():  # each pad plays its fitted recipe now
+            assert pg.evaluate(f"instrument.recipeOf('{c}').latent") == pytest.approx(
+                rec["latent"], abs=1e-6)
+            assert pg.evaluate(f"instrument.I.voices.get('{c}').key.endsWith("
+                               f"JSON.stringify(instrument.recipeOf('{c}')))")
+        token = pg.evaluate("loops.L.loop.token")
+        with pg.expect_download() as dl:
+            pg.click("#loop-export-midi")
+        data = open(dl.value.path(), "rb").read()
+        assert data == httpx.get(f"{url}api/kit/loop/{token}/groove.mid").content
+        notes = [m for m in mido.MidiFile(file=io.BytesIO(data)) if m.type == "note_on"]
+        assert len(notes) == sum(1 for r in rows if r["pad"])
+        with pg.expect_download() as dl:
+            pg.click("#loop-export-rebuilt")
+        z, rate = sf.read(dl.value.path())
+        assert rate == 44100 and len(z) == len(y)
+        # the groove player plays the loop's own pattern
+        assert pg.evaluate("document.querySelector('#groove option[value=loop]') !== null")
+        assert not errors, errors

@@ -55,9 +55,16 @@ class LoopRejected(DrumlayerError):
 
 
 class LoopKit:
-    """A kit workdir opened for loops: a studio per trained category and the templates."""
+    """A kit opened for loops: a studio per trained category ({category: Studio}) and the
+    templates the transcription decomposes onsets over (`rebuild.templates`)."""
 
-    def __init__(self, workdir: str):
+    def __init__(self, studios: dict, untrained: dict[str, np.ndarray] | None = None):
+        self.studios = studios
+        self.templates = rebuild.templates(studios, untrained)
+
+    @classmethod
+    def open(cls, workdir: str) -> LoopKit:
+        """The kit of a kit job's workdir."""
         from drumlayer.studio.server import Studio
 
         wd = Workdir(workdir)
@@ -69,61 +76,88 @@ class LoopKit:
         trained = {c: e["workdir"] for c, e in summary["categories"].items() if "workdir" in e}
         if not trained:
             raise DrumlayerError(f"no category of {workdir} has a trained model")
-        self.studios = {c: Studio(w) for c, w in trained.items()}
-        self.templates = rebuild.templates(self.studios, self._untrained(wd, trained))
-
-    @staticmethod
-    def _untrained(wd: Workdir, trained) -> dict[str, np.ndarray]:
-        """Corpus clips of the kit categories without a model (to tell their hits apart)."""
-        try:
-            ds = Dataset(wd.corpus)
-        except FileNotFoundError:
-            return {}
-        out = {}
-        for c in categories.KIT_CATEGORIES:
-            if c in trained:
-                continue
-            ids = [i for i, r in enumerate(ds.rows) if r["category"] == c][:rebuild.EXTRA]
-            if ids:
-                out[c] = ds.audio(ids)
-        return out
+        return cls({c: Studio(w) for c, w in trained.items()}, untrained(wd, trained))
 
 
-def analyse(kit: LoopKit, recording: np.ndarray, rate: int, name: str, variations: int = 4,
-            layers: int = 4, refine: bool = True, seed: int = 0) -> dict:
-    """One loop [S] at rate -> {'hits', 'grid', 'unassigned', 'pads', 'choices', 'rebuilt' [S]
-    at rate, 'distances', 'seconds'}; LoopRejected when it has no hits the kit can play."""
-    from drumlayer.studio import voices
+def untrained(wd: Workdir, trained) -> dict[str, np.ndarray]:
+    """Corpus clips of the kit categories without a model (to tell their hits apart)."""
+    try:
+        ds = Dataset(wd.corpus)
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for c in categories.KIT_CATEGORIES:
+        if c in trained:
+            continue
+        ids = [i for i, r in enumerate(ds.rows) if r["category"] == c][:rebuild.EXTRA]
+        if ids:
+            out[c] = ds.audio(ids)
+    return out
 
-    t0 = time.perf_counter()
+
+def transcribe_loop(kit: LoopKit, recording: np.ndarray, rate: int) -> dict:
+    """A loop [S] at rate -> {'x22': it at 22.05 kHz, peak 1, 'hits', 'grid', 'unassigned'};
+    LoopRejected when it has no hits the kit can play."""
     x = np.asarray(recording, np.float64)
     if not np.any(np.abs(x) > 1e-6):
         raise LoopRejected("silence: no hits")
     x22 = audio.resample(x, rate, tr.RATE) if rate != tr.RATE else x
     x22 = x22 / float(np.max(np.abs(x22)))
     hits, grid, unknown = tr.transcribe(x22, kit.templates)
-    playable = [h for h in hits if h.category in kit.studios]
-    if not playable:
-        found = {c: sum(h.category == c for h in hits) for c in {h.category for h in hits}}
+    if not any(h.category in kit.studios for h in hits):
+        found = {c: sum(h.category == c for h in hits) for c in sorted({h.category
+                                                                          for h in hits})}
         raise LoopRejected(
             f"no drums the kit's models recognise: {len(tr.onsets(x22))} onsets, "
             + (f"hits of {found} (no model in this kit)" if found else "none like a drum")
             + f"; the kit plays {', '.join(kit.studios)}")
+    return {"x22": x22, "hits": hits, "grid": grid, "unassigned": unknown}
+
+
+def loop_recipes(kit: LoopKit, x22: np.ndarray, hits: list[tr.Hit], refine: bool = True
+                 ) -> tuple[dict, dict]:
+    """({category: Recipe}, {category: how it was chosen}) of the pads of the loop's playable
+    categories (`rebuild.pad_recipe`)."""
     onsets_all = [h.onset_s for h in hits]
-    pads, choices = {}, {}
-    for n, c in enumerate(sorted({h.category for h in playable})):
-        st = kit.studios[c]
-        mine = [h for h in playable if h.category == c]
-        recipe, choices[c] = rebuild.pad_recipe(st, x22, mine, onsets_all, refine)
-        pads[c] = voices.pad(st, recipe, layers, variations, export_lib.JITTER, seed + n)
-    levels = rebuild.levels(x, rate, playable)
-    rebuilt = rebuild.rebuild(playable, pads, levels, len(x), rate)
+    recipes, choices = {}, {}
+    for c in sorted({h.category for h in hits if h.category in kit.studios}):
+        mine = [h for h in hits if h.category == c]
+        recipes[c], choices[c] = rebuild.pad_recipe(kit.studios[c], x22, mine, onsets_all,
+                                                    refine)
+    return recipes, choices
+
+
+def loop_pads(kit: LoopKit, recipes: dict, variations: int = 4, layers: int = 4,
+              seed: int = 0) -> dict:
+    """{category: `kit.export.pad`} of the recipes: velocity layers and round robins."""
+    from drumlayer.studio import voices
+
+    return {c: voices.pad(kit.studios[c], r, layers, variations, export_lib.JITTER, seed + n)
+            for n, (c, r) in enumerate(sorted(recipes.items()))}
+
+
+def rebuilt_loop(recording: np.ndarray, rate: int, hits: list[tr.Hit], pads: dict
+                 ) -> np.ndarray:
+    """The loop played on the pads, at its rate and length, each pad at its level there."""
+    playable = [h for h in hits if h.category in pads]
+    return rebuild.rebuild(playable, pads, rebuild.levels(recording, rate, playable),
+                           len(recording), rate)
+
+
+def analyse(kit: LoopKit, recording: np.ndarray, rate: int, name: str, variations: int = 4,
+            layers: int = 4, refine: bool = True, seed: int = 0) -> dict:
+    """One loop [S] at rate -> {'hits', 'grid', 'unassigned', 'pads', 'choices', 'rebuilt' [S]
+    at rate, 'distances', 'seconds', 'name'}; LoopRejected when it has no hits the kit can
+    play."""
+    t0 = time.perf_counter()
+    t = transcribe_loop(kit, recording, rate)
+    recipes, choices = loop_recipes(kit, t["x22"], t["hits"], refine)
+    pads = loop_pads(kit, recipes, variations, layers, seed)
+    rebuilt = rebuilt_loop(np.asarray(recording, np.float64), rate, t["hits"], pads)
     r22 = audio.resample(rebuilt, rate, tr.RATE) if rate != tr.RATE else rebuilt
-    dist = rebuild.distances(r22 / max(float(np.max(np.abs(r22))), 1e-9) *
-                             float(np.max(np.abs(x22))) / 1.0, x22,
-                             [h.onset_s for h in playable])
-    return {"hits": hits, "grid": grid, "unassigned": unknown, "pads": pads,
-            "choices": choices, "rebuilt": rebuilt, "distances": dist,
+    dist = rebuild.distances(r22 / max(float(np.max(np.abs(r22))), 1e-9), t["x22"],
+                             [h.onset_s for h in t["hits"] if h.category in pads])
+    return {**t, "pads": pads, "choices": choices, "rebuilt": rebuilt, "distances": dist,
             "seconds": time.perf_counter() - t0, "name": name}
 
 
@@ -202,7 +236,7 @@ def run(workdir: str, paths: list[str], out: str, max_seconds: float = MAX_SECON
     files, rejected = loop_files(paths, out)
     if not files and not rejected:
         raise DrumlayerError(f"no audio files under {', '.join(paths)}")
-    kit = LoopKit(workdir)
+    kit = LoopKit.open(workdir)
     names = unique_names([render.safe_name(os.path.splitext(os.path.basename(f))[0]) or "loop"
                           for f in files])
     rows = []

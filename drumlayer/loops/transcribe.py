@@ -42,6 +42,7 @@ SPANS_S = ((0.0, 0.03), (0.03, 0.08), (0.08, 0.2))  # after an onset: attack, bo
 # LOSS of the onset's energy without it
 PART, LOSS = 0.3, 0.03
 SHARE = 1.0  # the score (`decompose`) at which a category sounds
+FIT = 0.5  # an onset whose energy the templates explain less of is no drum of theirs
 WHITEN = 1.0
 MIN_GAP_S = 0.03  # onsets closer than this are one
 EARLIEST = 0.4  # an onset is the earliest rise within this fraction of the strongest's (log)
@@ -180,8 +181,9 @@ class Templates:
 def decompose(x: np.ndarray, at: np.ndarray, templates: Templates
               ) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
     """Per onset (samples `at` [N] of x), ({category: its score: the larger of its share of the
-    mix / PART and what the mix loses without it / LOSS}, {category: its part of the mix, in
-    the templates' power units})."""
+    mix / PART and what the mix loses without it / LOSS; all 0 where the mix explains less
+    than FIT of the onset's energy}, {category: its part of the mix, in the templates' power
+    units})."""
     fb = filterbank()
     cats = sorted(set(templates.categories))
     which = np.array([cats.index(c) for c in templates.categories])
@@ -216,6 +218,8 @@ def decompose(x: np.ndarray, at: np.ndarray, templates: Templates
             loses = float((without ** 2 - resid ** 2) / energy)
             share[c] = max(float(mine.sum()) / total / PART, loses / LOSS)
         level = {c: float(part[which == i].sum()) for i, c in enumerate(cats)}
+        if 1.0 - resid ** 2 / energy < FIT:  # the templates do not explain it: no drum here
+            share = {c: 0.0 for c in share}
         shares.append(share)
         levels.append(level)
     return shares, levels

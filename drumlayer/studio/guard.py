@@ -35,7 +35,8 @@ JSON_LIMIT = 8 * 1024 * 1024  # a recipe over 4,096 sources is ~0.3 MB; a kit of
 HEAVY = max(2, min(os.cpu_count() or 2, 8))  # heavy requests served at once
 # a path ending so (also under a kit's /c/<category>/) is heavy
 HEAVY_ROUTES = re.compile(r"/api/(encode|shape|render|match|voices|export/[a-z]+|kit/export|"
-                          r"kit/groove|(corpus|sources)/[^/]+/recipe)$")
+                          r"kit/groove|kit/loop|kit/loop/[^/]+/(pads|rebuilt)|"
+                          r"(corpus|sources)/[^/]+/recipe)$")
 OTHER_SITES = ("cross-site", "same-site")  # Sec-Fetch-Site values that are not the page's own
 _LIMITED = "drumlayer.limited"  # set in the scope once a request holds a heavy slot
 

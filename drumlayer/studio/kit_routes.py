@@ -10,7 +10,7 @@ layers, see studio/voices.py) and returns the kit as a zip: an SFZ kit and a Dec
 preset on the General MIDI drum map, a Hydrogen drumkit and the recipes. GET /api/kit/grooves
 lists the built-in grooves (drumlayer.kit.groove) the page plays; POST /api/kit/groove renders
 a bar of one on the pads as a WAV, GET /api/kit/groove.mid writes it as a MIDI file (the bytes
-of `python -m drumlayer.kit.export --groove`).
+of `python -m drumlayer.kit.export --groove`). The loop view's routes: studio/loop_routes.py.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from drumlayer.kit import groove as groove_lib
 from drumlayer.kit import midi, velocity
 from drumlayer.recipes.bundle import BundleError
 from drumlayer.recipes.recipe import Recipe
-from drumlayer.studio import voices
+from drumlayer.studio import loop_routes, voices
 from drumlayer.workdir import Workdir, read_json
 
 
@@ -155,6 +155,7 @@ def create_kit_app(workdir: str, make_app, add_page) -> FastAPI:
         return Response(data, media_type="audio/midi",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
+    loop_routes.add_loop_routes(app, app.state.kit, workdir, render_pads, KitExport)
     for c, a in apps.items():
         app.mount(f"/c/{c}", a)
     return app

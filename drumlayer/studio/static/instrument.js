@@ -86,7 +86,7 @@ function hit(pad, velocity, t0 = performance.now(), note = null) {
 
 // A pad's voice at a context time: its velocity's layer, the pad's next round robin, the level
 // inside the layer; it chokes what the pad chokes. -> { velocity, layer, rr, gain }
-function startVoice(pad, velocity, when) {
+function startVoice(pad, velocity, when, out = null) {
   const vo = I.voices.get(pad), c = ctx();
   const v = Math.max(1, Math.min(127, Math.round(velocity)));
   const layer = vo.layers.findIndex(([lo, hi]) => lo <= v && v <= hi);
@@ -95,7 +95,7 @@ function startVoice(pad, velocity, when) {
   const src = c.createBufferSource(), gain = c.createGain();
   gain.gain.value = velocityGain(v, ...vo.layers[layer], vo.rangeDb);
   src.buffer = vo.buffers[layer][rr];
-  src.connect(gain).connect(c.destination);
+  src.connect(gain).connect(out || c.destination);
   src.start(when);
   const voice = { src, gain };
   (I.ringing.get(pad) || I.ringing.set(pad, []).get(pad)).push(voice);
@@ -173,21 +173,22 @@ async function initMidi() {
 
 // ------------------------------------------------------------------ the groove (kit view)
 
-function grooveHits(name) {  // [{ step, pad, velocity }] of the pattern on this kit's pads
-  const p = I.grooves.patterns[name], out = [];
-  for (const [pad, notes] of Object.entries(p)) if (I.voices.has(pad)) for (const [step, velocity] of notes) out.push({ step, pad, velocity });
-  return out.sort((a, b) => a.step - b.step);
+function grooveHits(name, tempo) {  // { bar (s), hits: [{ t (s), step, pad, velocity }] } on this kit's pads
+  if (name === "loop" && window.loops && loops.L.loop) return loops.loopGrooveHits(tempo);
+  const p = I.grooves.patterns[name], stepS = 60 / tempo / 4, out = [];
+  for (const [pad, notes] of Object.entries(p)) if (I.voices.has(pad)) for (const [step, velocity] of notes) out.push({ t: step * stepS, step, pad, velocity });
+  return { bar: stepS * I.grooves.steps, hits: out.sort((a, b) => a.t - b.t) };
 }
 
 function startGroove() {  // schedules a bar ahead, 100 ms at a time, on the context's clock
   const c = ctx(), name = $("groove").value, tempo = +$("tempo").value;
-  const stepS = 60 / tempo / 4, bar = stepS * I.grooves.steps, hits = grooveHits(name);
+  const { bar, hits } = grooveHits(name, tempo);
   const g = { t0: c.currentTime + 0.05, bars: 0, name, tempo, timer: null };
   const tick = () => {
     while (g.t0 + g.bars * bar < c.currentTime + 0.2) {
       for (const h of hits) {
-        const when = g.t0 + g.bars * bar + h.step * stepS;
-        I.grooveLog.push({ step: h.step, bar: g.bars, pad: h.pad, velocity: h.velocity, when, t0: g.t0, tempo });
+        const when = g.t0 + g.bars * bar + h.t;
+        I.grooveLog.push({ step: h.step, t: h.t, bar: g.bars, pad: h.pad, velocity: h.velocity, when, t0: g.t0, tempo });
         startVoice(h.pad, h.velocity, when);
       }
       g.bars += 1;
@@ -317,6 +318,7 @@ async function initInstrument() {
   for (const pad of [padKey(), ...pads.filter((p) => p !== padKey())]) await refreshVoices(pad);
   initMidi();
   if (S.kit) await grooveMidi().catch((e) => status(e.message, true));
+  if (window.loops) loops.initLoop();
   document.body.dataset.instrument = "1";
 }
 

@@ -20,7 +20,7 @@ LAYERS = (
     ("drumlayer.evaluation",),
     ("drumlayer.configs", "drumlayer.pipeline"),
     ("drumlayer.kit",),
-    ("drumlayer.studio",),
+    ("drumlayer.studio", "drumlayer.loops"),
     ("drumlayer.main",),
 )
 MAX_MODULE_LINES = 500

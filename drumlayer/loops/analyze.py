@@ -43,6 +43,8 @@ from drumlayer.loops import rebuild
 from drumlayer.loops import transcribe as tr
 from drumlayer.recipes import render
 from drumlayer.recipes.analyze import unique_names
+from drumlayer.studio import voices
+from drumlayer.studio.model import Studio
 from drumlayer.workdir import Workdir, output_folder, read_json, write_file
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,6 @@ class LoopKit:
     @classmethod
     def open(cls, workdir: str) -> LoopKit:
         """The kit of a kit job's workdir."""
-        from drumlayer.studio.server import Studio
-
         wd = Workdir(workdir)
         summary = read_json(wd.kit_summary)
         if summary is None:
@@ -130,8 +130,6 @@ def loop_recipes(kit: LoopKit, x22: np.ndarray, hits: list[tr.Hit], refine: bool
 def loop_pads(kit: LoopKit, recipes: dict, variations: int = 4, layers: int = 4,
               seed: int = 0) -> dict:
     """{category: `kit.export.pad`} of the recipes: velocity layers and round robins."""
-    from drumlayer.studio import voices
-
     return {c: voices.pad(kit.studios[c], r, layers, variations, export_lib.JITTER, seed + n)
             for n, (c, r) in enumerate(sorted(recipes.items()))}
 

@@ -134,6 +134,15 @@ def create_kit_app(workdir: str, make_app, add_page) -> FastAPI:
                         media_type="audio/wav",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
+    add_groove_midi(app, list(trained))
+    loop_routes.add_loop_routes(app, app.state.kit, workdir, render_pads, KitExport)
+    for c, a in apps.items():
+        app.mount(f"/c/{c}", a)
+    return app
+
+
+def add_groove_midi(app: FastAPI, trained: list[str]) -> None:
+    """GET /api/kit/groove.mid: a built-in groove as a MIDI file on the kit's pads."""
     @app.get("/api/kit/groove.mid", summary="A bar of a built-in groove as a Standard MIDI File "
              "(GM drum channel 10, the tempo, the velocities) on the kit's pads",
              response_class=Response)
@@ -154,8 +163,3 @@ def create_kit_app(workdir: str, make_app, add_page) -> FastAPI:
         name = groove_lib.file_name(groove, tempo, "mid")
         return Response(data, media_type="audio/midi",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
-
-    loop_routes.add_loop_routes(app, app.state.kit, workdir, render_pads, KitExport)
-    for c, a in apps.items():
-        app.mount(f"/c/{c}", a)
-    return app

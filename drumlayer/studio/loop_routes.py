@@ -30,6 +30,7 @@ from fastapi.responses import Response
 from drumlayer.data import audio
 from drumlayer.loops import analyze as loops
 from drumlayer.recipes import render as render_lib
+from drumlayer.workdir import Workdir
 
 KEEP = 4  # loops kept for their routes
 MAX_SECONDS = 300.0
@@ -50,8 +51,6 @@ def add_loop_routes(app: FastAPI, kit_studios: dict, workdir: str, render_pads, 
                     max_upload_mb: float = 50.0) -> None:
     """The loop routes on the kit app; render_pads(req) -> (pads, empty) as /api/kit/export
     renders them; KitExport: its request model."""
-    from drumlayer.workdir import Workdir
-
     state = {"kit": None}
     lock = threading.Lock()
     kept: collections.OrderedDict[str, dict] = collections.OrderedDict()

@@ -6,8 +6,9 @@ recipe chosen against all of that category's hits, and the loop played again on 
   category the kit has no model for, so that such a hit is found and listed as unassigned
   rather than taken for another drum.
 - **A pad's recipe** (`pad_recipe`): each of the category's loudest hits (at most
-  `MAX_TARGETS`), cut at the next onset of any drum, is refined into a recipe (the studio's
-  default refinement); the pad's centre (the mean of its corpus's latents) is a candidate too.
+  `MAX_TARGETS`), cut at the next onset of any drum, is refined into a recipe (the weights
+  refinement: the shaped default took minutes a loop); the pad's centre (the mean of its
+  corpus's latents) is a candidate too.
   The pad takes the candidate whose sound is nearest every hit of the category at once: the
   least mean log-mel distance over each hit's own window (the frames before the next onset),
   so a kick whose tail a hat covers is judged on the part that is its own.
@@ -31,7 +32,7 @@ from drumlayer.loops import transcribe as tr
 from drumlayer.recipes import refine as refine_lib
 from drumlayer.recipes.recipe import Recipe
 
-MAX_TARGETS = 8
+MAX_TARGETS = 4
 EXTRA = 12
 MIN_WINDOW_S = 0.03
 LEVEL_S = 0.05
@@ -110,7 +111,7 @@ def pad_recipe(st, x22: np.ndarray, hits: list[tr.Hit], all_onsets: list[float],
     candidates = [st.filled(Recipe(**center, name="the pad's centre"))]
     if refine:
         loudest = np.argsort([-h.velocity for h in hits], kind="stable")[:MAX_TARGETS]
-        an = st.analyzer
+        an = st.quick  # the weights refinement: compiled in a second, a candidate in ~10 ms
         r = an(targets[loudest])
         candidates += [st.filled(Recipe(**refine_lib.recipe_fields(r, i, an.variants),
                                         name=f"hit at {hits[j].onset_s:.3f} s"))

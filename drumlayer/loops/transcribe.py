@@ -42,7 +42,7 @@ SPANS_S = ((0.0, 0.03), (0.03, 0.08), (0.08, 0.2))  # after an onset: attack, bo
 # LOSS of the onset's energy without it
 PART, LOSS = 0.3, 0.03
 SHARE = 1.0  # the score (`decompose`) at which a category sounds
-FIT = 0.5  # an onset whose energy the templates explain less of is no drum of theirs
+FIT = 0.2  # an onset whose energy the templates explain less of is no drum of theirs
 WHITEN = 1.0
 MIN_GAP_S = 0.03  # onsets closer than this are one
 EARLIEST = 0.4  # an onset is the earliest rise within this fraction of the strongest's (log)

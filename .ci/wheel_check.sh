@@ -2,7 +2,7 @@
 # The package as a person installs it: a wheel built from this checkout, installed into a fresh
 # virtual environment outside it, run from another folder (so nothing of the checkout is
 # imported): the main job on the repository's smoke configs (one model and a kit), the studio
-# serving its page and scripts, `analyze` and `kit.export` on those workdirs.
+# serving its page and scripts, `analyze`, `kit.export` and `loops` on those workdirs.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 py="${PYTHON:-python3}"
@@ -47,7 +47,7 @@ for _ in $(seq 120); do
   sleep 1
 done
 [ -n "$url" ] || { echo "wheel check: the studio did not start"; cat studio.log; exit 1; }
-for path in "" static/app.js static/instrument.js static/style.css api/model; do
+for path in "" static/app.js static/instrument.js static/loop.js static/style.css api/model; do
   venv/bin/python - "$url$path" <<'PY'
 import sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=60) as r:
@@ -67,4 +67,19 @@ for i in range(3):
 PY
 run venv/bin/python -m drumlayer.recipes.analyze --workdir=snare --out=recipes mine
 test -s recipes/summary.csv && test "$(wc -l < recipes/summary.csv)" -eq 4
+# loops: a loop played from the kit corpus's own clips, analysed on the kit
+venv/bin/python - <<'PY'
+import numpy as np, soundfile as sf
+clips = np.load("kit/corpus/clips.npy", mmap_mode="r")
+loop = np.zeros(3 * 22050)
+for i, t in enumerate((0.0, 0.5, 1.0, 1.5, 2.0, 2.5)):
+    a = int(t * 22050)
+    loop[a:a + 22050] += np.asarray(clips[i % len(clips)])[: len(loop) - a]
+sf.write("loop.wav", loop / np.abs(loop).max() * 0.9, 22050)
+PY
+run venv/bin/python -m drumlayer.loops --workdir=kit --out=loops loop.wav
+for f in summary.csv loop/hits.csv loop/groove.mid loop/rebuilt.wav loop/report.json \
+         loop/kit/kit.sfz loop/kit/kit.adg; do
+  test -s "loops/$f" || { echo "wheel check: loops wrote no $f"; exit 1; }
+done
 echo "wheel check: passed"

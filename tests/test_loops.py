@@ -80,6 +80,18 @@ def test_a_kick_and_a_hat_at_one_instant_are_two_hits_and_the_categories_are_the
     assert gt.f1(hats, [t for t, c, _ in hits if c == "closed-hat"], 0.025) >= 0.8
 
 
+def test_a_softer_hat_under_a_loud_kick_is_a_hit_too(kit):
+    """The hat holds little of the mix's energy: found by what the mix loses without it. (A
+    hat 10 dB or more below the kick is missed: docs/loops.md.)"""
+    voices, templates = kit
+    hits = [(0.1 + 0.6 * i, "kick", 127) for i in range(4)]
+    hits += [(0.1 + 0.6 * i, "closed-hat", v) for i, v in enumerate((110, 118, 110, 118))]
+    x = gt.render(hits, {c: voices[c] for c in ("kick", "closed-hat")}, 2.6, R)
+    found = tr.transcribe(x, templates)[0]
+    for c in ("kick", "closed-hat"):
+        assert len([h for h in found if h.category == c]) == 4, (c, found)
+
+
 def test_velocities_follow_the_played_levels(kit):
     voices, templates = kit
     # one kick, at velocities across the range, far apart
@@ -89,7 +101,8 @@ def test_velocities_follow_the_played_levels(kit):
     assert len(found) == 6
     got = [h.velocity for h in sorted(found, key=lambda h: h.onset_s)]
     assert got[0] == 127  # the loudest is 127
-    assert np.corrcoef(got, [v for _, _, v in hits])[0, 1] > 0.95
+    # the kit's curve inverted: the same one-shot 24 dB down is velocity 1
+    assert np.max(np.abs(np.array(got) - [v for _, _, v in hits])) <= 6
 
 
 @pytest.mark.parametrize("tempo", [84.0, 97.0, 126.0])
@@ -98,6 +111,8 @@ def test_the_tempo_and_bars_of_one_pattern_at_other_tempi(kit, tempo):
     found, grid, _ = tr.transcribe(x, kit[1])
     assert grid.tempo_bpm == pytest.approx(tempo, rel=0.002)
     assert grid.bars == 2
+    # a loop cut on its bars: the tempo its length says, to the rounding of its last sample
+    assert grid.tempo_bpm == pytest.approx(2 * 240.0 * R / len(x), rel=1e-9)
     assert abs(grid.downbeat_s) < 0.02  # the loop starts on its first bar
 
 

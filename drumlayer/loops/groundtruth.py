@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from drumlayer.kit import groove
+from drumlayer.kit import groove, velocity
 
 # more one-bar patterns of sixteenths {category: [(step, velocity)]}, beside groove.PATTERNS
 PATTERNS = {
@@ -55,16 +55,19 @@ def hits(pattern: dict, tempo: float, bars: int, swing: float = 0.0, jitter_s: f
     return sorted(out)
 
 
-def voices(one_shots: dict[str, list[np.ndarray]]) -> dict:
-    """`groove.play` voices from one-shots {category: [audio]}: one layer over 1-127, the
-    one-shots its round robins (zero-padded to one length)."""
+def voices(one_shots: dict[str, list[np.ndarray]], layers: int = velocity.LAYERS) -> dict:
+    """`groove.play` voices from one-shots {category: [audio]}, played as a kit plays a velocity:
+    `layers` layers of the same one-shots, each at the level of its top velocity
+    (`velocity.level_db`), the one-shots its round robins (zero-padded to one length)."""
     out = {}
+    ranges = velocity.ranges(layers)
     for c, shots in one_shots.items():
         n = max(len(s) for s in shots)
-        a = np.zeros((1, len(shots), n), np.float32)
+        a = np.zeros((layers, len(shots), n), np.float32)
         for j, s in enumerate(shots):
-            a[0, j, :len(s)] = s
-        out[c] = ([(1, 127)], a)
+            for v, (_, hi) in enumerate(ranges):
+                a[v, j, :len(s)] = s * np.float32(10.0 ** (velocity.level_db(hi) / 20.0))
+        out[c] = (ranges, a)
     return out
 
 

@@ -95,16 +95,22 @@ def pad_recipes(b: Bundle, variations: int, seed: int, layers: int = velocity.LA
                 zip(z, w, strict=True)])
 
 
-def pads(workdir: str, variations: int = 4, seed: int = 0,
-         layers: int = velocity.LAYERS) -> dict:
-    """{category: pad (see `pad`)} of every trained category of a kit workdir, in kit.json's
-    order."""
+def kit_summary(workdir: str) -> dict:
+    """A kit job's kit.json, or a DrumlayerError that says to run the kit job."""
     wd = Workdir(workdir)
     summary = read_json(wd.kit_summary)
     if summary is None:
         raise DrumlayerError(f"{wd.kit_summary} is missing: run the kit job first "
                              f"(python -m drumlayer.main --config=configs/kit.py "
                              f"--workdir={workdir})")
+    return summary
+
+
+def pads(workdir: str, variations: int = 4, seed: int = 0,
+         layers: int = velocity.LAYERS) -> dict:
+    """{category: pad (see `pad`)} of every trained category of a kit workdir, in kit.json's
+    order."""
+    summary = kit_summary(workdir)
     out = {}
     for category, entry in summary["categories"].items():
         if "workdir" in entry:

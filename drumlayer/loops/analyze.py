@@ -45,7 +45,7 @@ from drumlayer.recipes import render
 from drumlayer.recipes.analyze import unique_names
 from drumlayer.studio import voices
 from drumlayer.studio.model import Studio
-from drumlayer.workdir import Workdir, output_folder, read_json, write_file
+from drumlayer.workdir import Workdir, output_folder, write_file
 
 log = logging.getLogger(__name__)
 MAX_SECONDS = 300.0
@@ -67,16 +67,12 @@ class LoopKit:
     @classmethod
     def open(cls, workdir: str) -> LoopKit:
         """The kit of a kit job's workdir."""
-        wd = Workdir(workdir)
-        summary = read_json(wd.kit_summary)
-        if summary is None:
-            raise DrumlayerError(f"{wd.kit_summary} is missing: run the kit job first (python "
-                                 f"-m drumlayer.main --config=configs/kit.py "
-                                 f"--workdir={workdir})")
+        summary = export_lib.kit_summary(workdir)
         trained = {c: e["workdir"] for c, e in summary["categories"].items() if "workdir" in e}
         if not trained:
             raise DrumlayerError(f"no category of {workdir} has a trained model")
-        return cls({c: Studio(w) for c, w in trained.items()}, untrained(wd, trained))
+        return cls({c: Studio(w) for c, w in trained.items()},
+                   untrained(Workdir(workdir), trained))
 
 
 def untrained(wd: Workdir, trained) -> dict[str, np.ndarray]:

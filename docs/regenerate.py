@@ -494,6 +494,31 @@ def loops(path: str) -> None:
             parts.append(f"| {r['loop']} | {r['tempo']:.2f} | {r['hits']} | "
                          f"{r['rebuilt']['lsd_db']:.2f} / {r['rebuilt']['mfcc']:.1f} | "
                          f"{r['centre']['lsd_db']:.2f} / {r['centre']['mfcc']:.1f} |")
+    parts += ["", "## How it works", "",
+              "Onsets: a spectral flux's peaks, each moved to the sample where the energy of the "
+              "next 2 ms most exceeds the 5 ms before it (full band or above 4 kHz). Drums: the "
+              "energy an onset adds (mel bands over 0-30, 30-80 and 80-200 ms, less what rang on "
+              "from before), decomposed by NNLS over every trained category's sources; a "
+              "category sounds when it holds 30% of the mix or the mix loses 3% of the onset's "
+              "energy without it. Velocity: a category's part of the mix against its loudest "
+              "hit's, on the kit's 24 dB curve. Tempo: the sixteenth grid that fits the onsets, "
+              "between tempi a factor of 2 apart the one with the snare on 2 and 4 and the kick "
+              "on 1, snapped to the loop's length when that is a whole number of bars within "
+              "2%. Pads: each category's 4 loudest hits, cut at the next onset, refined "
+              "(weights) into candidates beside the pad's centre; the pad takes the one nearest "
+              "all of its hits. The modules' docstrings (`drumlayer/loops/`) say more.", "",
+              "## Short of the targets", ""]
+    short = [f"- {label}: {_cell(s.get(key))} (target {target})"
+             for key, label, target, _ in LOOP_TARGETS
+             if target and s.get(key) is not None and s[key] < float(target.split()[-1])]
+    short += [f"- F1 of {g}: {_cell(s['category_f1'][g])} (target {t})"
+              for g, t in (("kick", 0.95), ("snare", 0.95), ("hat", 0.90))
+              if s["category_f1"].get(g, 0) < t]
+    if med and not (med["rebuilt"]["lsd_db"] <= med["nearest_source_true_hits"]["lsd_db"] - 1
+                    and med["rebuilt"]["mfcc"] <= 0.8 * med["nearest_source_true_hits"]["mfcc"]):
+        short.append("- the rebuilt loop is not 1 dB LSD and 20% MFCC closer than the nearest "
+                     "single source with the true transcription (table above)")
+    parts += short or ["Every target is met."]
     out = os.path.join(DOCS, "loops.md")
     with open(out, "w") as f:
         f.write("\n".join(parts) + "\n")

@@ -121,6 +121,29 @@ class AnalyzeDir(_Folder):
 
 
 @dataclasses.dataclass(frozen=True)
+class LoopDir(_Folder):
+    """What `python -m drumlayer.loops` writes for one loop."""
+
+    hits = property(lambda s: s._p("hits.csv"))
+    groove = property(lambda s: s._p("groove.mid"))
+    rebuilt = property(lambda s: s._p("rebuilt.wav"))
+    report = property(lambda s: s._p("report.json"))
+    kit = property(lambda s: s._p("kit"))
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopsDir(_Folder):
+    """What `python -m drumlayer.loops --out=DIR` writes: a folder per loop, the summary and
+    the files it could not analyse."""
+
+    summary = property(lambda s: s._p("summary.csv"))
+    rejected = property(lambda s: s._p("rejected.csv"))
+
+    def loop(self, name: str) -> LoopDir:
+        return LoopDir(self._p(name))
+
+
+@dataclasses.dataclass(frozen=True)
 class Workdir:
     root: str
 

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from drumlayer.data import audio, discovery
 from drumlayer.kit import groove, midi, velocity
-from drumlayer.loops import analyze, rebuild
+from drumlayer.loops import analyze, command, rebuild
 from drumlayer.loops import groundtruth as gt
 from drumlayer.loops import transcribe as tr
 
@@ -190,7 +190,7 @@ def test_the_command_rejects_what_it_cannot_analyse_and_goes_on(tmp_path, monkey
 
     Kit.templates = templates
     monkeypatch.setattr(analyze.LoopKit, "open", lambda workdir: Kit())
-    res = analyze.run("unused", [str(src)], str(tmp_path / "out"), max_seconds=3.0)
+    res = command.run("unused", [str(src)], str(tmp_path / "out"), max_seconds=3.0)
     assert res["written"] == 0
     rows = dict(list(csv.reader(open(tmp_path / "out" / "rejected.csv")))[1:])
     assert rows[str(src / "silence.wav")] == "silence: no hits"

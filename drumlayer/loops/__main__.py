@@ -1,5 +1,5 @@
 import sys
 
-from drumlayer.loops.analyze import main
+from drumlayer.loops.command import main
 
 sys.exit(main())

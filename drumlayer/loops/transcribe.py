@@ -27,9 +27,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import scipy.optimize
-import scipy.signal
-from scipy.ndimage import median_filter
 
 from drumlayer.features import descriptors
 from drumlayer.kit import velocity as velocity_lib
@@ -116,6 +113,11 @@ def refine(x: np.ndarray, hi: np.ndarray, guess: int, before: int = 55 * RATE //
 
 def onsets(x: np.ndarray, threshold: float = 0.03) -> np.ndarray:
     """The samples [N] where hits start in x [S] at RATE, in order."""
+    # imported here: scipy.signal pulls in scipy.sparse.csgraph, which the studio otherwise
+    # never loads (its start stays quick)
+    import scipy.signal
+    from scipy.ndimage import median_filter
+
     x = np.asarray(x, np.float64)
     if not np.any(x):
         return np.zeros(0, int)
@@ -184,6 +186,8 @@ def decompose(x: np.ndarray, at: np.ndarray, templates: Templates
     mix / PART and what the mix loses without it / LOSS; all 0 where the mix explains less
     than FIT of the onset's energy}, {category: its part of the mix, in the templates' power
     units})."""
+    import scipy.optimize  # here: as scipy.signal in `onsets`
+
     fb = filterbank()
     cats = sorted(set(templates.categories))
     which = np.array([cats.index(c) for c in templates.categories])

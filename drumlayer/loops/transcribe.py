@@ -42,7 +42,7 @@ SHARE = 1.0  # the score (`decompose`) at which a category sounds
 FIT = 0.2  # an onset whose energy the templates explain less of is no drum of theirs
 WHITEN = 1.0
 MIN_GAP_S = 0.03  # onsets closer than this are one
-EARLIEST = 0.4  # an onset is the earliest rise within this fraction of the strongest's (log)
+EARLIEST = 0.7  # an onset is the earliest rise within this fraction of the strongest's (log)
 TEMPO_RANGE = (60.0, 200.0)
 
 
@@ -111,7 +111,7 @@ def refine(x: np.ndarray, hi: np.ndarray, guess: int, before: int = 55 * RATE //
     return at + int(first[0]) if len(first) else at
 
 
-def onsets(x: np.ndarray, threshold: float = 0.03) -> np.ndarray:
+def onsets(x: np.ndarray, threshold: float = 0.05) -> np.ndarray:
     """The samples [N] where hits start in x [S] at RATE, in order."""
     # imported here: scipy.signal pulls in scipy.sparse.csgraph, which the studio otherwise
     # never loads (its start stays quick)

@@ -20,7 +20,8 @@ from drumlayer.loops import transcribe as tr
 from conftest import real_kits
 
 R = tr.RATE
-PLAYED = ("-Hard.", "-Med.")  # the layers the loops are played with; the others are templates
+PLAYED = ("-Hard.", "-Med.")
+KITS = ("GMRockKit", "TR808EmulationKit")  # the layers the loops are played with; the others are templates
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,8 @@ def kit():
     hat: not the pedal), Templates of every other one-shot of the real kits)."""
     found, _ = discovery.discover([real_kits()])
     shots, temps, cats = {}, [], []
-    for c in found:
-        if c.category in ("other", "clap", "rim") or "Pedal" in c.file:
+    for c in found:  # the two kits of Debian's hydrogen-data, wherever more kits lie beside
+        if c.kit not in KITS or c.category in ("other", "clap", "rim") or "Pedal" in c.file:
             continue
         x, rate = audio.read_audio(c.file, max_seconds=1.0)
         x = audio.resample(x[:, 0], rate, R)

@@ -173,7 +173,7 @@ def bench_loops(args) -> dict:
             continue
         x = gt.render(truth, gt.voices(shots), length_s, rate)
         x22 = audio.resample(x, rate, tr.RATE)
-        x22 = x22 / max(float(np.max(np.abs(x22))), 1e-9)
+        x22 = rebuild.peak_one(x22)
         t0 = time.perf_counter()
         found, grid, _ = tr.transcribe(x22, kit.templates)
         seconds = time.perf_counter() - t0
@@ -212,14 +212,14 @@ def bench_loops(args) -> dict:
         truth = [h for h in truth if h[1] in shots and h[1] in kit.studios]
         x = gt.render(truth, gt.voices(shots), length_s, rate)
         x22 = audio.resample(x, rate, tr.RATE)
-        x22 = x22 / max(float(np.max(np.abs(x22))), 1e-9)
+        x22 = rebuild.peak_one(x22)
         res = analyze.analyse(kit, x, rate, "bench")
         centre = analyze.analyse(kit, x, rate, "bench", refine=False)
         true_hits = [tr.Hit(t, c, v, 1.0) for t, c, v in truth]
         pads = nearest_source_pads(kit, x22, truth)
         near = rebuild.rebuild(true_hits, pads, rebuild.levels(x, rate, true_hits), len(x), rate)
         near22 = audio.resample(near, rate, tr.RATE)
-        d_near = rebuild.distances(near22 / max(float(np.max(np.abs(near22))), 1e-9), x22,
+        d_near = rebuild.distances(rebuild.peak_one(near22), x22,
                                    [t for t, _, _ in truth])
         rebuilt.append({"loop": name, "rebuilt": res["distances"],
                         "centre": centre["distances"], "nearest_source_true_hits": d_near,

@@ -20,8 +20,8 @@ from drumlayer.loops import transcribe as tr
 from conftest import real_kits
 
 R = tr.RATE
-PLAYED = ("-Hard.", "-Med.")
-KITS = ("GMRockKit", "TR808EmulationKit")  # the layers the loops are played with; the others are templates
+PLAYED = ("-Hard.", "-Med.")  # the layers the loops are played with; the others are templates
+KITS = ("GMRockKit", "TR808EmulationKit")
 
 
 @pytest.fixture(scope="module")

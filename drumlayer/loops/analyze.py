@@ -78,7 +78,7 @@ def transcribe_loop(kit: LoopKit, recording: np.ndarray, rate: int) -> dict:
     if not np.any(np.abs(x) > 1e-6):
         raise LoopRejected("silence: no hits")
     x22 = audio.resample(x, rate, tr.RATE) if rate != tr.RATE else x
-    x22 = x22 / float(np.max(np.abs(x22)))
+    x22 = rebuild.peak_one(x22)
     hits, grid, unknown = tr.transcribe(x22, kit.templates)
     if not any(h.category in kit.studios for h in hits):
         found = {c: sum(h.category == c for h in hits) for c in sorted({h.category
@@ -129,7 +129,7 @@ def analyse(kit: LoopKit, recording: np.ndarray, rate: int, name: str, variation
     pads = loop_pads(kit, recipes, variations, layers, seed)
     rebuilt = rebuilt_loop(np.asarray(recording, np.float64), rate, t["hits"], pads)
     r22 = audio.resample(rebuilt, rate, tr.RATE) if rate != tr.RATE else rebuilt
-    dist = rebuild.distances(r22 / max(float(np.max(np.abs(r22))), 1e-9), t["x22"],
+    dist = rebuild.distances(rebuild.peak_one(r22), t["x22"],
                              [h.onset_s for h in t["hits"] if h.category in pads])
     return {**t, "pads": pads, "choices": choices, "rebuilt": rebuilt, "distances": dist,
             "seconds": time.perf_counter() - t0, "name": name}
@@ -177,13 +177,11 @@ def write_loop(res: dict, folder: LoopDir, path: str, rate: int, export_rate: in
     """Everything of one analysed loop into its folder; returns its report."""
     os.makedirs(folder.dir, exist_ok=True)
     rebuilt = res["rebuilt"]
-    peak = float(np.max(np.abs(rebuilt)))
-    safe = rebuilt / peak * 0.999 if peak > 0.999 else rebuilt
     length = len(rebuilt)
     write_file(folder.hits, hits_csv(res["hits"], res["pads"]))
     write_file(folder.groove, groove_mid(
         res["hits"], res["pads"], res["grid"], length / rate, f"drumlayer {res['name']}"))
-    write_file(folder.rebuilt, render.wav_bytes(safe, rate, "PCM_24"))
+    write_file(folder.rebuilt, render.wav_bytes(rebuild.full_scale(rebuilt), rate, "PCM_24"))
     export_lib.write(res["pads"], folder.kit, name=res["name"], rate=export_rate)
     rep = report(res, path, rate, length)
     write_file(folder.report, json.dumps(rep, indent=1))

@@ -65,6 +65,17 @@ def windows(onsets_s: list[float], length_s: float) -> list[tuple[int, int]]:
     return out
 
 
+def peak_one(x: np.ndarray) -> np.ndarray:
+    """x at a peak of 1 (silence as it is)."""
+    return x / max(float(np.max(np.abs(x))), 1e-9)
+
+
+def full_scale(x: np.ndarray) -> np.ndarray:
+    """x as a WAV can hold it: scaled down to a peak of 0.999 where it reaches past."""
+    peak = float(np.max(np.abs(x)))
+    return x / peak * 0.999 if peak > 0.999 else x
+
+
 def cut(x: np.ndarray, start: int, stop: int) -> np.ndarray:
     """x[start:stop] as a 1-s clip at 22.05 kHz: faded out over 5 ms at stop, zero after,
     its peak 1 (as the corpus's clips)."""
@@ -91,7 +102,7 @@ def window_distance(sound: np.ndarray, target: np.ndarray, length: int) -> float
     [S] over the target's first `length` samples, each at its own peak level."""
     fb = tr.filterbank()
     frames = max(1, length // 256)
-    a = _mel_db(sound / max(float(np.max(np.abs(sound))), 1e-9), fb)[:frames]
+    a = _mel_db(peak_one(sound), fb)[:frames]
     b = _mel_db(target, fb)[:frames]
     floor = float(b.max()) - 80.0
     return float(np.mean(np.sqrt(np.mean((np.maximum(a, floor) - np.maximum(b, floor)) ** 2,

@@ -29,6 +29,7 @@ from fastapi.responses import Response
 
 from drumlayer.data import audio
 from drumlayer.loops import analyze as loops
+from drumlayer.loops import rebuild
 from drumlayer.recipes import render as render_lib
 from drumlayer.workdir import Workdir
 
@@ -117,10 +118,8 @@ def add_loop_routes(app: FastAPI, kit_studios: dict, workdir: str, render_pads, 
              response_class=Response)
     def original(token: str):
         got = loop(token)
-        x = got["x"]
-        peak = float(np.max(np.abs(x)))
-        y = x / peak * 0.999 if peak > 0.999 else x
-        return Response(render_lib.wav_bytes(y, got["rate"], "FLOAT"), media_type="audio/wav")
+        return Response(render_lib.wav_bytes(rebuild.full_scale(got["x"]), got["rate"], "FLOAT"),
+                        media_type="audio/wav")
 
     @app.get("/api/kit/loop/{token}/groove.mid", summary="The loop's hits as a MIDI file",
              response_class=Response)
@@ -137,9 +136,7 @@ def add_loop_routes(app: FastAPI, kit_studios: dict, workdir: str, render_pads, 
     def rebuilt(token: str, req: KitExport):
         got = loop(token)
         pads_, _ = render_pads(req)
-        y = loops.rebuilt_loop(got["x"], got["rate"], got["hits"], pads_)
-        peak = float(np.max(np.abs(y)))
-        y = y / peak * 0.999 if peak > 0.999 else y
+        y = rebuild.full_scale(loops.rebuilt_loop(got["x"], got["rate"], got["hits"], pads_))
         name = render_lib.safe_name(os.path.splitext(got["name"])[0]) or "loop"
         return Response(render_lib.wav_bytes(y, got["rate"], "PCM_24"), media_type="audio/wav",
                         headers={"Content-Disposition":

@@ -161,6 +161,7 @@ def kit_run(tmp_path_factory, worker_id):
     lines)."""
     from drumlayer import configs
     from drumlayer.kit import job
+    from drumlayer.loops import analyze
     from drumlayer.workdir import Workdir
 
     from kitgen import write_kits
@@ -186,6 +187,9 @@ def kit_run(tmp_path_factory, worker_id):
         finally:
             logger.removeHandler(lines)
             logger.setLevel(level)
+        # the loops' categoriser, small (the tests' loops are few drums): what the studio and
+        # the command read back instead of training the full one
+        analyze.categoriser(Workdir(folder / "run"), mixtures=3000, steps=1500)
         return {"folder": str(folder), "summary": summary, "lines": "\n".join(lines.lines)}
 
     r = shared(tmp_path_factory, worker_id, "kit", build)

@@ -188,6 +188,7 @@ def test_the_command_rejects_what_it_cannot_analyse_and_goes_on(tmp_path, monkey
 
     class Kit:  # the templates, and no studio: nothing here is playable
         studios = {"cowbell": None}
+        categoriser = None  # the decomposition says which drums
 
     Kit.templates = templates
     monkeypatch.setattr(analyze.LoopKit, "open", lambda workdir: Kit())
@@ -199,3 +200,105 @@ def test_the_command_rejects_what_it_cannot_analyse_and_goes_on(tmp_path, monkey
     assert str(src / "broken.wav") in rows
     assert "no drums the kit's models recognise" in rows[str(src / "tone.wav")]
     assert os.path.exists(tmp_path / "out" / "summary.csv")
+
+
+@pytest.fixture(scope="module")
+def categoriser(kit):
+    """A small categoriser trained on the templates' one-shots (never the played layers)."""
+    from drumlayer.loops import categorise
+
+    _, templates = kit
+    pool: dict = {}
+    for a, c in zip(templates.audio, templates.categories, strict=True):
+        pool.setdefault(c, []).append(np.asarray(a, np.float64))
+    return categorise.for_clips(pool, n=3000, steps=1500)
+
+
+def test_the_patch_is_the_mel_bands_of_the_frames_around_the_onset_in_db_below_the_loudest():
+    """A 1 kHz tone from the onset on, silence before: the frames before the onset sit on the
+    floor, the loudest band after it is 0 dB and holds 1 kHz (librosa's mel bands: an
+    independent reference for the band's edges)."""
+    import librosa
+
+    from drumlayer.loops import categorise
+
+    at = 8000
+    x = np.zeros(R)
+    x[at:] = np.sin(2 * np.pi * 1000.0 * np.arange(R - at) / R)
+    p = categorise.patch(x, at, tr.filterbank()).reshape(categorise.FRAMES, tr.BANDS)
+    assert p.shape == (14, 40)
+    # frame 0 ends 2 * HOP - FRAME / 2 + FRAME = 1024 samples ... before the onset: silent
+    assert np.all(p[0] == categorise.FLOOR_DB)
+    assert p[categorise.BEFORE:].max() == 0.0
+    band = int(np.argmax(p[-1]))
+    edges = librosa.mel_frequencies(tr.BANDS + 2, fmin=0.0, fmax=R / 2, htk=True)
+    assert edges[band] < 1000.0 < edges[band + 2]
+    # the level of the hit does not matter
+    q = categorise.patch(0.1 * x, at, tr.filterbank()).reshape(categorise.FRAMES, tr.BANDS)
+    heard = p > -50.0  # (far below, the power's floor of 1e-10 shows)
+    assert heard[categorise.BEFORE:].sum() > 50
+    assert np.allclose(q[heard], p[heard], atol=1e-3)
+
+
+def test_the_mixtures_are_labelled_with_the_drums_they_hold():
+    """Each category a tone burst of its own (a Gaussian 2 ms wide: no click spreads it over
+    the bands) that dies within a few ms: in the frame on a mixture's
+    onset, the band of every labelled category sounds (at most 22 dB below the loudest) and
+    the band of every other is silent (earlier hits, 30 ms or more before, have died; the next
+    comes 30 ms or more after); an onset holds 1 to 3 drums."""
+    from drumlayer.loops import categorise
+
+    tones = {"kick": 150.0, "snare": 1500.0, "closed-hat": 7000.0}
+    t = np.arange(int(0.25 * R)) / R
+    pool = {c: [np.sin(2 * np.pi * f * t) * np.exp(-((t - 0.005) / 0.002) ** 2)]
+            for c, f in tones.items()}
+    xs, ys, cats = categorise.mixtures(pool, 300, seed=1)
+    assert cats == tuple(tones) and xs.shape == (300, categorise.FRAMES * tr.BANDS)
+    assert set(ys.sum(axis=1)) == {1.0, 2.0, 3.0}
+    fb = tr.filterbank()
+    freqs = np.fft.rfftfreq(categorise.FRAME, 1.0 / R)
+    bands = {c: int(np.argmax(fb[:, np.argmin(np.abs(freqs - f))])) for c, f in tones.items()}
+    on = xs.reshape(300, categorise.FRAMES, tr.BANDS)[:, categorise.BEFORE]
+    for j, c in enumerate(cats):
+        assert np.all(on[ys[:, j] == 1, bands[c]] > -30.0), c
+        assert np.all(on[ys[:, j] == 0, bands[c]] < -30.0), c
+
+
+def test_the_categoriser_hears_each_drum_of_a_loop_the_kit_never_played(kit, categoriser):
+    """Trained on the templates alone, it hears the played layers' kick, snare and hats
+    (kick and hat at one instant: both), and the velocities follow the played levels."""
+    x, hits = loop(kit, tempo=100.0)
+    found, grid, _ = tr.transcribe(x, kit[1], categoriser=categoriser)
+    assert {"kick", "closed-hat"} <= {h.category for h in found if h.onset_s < 0.02}
+    for c in ("kick", "snare"):
+        f = [h.onset_s for h in found if h.category == c]
+        assert gt.f1(f, [t for t, cc, _ in hits if cc == c], 0.025) >= 0.9, c
+    hats = [h.onset_s for h in found if h.category in ("closed-hat", "open-hat")]
+    assert gt.f1(hats, [t for t, c, _ in hits if c == "closed-hat"], 0.025) >= 0.8
+    kicks = [(t, v) for t, c, v in hits if c == "kick"]
+    got = {round(h.onset_s, 2): h.velocity for h in found if h.category == "kick"}
+    pairs = [(v, got[round(t, 2)]) for t, v in kicks if round(t, 2) in got]
+    assert len(pairs) >= len(kicks) - 1 and max(g for _, g in pairs) == 127
+
+
+def test_a_categoriser_is_trained_once_for_a_corpus_and_read_back(tmp_path, monkeypatch,
+                                                                   categoriser):
+    """Kept under the workdir with its corpus's fingerprint: the second call reads it (the
+    same weights, no training); another fingerprint or version trains again."""
+    from drumlayer.loops import categorise
+
+    trained = []
+
+    def fit(pool, n, steps):
+        trained.append(n)
+        return categoriser
+
+    monkeypatch.setattr(categorise, "for_clips", fit)
+    a = categorise.for_workdir(str(tmp_path), lambda: {}, "corpus-1", 10, 1)
+    b = categorise.for_workdir(str(tmp_path), lambda: {}, "corpus-1", 10, 1)
+    assert trained == [10]
+    assert b.categories == a.categories and np.array_equal(b.w1, a.w1)
+    categorise.for_workdir(str(tmp_path), lambda: {}, "corpus-2", 10, 1)
+    monkeypatch.setattr(categorise, "VERSION", categorise.VERSION + 1)
+    categorise.for_workdir(str(tmp_path), lambda: {}, "corpus-2", 10, 1)
+    assert trained == [10, 10, 10]

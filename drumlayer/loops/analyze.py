@@ -21,7 +21,7 @@ from drumlayer.data.dataset import Dataset
 from drumlayer.errors import DrumlayerError
 from drumlayer.kit import export as export_lib
 from drumlayer.kit import midi
-from drumlayer.loops import rebuild
+from drumlayer.loops import categorise, rebuild
 from drumlayer.loops import transcribe as tr
 from drumlayer.recipes import render
 from drumlayer.studio import voices
@@ -37,12 +37,15 @@ class LoopRejected(DrumlayerError):
 
 
 class LoopKit:
-    """A kit opened for loops: a studio per trained category ({category: Studio}) and the
-    templates the transcription decomposes onsets over (`rebuild.templates`)."""
+    """A kit opened for loops: a studio per trained category ({category: Studio}), the
+    templates the transcription decomposes onsets over (`rebuild.templates`), and the
+    categoriser that says which drums sound at an onset (None: the decomposition says)."""
 
-    def __init__(self, studios: dict, untrained: dict[str, np.ndarray] | None = None):
+    def __init__(self, studios: dict, untrained: dict[str, np.ndarray] | None = None,
+                 categoriser: categorise.Categoriser | None = None):
         self.studios = studios
         self.templates = rebuild.templates(studios, untrained)
+        self.categoriser = categoriser
 
     @classmethod
     def open(cls, workdir: str) -> LoopKit:
@@ -51,8 +54,35 @@ class LoopKit:
         trained = {c: e["workdir"] for c, e in summary["categories"].items() if "workdir" in e}
         if not trained:
             raise DrumlayerError(f"no category of {workdir} has a trained model")
-        return cls({c: Studio(w) for c, w in trained.items()},
-                   untrained(Workdir(workdir), trained))
+        return cls.of({c: Studio(w) for c, w in trained.items()}, workdir)
+
+    @classmethod
+    def of(cls, studios: dict, workdir: str) -> LoopKit:
+        """The kit of these studios ({category: Studio}) of a kit job's workdir."""
+        wd = Workdir(workdir)
+        return cls(studios, untrained(wd, studios), categoriser(wd))
+
+
+def categoriser(wd: Workdir, mixtures: int = categorise.MIXTURES,
+                steps: int = categorise.STEPS) -> categorise.Categoriser | None:
+    """The kit corpus's categoriser (`categorise.for_workdir`: trained once on its training
+    and validation clips of the kit categories, then read back), or None without a corpus."""
+    try:
+        ds = Dataset(wd.corpus)
+        key = str(json.load(open(wd.corpus.meta))["fingerprint"])
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+
+    def pool() -> dict[str, list[np.ndarray]]:
+        out = {}
+        for c in categories.KIT_CATEGORIES:
+            ids = [i for i, r in enumerate(ds.rows)
+                   if r["category"] == c and r["split"] in ("train", "val")]
+            if ids:
+                out[c] = [np.asarray(a, np.float64) for a in ds.audio(ids)]
+        return out
+
+    return categorise.for_workdir(wd.root, pool, key, mixtures, steps)
 
 
 def untrained(wd: Workdir, trained) -> dict[str, np.ndarray]:
@@ -79,7 +109,8 @@ def transcribe_loop(kit: LoopKit, recording: np.ndarray, rate: int) -> dict:
         raise LoopRejected("silence: no hits")
     x22 = audio.resample(x, rate, tr.RATE) if rate != tr.RATE else x
     x22 = rebuild.peak_one(x22)
-    hits, grid, unknown = tr.transcribe(x22, kit.templates)
+    hits, grid, unknown = tr.transcribe(x22, kit.templates,
+                                         categoriser=kit.categoriser)
     if not any(h.category in kit.studios for h in hits):
         found = {c: sum(h.category == c for h in hits) for c in sorted({h.category
                                                                           for h in hits})}

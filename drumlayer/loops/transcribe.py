@@ -180,12 +180,14 @@ class Templates:
                          for a in self.audio])
 
 
-def decompose(x: np.ndarray, at: np.ndarray, templates: Templates
+def decompose(x: np.ndarray, at: np.ndarray, templates: Templates,
+              only: list[set[str]] | None = None
               ) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
     """Per onset (samples `at` [N] of x), ({category: its score: the larger of its share of the
     mix / PART and what the mix loses without it / LOSS; all 0 where the mix explains less
     than FIT of the onset's energy}, {category: its part of the mix, in the templates' power
-    units})."""
+    units}); with `only` [N], onset i is mixed from the templates of the categories only[i]
+    (those a categoriser heard there)."""
     import scipy.optimize  # here: as scipy.signal in `onsets`
 
     fb = filterbank()
@@ -194,13 +196,20 @@ def decompose(x: np.ndarray, at: np.ndarray, templates: Templates
     cuts = {}  # templates' features, per how far the next onset lets an onset's spans reach
     shares, levels = [], []
     stops = list(at[1:]) + [len(x)]
-    for n, stop in zip(at, stops, strict=True):
+    for i_onset, (n, stop) in enumerate(zip(at, stops, strict=True)):
         reach = min((stop - n) / RATE, SPANS_S[-1][1])
         key = next(b for _, b in SPANS_S if b >= reach - 1e-9) if reach < SPANS_S[-1][1] \
             else SPANS_S[-1][1]
         if key not in cuts:
             cuts[key] = templates.features(reach if reach < SPANS_S[-1][1] else None, fb)
         a = cuts[key]
+        use = np.ones(len(a), bool) if only is None else np.isin(
+            np.array(templates.categories), sorted(only[i_onset]))
+        if not use.any():
+            shares.append({})
+            levels.append({})
+            continue
+        a = a[use]
         b = span_features(x, int(n), int(stop), fb)
         scale = np.mean(a, axis=0) ** WHITEN + 1e-20  # whiten: every band counts
         cols = a / scale
@@ -211,22 +220,34 @@ def decompose(x: np.ndarray, at: np.ndarray, templates: Templates
         energy = float(np.dot(target, target)) + 1e-30
         total = float(coef.sum()) + 1e-30
         share = {}
+        here = which[use]
         for i, c in enumerate(cats):
-            mine = coef[which == i]
+            mine = coef[here == i]
             if not np.any(mine > 0):
                 share[c] = 0.0
                 continue
             # its share of the mix, or (a quiet drum under a loud one: a hat on a kick) what
             # the mix loses without it, each against its own threshold
-            _, without = scipy.optimize.nnls(unit[:, which != i], target, maxiter=2000)
+            if np.all(here == i):
+                share[c] = 1.0 / PART
+                continue
+            _, without = scipy.optimize.nnls(unit[:, here != i], target, maxiter=2000)
             loses = float((without ** 2 - resid ** 2) / energy)
             share[c] = max(float(mine.sum()) / total / PART, loses / LOSS)
-        level = {c: float(part[which == i].sum()) for i, c in enumerate(cats)}
-        if 1.0 - resid ** 2 / energy < FIT:  # the templates do not explain it: no drum here
+        level = {c: float(part[here == i].sum()) for i, c in enumerate(cats)}
+        # the templates do not explain it: no drum here (unless a categoriser heard one)
+        if only is None and 1.0 - resid ** 2 / energy < FIT:
             share = {c: 0.0 for c in share}
         shares.append(share)
         levels.append(level)
     return shares, levels
+
+
+def _onset_power(x: np.ndarray, n: int) -> float:
+    """The mean power of the 30 ms after sample n (the level of a drum that no template
+    explains)."""
+    seg = x[n:n + int(0.03 * RATE)]
+    return float(np.mean(np.square(seg))) if len(seg) else 0.0
 
 
 def velocities(levels: list[float]) -> list[int]:
@@ -322,13 +343,25 @@ def tempo(onset_s: np.ndarray, length_s: float, kicks=(), snares=()) -> Grid:
     return Grid(float(bpm), float(start), whole, round(swing, 3))
 
 
-def transcribe(x: np.ndarray, templates: Templates, share: float = SHARE
+def transcribe(x: np.ndarray, templates: Templates, share: float = SHARE, categoriser=None
                ) -> tuple[list[Hit], Grid, list[tuple[float, dict]]]:
     """The hits of a loop x [S] at RATE, its grid, and the onsets no category took [(onset s,
-    {category: share})]."""
+    {category: score})]. With a categoriser (`drumlayer.loops.categorise.Categoriser`), it
+    says which drums sound at each onset (probability >= its THRESHOLD) and the decomposition
+    over those drums' templates their levels; without one, the decomposition says both."""
     x = np.asarray(x, np.float64)
     at = onsets(x)
-    shares, levels = decompose(x, at, templates)
+    if categoriser is None:
+        shares, levels = decompose(x, at, templates)
+    else:
+        from drumlayer.loops import categorise
+
+        shares = [{c: p / categorise.THRESHOLD * share for c, p in probs.items()}
+                  for probs in categoriser.at_onsets(x, at)]
+        heard = [{c for c, s in sh.items() if s >= share} for sh in shares]
+        _, levels = decompose(x, at, templates, heard)
+        levels = [{c: lv.get(c, 0.0) or _onset_power(x, int(n)) for c in h}
+                  for n, lv, h in zip(at, levels, heard, strict=True)]
     raw = []
     unassigned = []
     for n, sh, lv in zip(at, shares, levels, strict=True):

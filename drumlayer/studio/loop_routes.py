@@ -31,7 +31,6 @@ from drumlayer.data import audio
 from drumlayer.loops import analyze as loops
 from drumlayer.loops import rebuild
 from drumlayer.recipes import render as render_lib
-from drumlayer.workdir import Workdir
 
 KEEP = 4  # loops kept for their routes
 MAX_SECONDS = 300.0
@@ -60,8 +59,7 @@ def add_loop_routes(app: FastAPI, kit_studios: dict, workdir: str, render_pads, 
     def kit() -> loops.LoopKit:
         with lock:
             if state["kit"] is None:
-                state["kit"] = loops.LoopKit(kit_studios, loops.untrained(
-                    Workdir(workdir), kit_studios))
+                state["kit"] = loops.LoopKit.of(kit_studios, workdir)
             return state["kit"]
 
     def loop(token: str) -> dict:

@@ -75,7 +75,7 @@ def one_shots(pool: dict, cats, rng, rate: int, each: int = 2) -> dict:
     from drumlayer.data import audio
 
     out = {}
-    for c in cats:
+    for c in sorted(cats):  # (a set: its order changes from process to process)
         clips = pool.get(c)
         if clips is None or not len(clips):
             continue

@@ -81,6 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     e.pca_range = 20.0  # traversals go z +- pca_range * u_j (the paper: +-20 along u_0)
     e.pca_points = 21
     e.audio_examples = 3  # reconstructions and interpolations written as WAV
+    e.generation_draws = 256  # sounds drawn from the space per set (evaluation.generation)
 
     if arg == "smoke":
         d.synthetic = True  # CI must not depend on what the machine has installed
@@ -97,4 +98,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         e.pairs = 12
         e.points = 5
         e.pca_points = 5
+        e.generation_draws = 32
     return c

@@ -6,6 +6,7 @@ output, so that every number there comes with the date, machine and command that
     python docs/regenerate.py seeds base=runs/s0,runs/s1,runs/s2 [other=...]
     python docs/regenerate.py shaping runs/s0 runs/s1 runs/s2
     python docs/regenerate.py loops [bench_results/loops.json]
+    python docs/regenerate.py generation runs/s0 runs/s1 runs/s2
 
 `shaping` refines both test sets of each trained workdir with the weights alone ('weights') and
 with per-layer shaping ('shape', the default, and variants of it), and writes docs/shaping.md
@@ -16,7 +17,8 @@ and metrics.jsonl, and draws docs/images/layering.png (the README's picture: a t
 first workdir, refined) and one training curve per workdir; the first workdir's table also goes
 into the README between its `results` markers. `benchmarks` reads the JSON that
 `python -m benchmarks` writes. `loops` writes docs/loops.md from what `python -m benchmarks
-loops` measured.
+loops` measured. `generation` writes docs/generation.md from the generated sounds' measures in
+each workdir's eval/metrics.json (one workdir a seed).
 """
 
 from __future__ import annotations
@@ -534,6 +536,85 @@ def loops(path: str) -> None:
     print(f"wrote {out}")
 
 
+GEN_MEASURES = ("precision", "recall", "density", "coverage")
+
+
+def _median_range(v: list[float], f: str = "{:.2f}") -> str:
+    v = np.asarray(v, np.float64)
+    return f"{f.format(np.median(v))} ({f.format(v.min())}-{f.format(v.max())})"
+
+
+def generation(workdirs: list[str]) -> None:
+    """docs/generation.md: the generated sounds of each workdir (a seed each) against the
+    held-out clips, with the baselines and the real-against-real line (medians over seeds)."""
+    runs = [_read(os.path.join(w, "eval", "metrics.json")) for w in workdirs]
+    if any(m is None or "generation" not in m for m in runs):
+        raise SystemExit("error: a workdir has no generation measures in eval/metrics.json: "
+                         "evaluate it again")
+    gens = [m["generation"] for m in runs]
+    info = _how(_read(os.path.join(workdirs[0], "run.json"), {}))
+    head = ["sounds", *GEN_MEASURES, "to training clip", "to source"]
+    rows = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+
+    def row(get):
+        return [_median_range([get(g)[m] for g in gens]) for m in GEN_MEASURES]
+
+    rows.append("| training clips (the real-against-real line) | " + " | ".join(
+        row(lambda g: g["real_against_real"]) + [
+            _median_range([g["held_out_novelty"][k] for g in gens])
+            for k in ("to_train", "to_sources")]) + " |")
+    for key, label in report.GENERATED.items():
+        if not all(key in g for g in gens):
+            continue
+        rows.append(f"| {label} | " + " | ".join(
+            row(lambda g, key=key: g[key]) + [
+                _median_range([g[key]["novelty"][k] for g in gens])
+                for k in ("to_train", "to_sources")]) + " |")
+    med = {key: {m: float(np.median([g[key][m] for g in gens])) for m in GEN_MEASURES}
+           for key in ("real_against_real", *report.GENERATED) if all(key in g for g in gens)}
+    line, point = med["real_against_real"], med.get("random_point", {})
+    checks = []
+    if point:
+        checks = [
+            ("precision no more than 0.05 below the real-against-real line",
+             f"{point['precision']:.2f} against {line['precision']:.2f}",
+             point["precision"] >= line["precision"] - 0.05),
+            ("recall >= 0.5", f"{point['recall']:.2f}", point["recall"] >= 0.5),
+            ("ahead of random sparse mixes on precision and recall",
+             f"{point['precision']:.2f} / {point['recall']:.2f} against "
+             f"{med['random_sparse_mixes']['precision']:.2f} / "
+             f"{med['random_sparse_mixes']['recall']:.2f}",
+             point["precision"] > med["random_sparse_mixes"]["precision"]
+             and point["recall"] > med["random_sparse_mixes"]["recall"])]
+    parts = ["# Generated sounds, measured", "",
+             f"Written by `python docs/regenerate.py generation` from {len(workdirs)} runs "
+             f"(seeds) of the same config; {provenance(info, 'unknown')} (the first). Each "
+             "cell: the median over seeds, and (in brackets) the lowest and highest seed.", "",
+             "The sounds a person hears from the model without a target (the studio's "
+             "\"random point\", the prior, variations of the test clips as the kit's round "
+             "robins make them) and two baselines over the same sources, against the held-out "
+             "clips (the test split and the out-of-library set) in a standardised descriptor "
+             "space: MFCC means and spreads, centroid, attack and decay "
+             "(`drumlayer/evaluation/generation.py`). Precision: the share of generated sounds "
+             f"among real ones (inside a real clip's ball reaching its k-th nearest real "
+             f"neighbour, k = {gens[0]['k']}); recall: the share of real clips among "
+             "generated ones; density and coverage (Naeem et al. 2020) likewise, robust to "
+             "outliers. The first row is the training clips measured the same way: what real "
+             "drums score. The last two columns: the median distance to the nearest training "
+             "clip and to the nearest single source (a copy scores 0).", "",
+             *rows, "",
+             "## The issue's targets, for the studio's random point", "",
+             "| target | measured | met |", "|---|---|---|",
+             *[f"| {t} | {v} | {'yes' if ok else '**no**'} |" for t, v, ok in checks], "",
+             "Not measured yet: whether the generated sounds are drums of the right kind (a "
+             "category classifier over the kit corpus), the kit export's round robins against "
+             "real repeated hits, and the DrumSynth kits.", ""]
+    out = os.path.join(DOCS, "generation.md")
+    with open(out, "w") as f:
+        f.write("\n".join(parts))
+    print(f"wrote {out}")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[0] == "results":
         results(argv[1:])
@@ -541,6 +622,8 @@ def main(argv: list[str]) -> int:
         seeds(argv[1:])
     elif len(argv) >= 2 and argv[0] == "shaping":
         shaping(argv[1:])
+    elif len(argv) >= 2 and argv[0] == "generation":
+        generation(argv[1:])
     elif argv and argv[0] == "loops":
         loops(argv[1] if len(argv) > 1 else os.path.join(ROOT, "bench_results", "loops.json"))
     elif argv and argv[0] == "benchmarks":

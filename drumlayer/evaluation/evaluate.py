@@ -38,7 +38,7 @@ from drumlayer import cli, lock
 from drumlayer.data import audio, fullband
 from drumlayer.data.dataset import MIN_TEST_CLIPS, OUTSIDE, Dataset
 from drumlayer.errors import DrumlayerError
-from drumlayer.evaluation import baselines, report
+from drumlayer.evaluation import baselines, generation, report
 from drumlayer.evaluation.results import (
     EvalConfig,
     Fit,
@@ -295,10 +295,28 @@ def run(workdir: str, ec: EvalConfig | None = None) -> Results:
     recon = timed("reconstruction", reconstruction, b, test, refiners)
     out_recon = None if outside is None else timed(
         "reconstruction_outside", reconstruction, b, outside, refiners)
+    gen = timed("generation", generated_sounds, workdir, b, z, test, outside, ec)
     return Results(bundle=b, test=test, z=z, config=ec, interpolation=interp, pca=pcs,
                    cardinality=measures.cardinality(recon["model"].weights),
                    reconstruction=recon, seconds=seconds, outside=outside,
-                   outside_reconstruction=out_recon)
+                   outside_reconstruction=out_recon, generation=gen)
+
+
+def generated_sounds(workdir: str, b: Bundle, z: np.ndarray, test: TestSet,
+                     outside: TestSet | None, ec: EvalConfig) -> dict:
+    """`generation.measure` of the sounds drawn from b's space (`generation.generated`)
+    against the held-out clips (test split and out of library), the training clips the
+    reference line."""
+    wd = Workdir(workdir)
+    ds = Dataset(wd.corpus)
+    with open(wd.selection.targets) as f:
+        train = [i for i in json.load(f)["train"] if i < ds.n]  # the clips, not their variants
+    held = test.audio if outside is None else np.concatenate([test.audio, outside.audio])
+    sets = generation.generated(b, z, decode, ec.seed, ec.generation_draws)
+    src = np.asarray(b.sources, np.float32)
+    d = generation.descriptor_matrix
+    return generation.measure(d(held), d(ds.audio(train)), d(src),
+                              {name: d(w @ src) for name, w in sets.items()})
 
 
 def _stats(x: np.ndarray) -> dict:
@@ -330,6 +348,7 @@ def summary(res: Results) -> dict:
         **({} if res.outside is None else {OUTSIDE: {
             "clips": len(res.outside.ids), "holdout": list(res.bundle.config["data"].get(
                 "holdout", [])), **_reconstruction_summary(res.outside_reconstruction)}}),
+        **({} if res.generation is None else {"generation": res.generation}),
         "seconds": res.seconds,
     }
 

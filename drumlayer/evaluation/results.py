@@ -18,6 +18,7 @@ class EvalConfig:
     pca_range: float = 20.0
     pca_points: int = 21
     audio_examples: int = 3
+    generation_draws: int = 256  # sounds of each generated set (evaluation.generation)
     seed: int = 0
 
     @classmethod
@@ -126,3 +127,4 @@ class Results:
     seconds: dict[str, float]
     outside: TestSet | None = None  # the out-of-library set, when the run has one
     outside_reconstruction: dict[str, Fit] | None = None  # its fits, by method as above
+    generation: dict | None = None  # evaluation.generation.measure of the generated sounds

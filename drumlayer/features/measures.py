@@ -23,6 +23,7 @@ MRSTFT_SIZES = (512, 1024, 2048)  # hop = size // 4 (Yamamoto et al. 2020, Engel
 CARDINALITY_THRESHOLDS = (0.001, 0.01, 0.04)
 ACTIVE = 0.01  # a layer "is active" when its share of the mix exceeds this
 PRUNE = 0.04  # the paper's listening threshold (Section 4.4)
+JITTER = 0.5  # variants: this many standard deviations along each principal direction, at most
 
 
 def descriptors(clips: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -143,6 +144,15 @@ def pca(z: np.ndarray, n: int) -> dict:
     var = s**2 / max(len(z) - 1, 1)
     return {"center": center.astype(np.float32), "components": comps.astype(np.float32),
             "variance": var[:n], "explained": var[:n] / max(var.sum(), 1e-30)}
+
+
+def jitter(pca: dict, z: np.ndarray, n: int, seed: int, amount: float = JITTER) -> np.ndarray:
+    """n seeded variants of z [L]: z moved by up to `amount` standard deviations along each
+    principal direction of the latent PCA (`pca`) -> [n, L] (a kit pad's round robins)."""
+    comps = np.asarray(pca["components"], np.float32)
+    spread = np.sqrt(np.asarray(pca["variance"], np.float32))
+    steps = np.random.default_rng(seed).uniform(-amount, amount, (n, len(spread))) * spread
+    return (np.asarray(z, np.float32)[None] + steps @ comps).astype(np.float32)
 
 
 def path_distances(weights: jax.Array, centroid: jax.Array, mfcc: jax.Array) -> dict:

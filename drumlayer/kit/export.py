@@ -43,6 +43,7 @@ import soundfile as sf
 from drumlayer import cli
 from drumlayer.data.categories import PAD_NAMES, gm_note
 from drumlayer.errors import DrumlayerError
+from drumlayer.features import measures
 from drumlayer.kit import ableton, midi, velocity
 from drumlayer.kit import groove as groove_lib
 from drumlayer.recipes import render, sfz
@@ -50,18 +51,9 @@ from drumlayer.recipes.bundle import Bundle
 from drumlayer.workdir import Workdir, output_folder, read_json
 
 log = logging.getLogger(__name__)
+JITTER, jitter = measures.JITTER, measures.jitter  # the variants of a pad (shared below)
 MAX_VARIATIONS = 16  # round robins, and velocity layers, of a pad: the command's and the studio's
-JITTER = 0.5  # variants: this many standard deviations along each principal direction, at most
 CHOKE = {"closed-hat": ("open-hat",)}  # a hit of the key silences these pads (a hi-hat)
-
-
-def jitter(pca: dict, z: np.ndarray, n: int, seed: int, amount: float = JITTER) -> np.ndarray:
-    """n seeded variants of z [L]: z moved by up to `amount` standard deviations along each
-    principal direction of the latent PCA -> [n, L]."""
-    comps = np.asarray(pca["components"], np.float32)
-    spread = np.sqrt(np.asarray(pca["variance"], np.float32))
-    steps = np.random.default_rng(seed).uniform(-amount, amount, (n, len(spread))) * spread
-    return (np.asarray(z, np.float32)[None] + steps @ comps).astype(np.float32)
 
 
 def pad(layers: list[dict], fits: list[dict], audio: np.ndarray, rate: int,

@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from drumlayer.loops import transcribe as tr
+from drumlayer.workdir import write_file
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,11 @@ class Categoriser:
         p = self.probabilities(np.stack([patch(x, int(n), fb) for n in at]))
         return [dict(zip(self.categories, map(float, row), strict=True)) for row in p]
 
-    def save(self, path: str, key: str = "") -> None:
-        from drumlayer.workdir import write_file
+    def scores(self, x: np.ndarray, at: np.ndarray) -> list[dict[str, float]]:
+        """`at_onsets` over THRESHOLD: a category sounds where its score is at least 1."""
+        return [{c: p / THRESHOLD for c, p in probs.items()} for probs in self.at_onsets(x, at)]
 
+    def save(self, path: str, key: str = "") -> None:
         buf = io.BytesIO()
         np.savez(buf, categories=np.array(self.categories), key=np.array(key),
                  version=np.array(VERSION), **{f.name: getattr(self, f.name)

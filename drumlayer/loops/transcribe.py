@@ -180,15 +180,30 @@ class Templates:
                          for a in self.audio])
 
 
+def _unmix(a: np.ndarray, b: np.ndarray):
+    """NNLS of an onset's span features b [F] over templates' a [N, F], in a band-whitened
+    space (every band counts): (unit columns [F, N], target [F], coefficients [N], residual,
+    column norms [N], the target's energy)."""
+    import scipy.optimize  # here: as scipy.signal in `onsets`
+
+    scale = np.mean(a, axis=0) ** WHITEN + 1e-20
+    cols = a / scale
+    norms = np.linalg.norm(cols, axis=1) + 1e-20
+    unit, target = (cols / norms[:, None]).T, b / scale
+    coef, resid = scipy.optimize.nnls(unit, target, maxiter=2000)
+    return unit, target, coef, resid, norms, float(np.dot(target, target)) + 1e-30
+
+
 def decompose(x: np.ndarray, at: np.ndarray, templates: Templates,
               only: list[set[str]] | None = None
               ) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
     """Per onset (samples `at` [N] of x), ({category: its score: the larger of its share of the
-    mix / PART and what the mix loses without it / LOSS; all 0 where the mix explains less
-    than FIT of the onset's energy}, {category: its part of the mix, in the templates' power
-    units}); with `only` [N], onset i is mixed from the templates of the categories only[i]
-    (those a categoriser heard there)."""
-    import scipy.optimize  # here: as scipy.signal in `onsets`
+    mix / PART and what the mix loses without it / LOSS; all 0 where the mix of every template
+    explains less than FIT of the onset's energy}, {category: its part of the mix, in the
+    templates' power units}). With `only` [N] (the categories a categoriser heard at each
+    onset), the levels are of a mix of those categories' templates alone, and a score is
+    1 / PART where the category has a part of that mix (0 where nothing explains the onset)."""
+    import scipy.optimize
 
     fb = filterbank()
     cats = sorted(set(templates.categories))
@@ -203,21 +218,18 @@ def decompose(x: np.ndarray, at: np.ndarray, templates: Templates,
         if key not in cuts:
             cuts[key] = templates.features(reach if reach < SPANS_S[-1][1] else None, fb)
         a = cuts[key]
-        use = np.ones(len(a), bool) if only is None else np.isin(
-            np.array(templates.categories), sorted(only[i_onset]))
-        if not use.any():
-            shares.append({})
-            levels.append({})
-            continue
-        a = a[use]
         b = span_features(x, int(n), int(stop), fb)
-        scale = np.mean(a, axis=0) ** WHITEN + 1e-20  # whiten: every band counts
-        cols = a / scale
-        norms = np.linalg.norm(cols, axis=1) + 1e-20
-        unit, target = (cols / norms[:, None]).T, b / scale
-        coef, resid = scipy.optimize.nnls(unit, target, maxiter=2000)
+        unit, target, coef, resid, norms, energy = _unmix(a, b)
+        explained = 1.0 - resid ** 2 / energy
+        use = np.ones(len(a), bool)
+        if only is not None:
+            use = np.isin(np.array(templates.categories), sorted(only[i_onset]))
+            if not use.any():
+                shares.append({})
+                levels.append({})
+                continue
+            unit, target, coef, resid, norms, energy = _unmix(a[use], b)
         part = coef / norms  # each template's gain (power)
-        energy = float(np.dot(target, target)) + 1e-30
         total = float(coef.sum()) + 1e-30
         share = {}
         here = which[use]
@@ -225,18 +237,16 @@ def decompose(x: np.ndarray, at: np.ndarray, templates: Templates,
             mine = coef[here == i]
             if not np.any(mine > 0):
                 share[c] = 0.0
-                continue
-            # its share of the mix, or (a quiet drum under a loud one: a hat on a kick) what
-            # the mix loses without it, each against its own threshold
-            if np.all(here == i):
+            elif only is not None or np.all(here == i):
                 share[c] = 1.0 / PART
-                continue
-            _, without = scipy.optimize.nnls(unit[:, here != i], target, maxiter=2000)
-            loses = float((without ** 2 - resid ** 2) / energy)
-            share[c] = max(float(mine.sum()) / total / PART, loses / LOSS)
+            else:
+                # its share of the mix, or (a quiet drum under a loud one: a hat on a kick)
+                # what the mix loses without it, each against its own threshold
+                _, without = scipy.optimize.nnls(unit[:, here != i], target, maxiter=2000)
+                loses = float((without ** 2 - resid ** 2) / energy)
+                share[c] = max(float(mine.sum()) / total / PART, loses / LOSS)
         level = {c: float(part[here == i].sum()) for i, c in enumerate(cats)}
-        # the templates do not explain it: no drum here (unless a categoriser heard one)
-        if only is None and 1.0 - resid ** 2 / energy < FIT:
+        if explained < FIT:  # the templates do not explain it: no drum here
             share = {c: 0.0 for c in share}
         shares.append(share)
         levels.append(level)
@@ -354,12 +364,12 @@ def transcribe(x: np.ndarray, templates: Templates, share: float = SHARE, catego
     if categoriser is None:
         shares, levels = decompose(x, at, templates)
     else:
-        from drumlayer.loops import categorise
-
-        shares = [{c: p / categorise.THRESHOLD * share for c, p in probs.items()}
-                  for probs in categoriser.at_onsets(x, at)]
+        shares = [{c: v * share for c, v in sc.items()} for sc in categoriser.scores(x, at)]
         heard = [{c for c, s in sh.items() if s >= share} for sh in shares]
-        _, levels = decompose(x, at, templates, heard)
+        fits, levels = decompose(x, at, templates, heard)
+        # what the heard drums' templates do not explain at all is no drum (a tone's end)
+        shares = [sh if any(f.values()) or not (h & set(templates.categories)) else
+                  {c: 0.0 for c in sh} for sh, f, h in zip(shares, fits, heard, strict=True)]
         levels = [{c: lv.get(c, 0.0) or _onset_power(x, int(n)) for c in h}
                   for n, lv, h in zip(at, levels, heard, strict=True)]
     raw = []

@@ -62,6 +62,10 @@ def add_loop_routes(app: FastAPI, kit_studios: dict, workdir: str, render_pads, 
                 state["kit"] = loops.LoopKit.of(kit_studios, workdir)
             return state["kit"]
 
+    # made while the person looks at the kit: the first loop on a kit trains its categoriser
+    # (tens of seconds, once), and a loop dropped later is heard at once
+    threading.Thread(target=kit, name="loop-kit", daemon=True).start()
+
     def loop(token: str) -> dict:
         with lock:
             got = kept.get(token)

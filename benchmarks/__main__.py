@@ -1,7 +1,7 @@
 """The project's benchmarks: drumlayer against a reference measured in the same process.
 
     python -m benchmarks [corpus] [features] [selection] [train] [evaluate] [studio] [analyze]
-        [kit_studio] [first_upload] [studio_load] [loops]
+        [kit_studio] [first_upload] [studio_load] [loops] [generation]
         [--out=bench_results] [--workdir=runs/snare_paper]
 
 Run from the repository root with the dev extra installed (librosa, Playwright; the studio
@@ -23,6 +23,7 @@ from benchmarks import (  # noqa: F401 (each module registers its benchmarks)
     corpus_benchmark,
     evaluate_benchmark,
     features_benchmark,
+    generation_benchmark,
     harness,
     loops_benchmark,
     selection_benchmark,
@@ -44,8 +45,8 @@ def _define_flags(fv) -> None:
     flags.DEFINE_integer("moves", 300, "slider input events (studio)", flag_values=fv)
     flags.DEFINE_integer("repeats", 3, "studio starts of each kind (first_upload)",
                          flag_values=fv)
-    flags.DEFINE_string("kit_workdir", "runs/kit", "a trained kit workdir (kit_studio, loops)",
-                        flag_values=fv)
+    flags.DEFINE_string("kit_workdir", "runs/kit",
+                        "a trained kit workdir (kit_studio, loops, generation)", flag_values=fv)
     flags.DEFINE_integer("rebuild_loops", 8, "loops rebuilt against the baselines (loops)",
                          lower_bound=0, flag_values=fv)
 

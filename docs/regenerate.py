@@ -6,7 +6,7 @@ output, so that every number there comes with the date, machine and command that
     python docs/regenerate.py seeds base=runs/s0,runs/s1,runs/s2 [other=...]
     python docs/regenerate.py shaping runs/s0 runs/s1 runs/s2
     python docs/regenerate.py loops [bench_results/loops.json]
-    python docs/regenerate.py generation runs/s0 runs/s1 runs/s2
+    python docs/regenerate.py generation runs/s0 runs/s1 runs/s2 [bench_results/generation.json]
 
 `shaping` refines both test sets of each trained workdir with the weights alone ('weights') and
 with per-layer shaping ('shape', the default, and variants of it), and writes docs/shaping.md
@@ -18,7 +18,8 @@ first workdir, refined) and one training curve per workdir; the first workdir's 
 into the README between its `results` markers. `benchmarks` reads the JSON that
 `python -m benchmarks` writes. `loops` writes docs/loops.md from what `python -m benchmarks
 loops` measured. `generation` writes docs/generation.md from the generated sounds' measures in
-each workdir's eval/metrics.json (one workdir a seed).
+each workdir's eval/metrics.json (one workdir a seed), and the categories a kit's generated
+sounds are heard as from `python -m benchmarks generation`'s JSON when given.
 """
 
 from __future__ import annotations
@@ -544,9 +545,35 @@ def _median_range(v: list[float], f: str = "{:.2f}") -> str:
     return f"{f.format(np.median(v))} ({f.format(v.min())}-{f.format(v.max())})"
 
 
+def classified_section(path: str) -> list[str]:
+    """The share of a kit's generated sounds its categoriser hears as their category."""
+    b = _read(path)
+    m = b["machine"]
+    cats = b["categories"]
+    sets = [k for k in report.GENERATED if all(k in r for r in cats.values())]
+    rows = ["| category | held-out clips | real | " + " | ".join(
+        report.GENERATED[k] for k in sets) + " |", "|---" + "|---:" * (len(sets) + 2) + "|"]
+    for c, r in cats.items():
+        rows.append(f"| {c} | {r['held_out']} | {r['real']:.2f} | "
+                    + " | ".join(f"{r[k]:.2f}" for k in sets) + " |")
+    return ["## Drums of the right kind?", "",
+            f"`{re.sub(WORKDIR_FLAG, '', b['command'])} --kit_workdir=runs/kit`, run on "
+            f"{b['date']} ({m['processor']}, {m['cpus']} CPU cores): for each category of the "
+            "kit trained on the open kits, the share of sounds its categoriser (the network "
+            "the loops are transcribed with, trained on the kit corpus's training and "
+            "validation one-shots) hears as that category, its most probable. \"real\" is "
+            "the category's held-out clips (test split and out of library): kits the "
+            "categoriser never heard. The generated sounds are mixes of the category's "
+            "sources, which are training clips the categoriser was trained on: their share "
+            "is an upper bound, not a fair comparison with the real clips'.", "", *rows, ""]
+
+
 def generation(workdirs: list[str]) -> None:
     """docs/generation.md: the generated sounds of each workdir (a seed each) against the
-    held-out clips, with the baselines and the real-against-real line (medians over seeds)."""
+    held-out clips, with the baselines and the real-against-real line (medians over seeds);
+    a JSON argument is the generation benchmark's (the kit's categories)."""
+    bench = [w for w in workdirs if w.endswith(".json")]
+    workdirs = [w for w in workdirs if not w.endswith(".json")]
     runs = [_read(os.path.join(w, "eval", "metrics.json")) for w in workdirs]
     if any(m is None or "generation" not in m for m in runs):
         raise SystemExit("error: a workdir has no generation measures in eval/metrics.json: "
@@ -606,9 +633,9 @@ def generation(workdirs: list[str]) -> None:
              "## The issue's targets, for the studio's random point", "",
              "| target | measured | met |", "|---|---|---|",
              *[f"| {t} | {v} | {'yes' if ok else '**no**'} |" for t, v, ok in checks], "",
-             "Not measured yet: whether the generated sounds are drums of the right kind (a "
-             "category classifier over the kit corpus), the kit export's round robins against "
-             "real repeated hits, and the DrumSynth kits.", ""]
+             *(classified_section(bench[0]) if bench else []),
+             "Not measured yet: the kit export's round robins against real repeated hits, "
+             "whether the encoder's recipe helps the refinement, and the DrumSynth kits.", ""]
     out = os.path.join(DOCS, "generation.md")
     with open(out, "w") as f:
         f.write("\n".join(parts))

@@ -8,11 +8,13 @@ files and runs it.
   energy of the next 2 ms most exceeds that of the 5 ms before it (full band or above 4 kHz,
   whichever jumps more: a hat on a ringing kick), so an onset lands on its hit's first
   samples, not on a frame.
-- **Which drums** (`decompose`): the energy each onset adds (its spectrum in mel bands over
-  three spans after it, less the spectrum ringing on from before it), as a non-negative mix of
-  the templates' (the kit's sources, every category's) by NNLS in a band-whitened space; a
-  category sounds at the onset when its share of the mix is at least `SHARE`. A kick and a hat
-  at one instant are two hits.
+- **Which drums**: the kit's categoriser (`drumlayer.loops.categorise`: a network over the
+  onset's log-mel patch, trained on mixtures of the kit corpus's one-shots) says which sound;
+  without one, the decomposition (`decompose`) does. It mixes the energy each onset adds (its
+  spectrum in mel bands over three spans after it, less the spectrum ringing on from before
+  it) from the templates' (the kit's sources, every category's) by NNLS in a band-whitened
+  space; a category sounds at the onset when its share of the mix is at least `SHARE`. A kick
+  and a hat at one instant are two hits; an onset the templates do not explain is no drum.
 - **How hard** (`velocities`): a hit's level is its category's part of the mix; its velocity
   is 127 at the loop's loudest hits of that category, 24 dB below it 1 (the kit's velocity
   curve, `drumlayer.kit.velocity.level_db`, inverted).
@@ -51,7 +53,7 @@ class Hit:
     onset_s: float
     category: str
     velocity: int
-    share: float  # the category's share of what the onset added
+    share: float  # its score at the onset (>= 1 sounds): `decompose`'s, or the categoriser's
 
 
 @dataclasses.dataclass(frozen=True)

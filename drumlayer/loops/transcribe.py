@@ -182,13 +182,17 @@ class Templates:
                          for a in self.audio])
 
 
-def _unmix(a: np.ndarray, b: np.ndarray):
-    """NNLS of an onset's span features b [F] over templates' a [N, F], in a band-whitened
-    space (every band counts): (unit columns [F, N], target [F], coefficients [N], residual,
+def _whitening(a: np.ndarray) -> np.ndarray:
+    """[F] the scale of each band of templates' features a [N, F]: every band counts."""
+    return np.mean(a, axis=0) ** WHITEN + 1e-20
+
+
+def _unmix(a: np.ndarray, b: np.ndarray, scale: np.ndarray):
+    """NNLS of an onset's span features b [F] over templates' a [N, F], each band divided by
+    scale [F] (`_whitening`): (unit columns [F, N], target [F], coefficients [N], residual,
     column norms [N], the target's energy)."""
     import scipy.optimize  # here: as scipy.signal in `onsets`
 
-    scale = np.mean(a, axis=0) ** WHITEN + 1e-20
     cols = a / scale
     norms = np.linalg.norm(cols, axis=1) + 1e-20
     unit, target = (cols / norms[:, None]).T, b / scale
@@ -221,7 +225,8 @@ def decompose(x: np.ndarray, at: np.ndarray, templates: Templates,
             cuts[key] = templates.features(reach if reach < SPANS_S[-1][1] else None, fb)
         a = cuts[key]
         b = span_features(x, int(n), int(stop), fb)
-        unit, target, coef, resid, norms, energy = _unmix(a, b)
+        scale = _whitening(a)  # of every template: one unit for every onset's levels
+        unit, target, coef, resid, norms, energy = _unmix(a, b, scale)
         explained = 1.0 - resid ** 2 / energy
         use = np.ones(len(a), bool)
         if only is not None:
@@ -230,7 +235,7 @@ def decompose(x: np.ndarray, at: np.ndarray, templates: Templates,
                 shares.append({})
                 levels.append({})
                 continue
-            unit, target, coef, resid, norms, energy = _unmix(a[use], b)
+            unit, target, coef, resid, norms, energy = _unmix(a[use], b, scale)
         part = coef / norms  # each template's gain (power)
         total = float(coef.sum()) + 1e-30
         share = {}

@@ -1,4 +1,4 @@
-"""Write docs/results.md, docs/benchmarks.md and the README's results table from the runs' own
+"""Write docs/results.md, docs/benchmarks.md and the other measured pages from the runs' own
 output, so that every number there comes with the date, machine and command that made it.
 
     python docs/regenerate.py results runs/snare [runs/snare_paper ...]
@@ -14,8 +14,7 @@ with per-layer shaping ('shape', the default, and variants of it), and writes do
 
 `results` reads each workdir's run.json, eval/metrics.json, eval/report.md, train_summary.json
 and metrics.jsonl, and draws docs/images/layering.png (the README's picture: a test clip of the
-first workdir, refined) and one training curve per workdir; the first workdir's table also goes
-into the README between its `results` markers. `benchmarks` reads the JSON that
+first workdir, refined) and one training curve per workdir. `benchmarks` reads the JSON that
 `python -m benchmarks` writes. `loops` writes docs/loops.md from what `python -m benchmarks
 loops` measured. `generation` writes docs/generation.md from the generated sounds' measures in
 each workdir's eval/metrics.json (one workdir a seed), and the categories a kit's generated
@@ -52,7 +51,6 @@ MEASURES = (("log_spectral_distance_db", "LSD (dB)", "{:.2f}"),
             ("centroid_error_hz", "centroid error (Hz)", "{:.0f}"),
             ("feature_mse", "feature MSE", "{:.2f}"),
             ("active_layers", "active layers", "{:.0f}"))
-README_BEGIN, README_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def _read(path: str, default=None):
@@ -154,7 +152,6 @@ def results(workdirs: list[str]) -> None:
              "each run's test clips (kits never seen in training or selection); lower is better "
              "but for active layers. Every number of a run is in its `eval/metrics.json`, and "
              "the figures of the paper's Section 4 in its `eval/report.md`.", ""]
-    readme_table = None
     for n, wd in enumerate(workdirs):
         metrics = _read(os.path.join(wd, "eval", "metrics.json"))
         if metrics is None:
@@ -164,7 +161,6 @@ def results(workdirs: list[str]) -> None:
         mtime = os.path.getmtime(os.path.join(wd, "eval", "metrics.json"))
         summary = _read(os.path.join(wd, "train_summary.json"), {})
         table = reconstruction_table(metrics)
-        readme_table = readme_table or table
         when = "evaluated " + str(np.datetime64(int(mtime), "s"))
         parts += [f"## `{name}`", "",
                   f"- **Run:** {provenance(run, when)}.",
@@ -193,14 +189,7 @@ def results(workdirs: list[str]) -> None:
             layering_figure(wd, os.path.join(images, "layering.png"))
     with open(os.path.join(DOCS, "results.md"), "w") as f:
         f.write("\n".join(parts))
-    readme = os.path.join(ROOT, "README.md")
-    text = open(readme).read()
-    if README_BEGIN in text and README_END in text:
-        head, rest = text.split(README_BEGIN)
-        _, tail = rest.split(README_END)
-        with open(readme, "w") as f:
-            f.write(f"{head}{README_BEGIN}\n{readme_table}\n{README_END}{tail}")
-    print(f"wrote {os.path.join(DOCS, 'results.md')} and the README's table")
+    print(f"wrote {os.path.join(DOCS, 'results.md')}")
 
 
 def _flat(d: dict, prefix: str = "") -> list[tuple[str, object]]:

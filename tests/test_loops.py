@@ -318,3 +318,10 @@ def test_a_drum_keeps_its_velocity_whether_another_sounds_with_it_or_not(kit, ca
     # (each onset's mix whitened by its own templates read the lone kicks 15 below the loudest
     # and the six 19 apart: 112, 127, 112, 108, 112, 127)
     assert max(kicks) - min(kicks) <= 14 and min(kicks[0::2]) >= 118, kicks
+
+
+def test_a_kit_workdir_without_a_corpus_has_no_categoriser(tmp_path):
+    """(The transcription then falls back to the decomposition.)"""
+    from drumlayer.workdir import Workdir
+
+    assert analyze.categoriser(Workdir(str(tmp_path))) is None

@@ -26,7 +26,7 @@ from drumlayer.loops import transcribe as tr
 from drumlayer.recipes import render
 from drumlayer.studio import voices
 from drumlayer.studio.model import Studio
-from drumlayer.workdir import LoopDir, Workdir, write_file
+from drumlayer.workdir import LoopDir, Workdir, read_json, write_file
 
 log = logging.getLogger(__name__)
 HITS_FIELDS = ("onset_s", "category", "velocity", "gm_note", "pad")
@@ -67,11 +67,10 @@ def categoriser(wd: Workdir, mixtures: int = categorise.MIXTURES,
                 steps: int = categorise.STEPS) -> categorise.Categoriser | None:
     """The kit corpus's categoriser (`categorise.for_workdir`: trained once on its training
     and validation clips of the kit categories, then read back), or None without a corpus."""
-    try:
-        ds = Dataset(wd.corpus)
-        key = str(json.load(open(wd.corpus.meta))["fingerprint"])
-    except (FileNotFoundError, KeyError, ValueError):
+    meta = read_json(wd.corpus.meta) or {}
+    if "fingerprint" not in meta:
         return None
+    ds, key = Dataset(wd.corpus), str(meta["fingerprint"])
 
     def pool() -> dict[str, list[np.ndarray]]:
         out = {}

@@ -214,7 +214,9 @@ def decompose(x: np.ndarray, at: np.ndarray, templates: Templates,
     fb = filterbank()
     cats = sorted(set(templates.categories))
     which = np.array([cats.index(c) for c in templates.categories])
-    cuts = {}  # templates' features, per how far the next onset lets an onset's spans reach
+    # templates' features and their whitening (one unit for every onset's levels), per how far
+    # the next onset lets an onset's spans reach
+    cuts = {}
     shares, levels = [], []
     stops = list(at[1:]) + [len(x)]
     for i_onset, (n, stop) in enumerate(zip(at, stops, strict=True)):
@@ -222,10 +224,10 @@ def decompose(x: np.ndarray, at: np.ndarray, templates: Templates,
         key = next(b for _, b in SPANS_S if b >= reach - 1e-9) if reach < SPANS_S[-1][1] \
             else SPANS_S[-1][1]
         if key not in cuts:
-            cuts[key] = templates.features(reach if reach < SPANS_S[-1][1] else None, fb)
-        a = cuts[key]
+            a = templates.features(reach if reach < SPANS_S[-1][1] else None, fb)
+            cuts[key] = a, _whitening(a)
+        a, scale = cuts[key]
         b = span_features(x, int(n), int(stop), fb)
-        scale = _whitening(a)  # of every template: one unit for every onset's levels
         unit, target, coef, resid, norms, energy = _unmix(a, b, scale)
         explained = 1.0 - resid ** 2 / energy
         use = np.ones(len(a), bool)
